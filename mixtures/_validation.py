@@ -1,0 +1,116 @@
+"""Input checks run once, at the public boundary, before PyMC sees anything.
+
+Every message has the form "`name` should be X, but got Y" so that users (and tests) can
+tell at a glance what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["check_k", "check_observations", "check_positive_vector", "check_vector"]
+
+_MAX_POSITIONS_SHOWN = 10
+
+
+def _as_numeric_array(values, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"`{name}` should be numeric, but got dtype {arr.dtype}")
+    return arr
+
+
+def _describe_nonfinite(arr: np.ndarray) -> str:
+    """Say how many values are NaN / infinite and where (row indices)."""
+    bad = ~np.isfinite(arr)
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int(bad.sum()) - n_nan
+    rows = np.flatnonzero(bad.reshape(arr.shape[0], -1).any(axis=1))
+    shown = ", ".join(str(i) for i in rows[:_MAX_POSITIONS_SHOWN])
+    more = f" and {rows.size - _MAX_POSITIONS_SHOWN} more" if rows.size > _MAX_POSITIONS_SHOWN else ""
+    return f"{n_nan} NaN and {n_inf} infinite value(s) at index {shown}{more}"
+
+
+def check_observations(y, name: str = "y", *, ndim: int = 1, min_obs: int = 2) -> np.ndarray:
+    """Return `y` as a new float64 array after checking it is usable data.
+
+    Parameters
+    ----------
+    y : array-like
+        Observations: shape (n_obs,) when ``ndim=1``, (n_obs, n_features) when ``ndim=2``.
+    name : str
+        Name used in error messages.
+    ndim : {1, 2}
+        Required number of dimensions.
+    min_obs : int
+        Smallest acceptable number of observations.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 copy; the caller's object is never modified or aliased.
+
+    Raises
+    ------
+    ValueError
+        Non-numeric data, wrong dimensionality, too few observations, or non-finite values
+        (PyMC would silently impute NaN otherwise).
+    """
+    arr = _as_numeric_array(y, name)
+    if arr.ndim != ndim:
+        expected = "(n_obs,)" if ndim == 1 else "(n_obs, n_features)"
+        hint = ""
+        if ndim == 1 and arr.ndim == 2:
+            hint = "; a univariate mixture takes one column (use a multivariate model for 2-D data)"
+        raise ValueError(
+            f"`{name}` should be a {ndim}-D array of shape {expected}, "
+            f"but got an array of shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] < min_obs:
+        raise ValueError(
+            f"`{name}` should contain at least {min_obs} observations, but got {arr.shape[0]}"
+        )
+    arr = np.array(arr, dtype=np.float64, copy=True)
+    if not np.isfinite(arr).all():
+        raise ValueError(
+            f"`{name}` should contain only finite values, but got {_describe_nonfinite(arr)}; "
+            "drop or impute them explicitly before fitting"
+        )
+    return arr
+
+
+def check_k(k, n_obs: int) -> int:
+    """Check the number of components: an integer between 1 and `n_obs`."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"`k` should be an integer >= 1, but got {k!r}")
+    if k < 1:
+        raise ValueError(f"`k` should be an integer >= 1, but got {k}")
+    if k > n_obs:
+        raise ValueError(
+            f"`k` should be at most the number of observations ({n_obs}), but got k = {k}"
+        )
+    return int(k)
+
+
+def check_vector(values, name: str, length: int) -> np.ndarray:
+    """Check a finite numeric vector of the given length; return a float64 copy."""
+    arr = _as_numeric_array(values, name)
+    if arr.ndim != 1 or arr.shape[0] != length:
+        raise ValueError(
+            f"`{name}` should have shape ({length},), one value per component, "
+            f"but got shape {arr.shape}"
+        )
+    arr = np.array(arr, dtype=np.float64, copy=True)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` should contain only finite values, but got {arr.tolist()}")
+    return arr
+
+
+def check_positive_vector(values, name: str, length: int) -> np.ndarray:
+    """Like :func:`check_vector`, and every value must be > 0."""
+    arr = check_vector(values, name, length)
+    if (arr <= 0).any():
+        raise ValueError(f"`{name}` should contain only values > 0, but got {arr.tolist()}")
+    return arr

@@ -1,0 +1,248 @@
+"""Sampling the mixture models and their posterior predictive distribution."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+from scipy.special import logsumexp
+
+from mixtures.assignments import AssignmentGibbs
+
+__all__ = ["ConvergenceWarning", "is_latent", "sample", "sample_posterior_predictive"]
+
+#: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ.
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400
+
+_PARAMS = ("weights", "means", "sigma")
+_LOGLIK_CHUNK = 2_000_000  # draws x n_obs x k floats per block when computing the log-likelihood
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler's diagnostics fall short of the usual reliability thresholds."""
+
+
+def _check_model(model) -> pm.Model:
+    if not isinstance(model, pm.Model):
+        raise ValueError(f"`model` should be a pymc.Model, but got {type(model).__name__}")
+    if "y" not in model.named_vars or model["y"] not in model.observed_RVs:
+        raise ValueError(
+            "`model` should be built by a mixtures factory (observed variable `y`), "
+            f"but got a model with observed variables {[v.name for v in model.observed_RVs]}"
+        )
+    return model
+
+
+def is_latent(model: pm.Model) -> bool:
+    """Whether `model` keeps its assignments as the free variable ``assignment``."""
+    return "assignment" in model.named_vars and model["assignment"] in model.free_RVs
+
+
+def sample(
+    model: pm.Model,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed=None,
+    progressbar: bool = True,
+    **kwargs,
+) -> az.InferenceData:
+    """Sample the posterior of a mixture model built by a `mixtures` factory.
+
+    Latent variants get :class:`~mixtures.AssignmentGibbs` for ``assignment`` (all assignments
+    drawn at once from their exact full conditional) and NUTS for the continuous parameters.
+    Pass ``step=`` to choose the steps yourself, e.g.
+    ``step=pm.CategoricalGibbsMetropolis([model["assignment"]])`` for PyMC's own.
+
+    The ``log_likelihood`` group holds the pointwise log-density of each observation with the
+    assignments summed out, :math:`\\log \\sum_j w_j N(y_i | \\mu_j, \\sigma_j)`, for both
+    variants, so LOO / WAIC compare them on the same footing.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A model from :func:`known_params_mixture`, :func:`shared_sd_mixture` or
+        :func:`full_mixture`.
+    draws, tune, chains : int
+        As in :func:`pymc.sample`.
+    random_seed : int or numpy.random.Generator, optional
+        Makes the run reproducible.
+    progressbar : bool, default True
+        Show PyMC's progress bar.
+    **kwargs
+        Passed to :func:`pymc.sample` (``cores``, ``target_accept``, ``step``, ...).
+
+    Returns
+    -------
+    arviz.InferenceData
+        With groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data`` and
+        ``log_likelihood``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If any of ``weights``, ``means``, ``sigma`` has r_hat > 1.01 or bulk ESS < 400, or if
+        there were divergences.
+
+    Examples
+    --------
+    >>> import mixtures
+    >>> y = mixtures.load_dataset("three_gaussians")["x"]
+    >>> model = mixtures.full_mixture(y, 3, marginalized=True)
+    >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
+    """
+    _check_model(model)
+    for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 0:
+            raise ValueError(f"`{name}` should be a non-negative integer, but got {val!r}")
+    if chains < 1 or draws < 1:
+        raise ValueError(f"`draws` and `chains` should be >= 1, but got {draws} and {chains}")
+    if kwargs.get("idata_kwargs", {}).get("log_likelihood"):
+        raise ValueError("`idata_kwargs['log_likelihood']` is computed by mixtures.sample itself")
+    # PyMC's own checks would include the discrete assignments (r_hat of constant chains is
+    # 0/0); ours below cover the continuous parameters.
+    kwargs.setdefault("compute_convergence_checks", False)
+    with model:
+        if "step" not in kwargs and is_latent(model):
+            kwargs["step"] = [AssignmentGibbs([model["assignment"]])]
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **kwargs,
+        )
+    idata.add_groups(log_likelihood=pointwise_loglik(idata))
+    warn_convergence(idata)
+    return idata
+
+
+def _param(idata, name) -> xr.DataArray:
+    """Posterior draws of a parameter, or its known value from constant_data, broadcast."""
+    if name in idata.posterior:
+        return idata.posterior[name]
+    if "constant_data" in idata.groups() and name in idata.constant_data:
+        return idata.constant_data[name]
+    raise KeyError(f"`{name}` is neither in the posterior nor in constant_data")
+
+
+def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
+    """Return the assignment-marginal pointwise log-likelihood of ``y`` for every draw.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``weights`` in the posterior, ``means`` / ``sigma`` in the posterior or in
+        constant_data, and ``y`` in observed_data.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``y`` with dims (chain, draw, obs_id).
+    """
+    post = idata.posterior
+    y = idata.observed_data["y"]
+    n_obs = y.sizes["obs_id"]
+    weights, means, sigma = (_param(idata, n) for n in _PARAMS)
+    if "component" not in sigma.dims:  # shared sd
+        sigma = sigma.expand_dims(component=weights["component"].values).transpose(..., "component")
+    full = xr.broadcast(weights, means, sigma, exclude=())
+    w, mu, sd = (a.transpose("chain", "draw", "component").values for a in full)
+    chains, draws, k = w.shape
+    yv = y.values
+    out = np.empty((chains, draws, n_obs))
+    block = max(1, _LOGLIK_CHUNK // max(1, n_obs * k))
+    for c in range(chains):
+        for start in range(0, draws, block):
+            sl = slice(start, start + block)
+            z = (yv[None, :, None] - mu[c, sl, None, :]) / sd[c, sl, None, :]
+            comp = -0.5 * z**2 - np.log(sd[c, sl, None, :]) - 0.5 * np.log(2 * np.pi)
+            out[c, sl] = logsumexp(comp + np.log(w[c, sl, None, :]), axis=-1)
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs_id": y["obs_id"]}
+    return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)
+
+
+def warn_convergence(idata: az.InferenceData) -> list[str]:
+    """Warn about parameters with r_hat > 1.01 or bulk ESS < 400, and about divergences.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A sampled posterior.
+
+    Returns
+    -------
+    list of str
+        The problems found (empty if none); each is also issued as a
+        :class:`ConvergenceWarning`.
+    """
+    names = [n for n in _PARAMS if n in idata.posterior]
+    problems = []
+    if names:
+        diag = az.summary(idata, var_names=names, kind="diagnostics")
+        if idata.posterior.sizes["chain"] > 1:
+            bad_rhat = diag.index[~(diag["r_hat"] <= RHAT_MAX)].tolist()
+            if bad_rhat:
+                problems.append(f"r_hat > {RHAT_MAX} for {', '.join(bad_rhat)}")
+        bad_ess = diag.index[~(diag["ess_bulk"] >= ESS_BULK_MIN)].tolist()
+        if bad_ess:
+            problems.append(f"bulk ESS < {ESS_BULK_MIN} for {', '.join(bad_ess)}")
+    if "diverging" in idata.sample_stats:
+        n_div = int(idata.sample_stats["diverging"].sum())
+        if n_div:
+            problems.append(f"{n_div} divergent transition(s) after tuning")
+    for problem in problems:
+        warnings.warn(problem, ConvergenceWarning, stacklevel=3)
+    return problems
+
+
+def sample_posterior_predictive(
+    model: pm.Model, idata: az.InferenceData, *, random_seed=None, progressbar: bool = False
+) -> az.InferenceData:
+    """Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
+
+    For latent models the assignments are drawn afresh from the weights, so both variants
+    give the same predictive distribution (the mixture's), not one conditioned on the
+    sampled assignments.
+
+    Unlike a bare ``pm.sample_posterior_predictive(idata, model=model)``, this never alters the
+    model: PyMC 5 appends to ``model.observed_RVs`` when ``var_names`` is omitted, after which
+    the model can no longer be sampled.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model `idata` was sampled from.
+    idata : arviz.InferenceData
+        Its posterior.
+    random_seed : int or numpy.random.Generator, optional
+        Makes the draws reproducible.
+    progressbar : bool, default False
+        Show PyMC's progress bar.
+
+    Returns
+    -------
+    arviz.InferenceData
+        `idata`, with a ``posterior_predictive`` group holding ``y``.
+    """
+    _check_model(model)
+    var_names = ["assignment", "y"] if is_latent(model) else ["y"]
+    with model:
+        pp = pm.sample_posterior_predictive(
+            idata,
+            var_names=var_names,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            extend_inferencedata=False,
+        )
+    predictive = pp.posterior_predictive[["y"]]
+    if "posterior_predictive" in idata.groups():
+        del idata.posterior_predictive
+    idata.add_groups(posterior_predictive=predictive)
+    return idata

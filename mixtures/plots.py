@@ -1,0 +1,118 @@
+"""Plots of fitted mixtures: posterior predictive overlays and traces."""
+
+from __future__ import annotations
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import gaussian_kde
+
+__all__ = ["plot_ppc", "plot_trace"]
+
+_DEFAULT_VARS = ("weights", "means", "sigma")
+_GRID_POINTS = 256
+
+
+def _kde_grid(data: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """A common grid: the range of data and draws, extended by 3 of the data's bandwidths."""
+    bandwidth = gaussian_kde(data).factor * data.std(ddof=1)
+    lo = min(data.min(), samples.min()) - 3 * bandwidth
+    hi = max(data.max(), samples.max()) + 3 * bandwidth
+    return np.linspace(lo, hi, _GRID_POINTS)
+
+
+def plot_ppc(
+    idata,
+    *,
+    num_draws: int = 50,
+    ax=None,
+    figsize=None,
+    random_seed=None,
+    color: str = "C0",
+    alpha: float = 0.15,
+    data_kwargs: dict | None = None,
+    **kwargs,
+):
+    """Overlay the KDE of each posterior predictive draw (thin) on the KDE of the data (thick).
+
+    Gaussian KDEs with Scott's bandwidth, all evaluated on one grid that extends past the data,
+    so the curves are comparable and go to zero in the tails.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior_predictive`` (see :func:`mixtures.sample_posterior_predictive`) and
+        ``observed_data`` groups holding ``y``.
+    num_draws : int, default 50
+        Number of predictive draws to show, picked at random across chains.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is made if omitted.
+    figsize : tuple of float, optional
+        Size of the new figure (ignored when `ax` is given).
+    random_seed : int or numpy.random.Generator, optional
+        Which draws are picked.
+    color : str, default "C0"
+        Colour of the predictive lines.
+    alpha : float, default 0.15
+        Opacity of the predictive lines.
+    data_kwargs : dict, optional
+        Line properties of the data's KDE (default: black, linewidth 2).
+    **kwargs
+        Line properties of the predictive KDEs.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if "posterior_predictive" not in idata.groups() or "y" not in idata.posterior_predictive:
+        raise ValueError(
+            "`idata` should have a posterior_predictive group with `y` "
+            "(run mixtures.sample_posterior_predictive first), but got groups "
+            f"{idata.groups()}"
+        )
+    pred = idata.posterior_predictive["y"].stack(sample=("chain", "draw")).transpose("sample", ...)
+    n_total = pred.sizes["sample"]
+    if isinstance(num_draws, bool) or not isinstance(num_draws, int | np.integer) or num_draws < 1:
+        raise ValueError(f"`num_draws` should be an integer >= 1, but got {num_draws!r}")
+    rng = np.random.default_rng(random_seed)
+    picks = rng.choice(n_total, size=min(num_draws, n_total), replace=False)
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    line_kwargs = {"color": color, "alpha": alpha, "linewidth": 1, **kwargs}
+    draws = pred.values[picks]
+    data = idata.observed_data["y"].values
+    grid = _kde_grid(data, draws)
+    for i, draw in enumerate(draws):
+        label = "posterior predictive" if i == 0 else None
+        ax.plot(grid, gaussian_kde(draw)(grid), label=label, **line_kwargs)
+    data_line = {"color": "k", "linewidth": 2, "label": "data", **(data_kwargs or {})}
+    ax.plot(grid, gaussian_kde(data)(grid), **data_line)
+    ax.set_xlabel("$y$")
+    ax.set_ylabel("density")
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):
+    """Trace and marginal posterior of the mixture parameters (ArviZ's ``plot_trace``).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A sampled posterior.
+    var_names : list of str, optional
+        Default: those of ``weights``, ``means``, ``sigma`` in the posterior.
+    figsize : tuple of float, optional
+        Figure size.
+    **kwargs
+        Passed to :func:`arviz.plot_trace` (``compact``, ``axes``, ...).
+
+    Returns
+    -------
+    numpy.ndarray of matplotlib.axes.Axes
+        Shape (n_vars, 2).
+    """
+    if var_names is None:
+        var_names = [v for v in _DEFAULT_VARS if v in idata.posterior]
+    kwargs.setdefault("compact", True)
+    return az.plot_trace(idata, var_names=var_names, figsize=figsize, **kwargs)

@@ -1,0 +1,98 @@
+"""Summary tables of a fitted mixture, as a DataFrame or as markdown / CSV / LaTeX text."""
+
+from __future__ import annotations
+
+import arviz as az
+import pandas as pd
+
+__all__ = ["summary_table"]
+
+_DEFAULT_VARS = ("weights", "means", "sigma")
+_FORMATS = ("markdown", "csv", "latex")
+
+
+def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | None = None):
+    """Tabulate posterior mean, sd, HDI, MCSE, bulk / tail ESS and r_hat.
+
+    Rows are labelled by parameter and component, e.g. ``means[0]`` (components are numbered
+    in increasing order of their means when the model is ordered).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A sampled posterior.
+    var_names : list of str, optional
+        Variables to tabulate; default: those of ``weights``, ``means``, ``sigma`` that are in
+        the posterior (the assignments are left out: one row per observation is no summary).
+    hdi_prob : float, default 0.94
+        Mass of the highest-density interval, in (0, 1).
+    fmt : {None, "markdown", "csv", "latex"}
+        None returns the DataFrame; otherwise the table as text in that format.
+
+    Returns
+    -------
+    pandas.DataFrame or str
+        Columns ``mean, sd, hdi_3%, hdi_97%, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat``
+        (the HDI labels follow `hdi_prob`).
+
+    Examples
+    --------
+    >>> import mixtures
+    >>> table = mixtures.summary_table(idata)  # doctest: +SKIP
+    >>> print(mixtures.summary_table(idata, fmt="markdown"))  # doctest: +SKIP
+    """
+    if not 0 < hdi_prob < 1:
+        raise ValueError(f"`hdi_prob` should be in (0, 1), but got {hdi_prob}")
+    if fmt is not None and fmt not in _FORMATS:
+        raise ValueError(f"`fmt` should be None or one of {list(_FORMATS)}, but got {fmt!r}")
+    if var_names is None:
+        var_names = [v for v in _DEFAULT_VARS if v in idata.posterior]
+    else:
+        var_names = list(var_names)
+        missing = [v for v in var_names if v not in idata.posterior]
+        if missing:
+            raise ValueError(
+                f"`var_names` should name posterior variables {list(idata.posterior.data_vars)}, "
+                f"but got {missing}"
+            )
+    table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, kind="all")
+    if fmt is None:
+        return table
+    if fmt == "csv":
+        return table.to_csv()
+    if fmt == "markdown":
+        return _to_markdown(table)
+    return _to_latex(table)
+
+
+def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["", *map(str, table.columns)]
+    rows = [[str(idx), *(f"{v:g}" for v in row)] for idx, row in zip(table.index, table.values)]
+    return header, rows
+
+
+def _to_markdown(table: pd.DataFrame) -> str:
+    header, rows = _cells(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    for char in ("&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _to_latex(table: pd.DataFrame) -> str:
+    header, rows = _cells(table)
+    lines = [
+        "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        "\\hline",
+        " & ".join(_latex_escape(h) for h in header) + " \\\\",
+        "\\hline",
+        *(" & ".join(_latex_escape(c) for c in r) + " \\\\" for r in rows),
+        "\\hline",
+        "\\end{tabular}",
+    ]
+    return "\n".join(lines)
