@@ -54,7 +54,8 @@ class AssignmentGibbs(BlockedStep):
 
     A proper PyMC step method: it combines with NUTS (or any step) in a compound step, runs
     on several chains and cores, takes ``random_seed`` through :func:`pymc.sample`, and
-    pickles.
+    pickles with cloudpickle (as PyMC's own steps do, which is how PyMC ships them to worker
+    processes).
 
     Parameters
     ----------
@@ -134,8 +135,8 @@ class AssignmentGibbs(BlockedStep):
             (term,) = model.logp(vars=[var], sum=False, jacobian=False)
             if value in set(ancestors([term])):
                 terms.append((var.name, term))
-        for pot in model.potentials:
-            if value in set(ancestors([pot])):
+        for pot, pot_graph in zip(model.potentials, model.replace_rvs_by_values(model.potentials)):
+            if value in set(ancestors([pot_graph])):
                 raise ValueError(
                     f"`{name}` should enter the model only through per-observation densities, "
                     f"but the Potential `{pot.name}` depends on it: its conditional is not "

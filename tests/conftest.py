@@ -1,0 +1,36 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import mixtures  # noqa: E402
+
+#: Generating values of the shipped `three_gaussians` data.
+TRUE_MEANS = np.array([9.0, 21.0, 35.0])
+TRUE_SD = 2.0
+TRUE_WEIGHTS = np.array([90, 50, 75]) / 215
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def y3():
+    return mixtures.load_dataset("three_gaussians")["x"].to_numpy()
+
+
+@pytest.fixture(scope="session")
+def fitted(y3):
+    """A marginalised full mixture on three_gaussians, sampled once for the session."""
+    model = mixtures.full_mixture(y3, 3, marginalized=True)
+    idata = mixtures.sample(
+        model, draws=500, tune=500, chains=2, random_seed=11, progressbar=False
+    )
+    mixtures.sample_posterior_predictive(model, idata, random_seed=12)
+    return model, idata
