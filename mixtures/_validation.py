@@ -29,7 +29,9 @@ def _describe_nonfinite(arr: np.ndarray) -> str:
     n_inf = int(bad.sum()) - n_nan
     rows = np.flatnonzero(bad.reshape(arr.shape[0], -1).any(axis=1))
     shown = ", ".join(str(i) for i in rows[:_MAX_POSITIONS_SHOWN])
-    more = f" and {rows.size - _MAX_POSITIONS_SHOWN} more" if rows.size > _MAX_POSITIONS_SHOWN else ""
+    more = (
+        f" and {rows.size - _MAX_POSITIONS_SHOWN} more" if rows.size > _MAX_POSITIONS_SHOWN else ""
+    )
     return f"{n_nan} NaN and {n_inf} infinite value(s) at index {shown}{more}"
 
 

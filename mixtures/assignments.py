@@ -23,12 +23,12 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
-from pytensor.tensor.random.basic import CategoricalRV
 from pymc.step_methods.compound import BlockedStep, Competence, StepMethodState
 from pymc.step_methods.state import dataclass_state
 from pymc.util import get_random_generator, get_value_vars_from_user_vars
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.basic import CategoricalRV
 
 __all__ = ["AssignmentGibbs"]
 
@@ -100,11 +100,11 @@ class AssignmentGibbs(BlockedStep):
         (value,) = value_vars
         rv = model.values_to_rvs[value]
         if not isinstance(rv.owner.op, CategoricalRV):
-            raise ValueError(
-                f"`{rv.name}` should be a Categorical variable, but got {rv.owner.op}"
-            )
+            raise ValueError(f"`{rv.name}` should be a Categorical variable, but got {rv.owner.op}")
         if rv.ndim != 1:
-            raise ValueError(f"`{rv.name}` should be 1-D (one per observation), but got {rv.ndim}-D")
+            raise ValueError(
+                f"`{rv.name}` should be 1-D (one per observation), but got {rv.ndim}-D"
+            )
 
         self.vars = [value]
         self.blocked = blocked
@@ -185,7 +185,9 @@ class AssignmentGibbs(BlockedStep):
     def conditional_logits(self, point) -> np.ndarray:
         """Return the (K, n_obs) matrix of unnormalised full-conditional log-probabilities."""
         n = np.shape(point[self._name])[0]
-        candidates = np.broadcast_to(np.arange(self.k, dtype=point[self._name].dtype)[:, None], (self.k, n))
+        candidates = np.broadcast_to(
+            np.arange(self.k, dtype=point[self._name].dtype)[:, None], (self.k, n)
+        )
         return self._fn(*[point[v] for v in self._input_names], np.ascontiguousarray(candidates))
 
     def step(self, point):

@@ -19,7 +19,9 @@ def _demo(args) -> int:
     import mixtures
 
     data = mixtures.load_dataset("three_gaussians")
-    print(f"three_gaussians: {len(data)} observations, fitting full_mixture(k=3, marginalized=True)")
+    print(
+        f"three_gaussians: {len(data)} observations, fitting full_mixture(k=3, marginalized=True)"
+    )
     start = time.perf_counter()
     model = mixtures.full_mixture(data["x"], 3, marginalized=True)
     idata = mixtures.sample(

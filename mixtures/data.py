@@ -180,9 +180,7 @@ def load_dataset(name: str) -> pd.DataFrame:
     (215, 2)
     """
     if name not in _DESCRIPTIONS:
-        raise ValueError(
-            f"`name` should be one of {sorted(_DESCRIPTIONS)}, but got {name!r}"
-        )
+        raise ValueError(f"`name` should be one of {sorted(_DESCRIPTIONS)}, but got {name!r}")
     path = _data_dir() / f"{name}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"the data file for {name!r} is missing: {path}")

@@ -60,7 +60,7 @@ def sample(
     ``step=pm.CategoricalGibbsMetropolis([model["assignment"]])`` for PyMC's own.
 
     The ``log_likelihood`` group holds the pointwise log-density of each observation with the
-    assignments summed out, :math:`\\log \\sum_j w_j N(y_i | \\mu_j, \\sigma_j)`, for both
+    assignments summed out, log sum_j w_j N(y_i | mu_j, sigma_j), for both
     variants, so LOO / WAIC compare them on the same footing.
 
     Parameters

@@ -73,7 +73,10 @@ def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def _to_markdown(table: pd.DataFrame) -> str:
     header, rows = _cells(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 

@@ -29,8 +29,6 @@ def y3():
 def fitted(y3):
     """A marginalised full mixture on three_gaussians, sampled once for the session."""
     model = mixtures.full_mixture(y3, 3, marginalized=True)
-    idata = mixtures.sample(
-        model, draws=500, tune=500, chains=2, random_seed=11, progressbar=False
-    )
+    idata = mixtures.sample(model, draws=500, tune=500, chains=2, random_seed=11, progressbar=False)
     mixtures.sample_posterior_predictive(model, idata, random_seed=12)
     return model, idata

@@ -105,7 +105,9 @@ def test_pickles_like_pymc_steps():
     with model:
         step = mixtures.AssignmentGibbs([model["assignment"]], rng=5)
     clone = pickle.loads(cloudpickle.dumps(step))
-    np.testing.assert_array_equal(step.step(point)[0]["assignment"], clone.step(point)[0]["assignment"])
+    np.testing.assert_array_equal(
+        step.step(point)[0]["assignment"], clone.step(point)[0]["assignment"]
+    )
 
 
 def test_sampling_is_reproducible_and_uses_both_cores(y3):
@@ -126,5 +128,7 @@ def test_user_can_choose_pymc_step(y3):
     with model:
         step = pm.CategoricalGibbsMetropolis([model["assignment"]])
     with pytest.warns(mixtures.ConvergenceWarning):
-        idata = mixtures.sample(model, draws=30, tune=10, chains=1, step=[step], progressbar=False, random_seed=1)
+        idata = mixtures.sample(
+            model, draws=30, tune=10, chains=1, step=[step], progressbar=False, random_seed=1
+        )
     assert "n_changed" not in idata.sample_stats

@@ -71,7 +71,9 @@ def test_load_returns_a_fresh_frame():
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(ValueError, match=r"`name` should be one of \[.*'old_faithful'.*\], but got 'faithful'"):
+    with pytest.raises(
+        ValueError, match=r"`name` should be one of \[.*'old_faithful'.*\], but got 'faithful'"
+    ):
         mixtures.load_dataset("faithful")
 
 
@@ -86,8 +88,18 @@ def test_wheel_ships_the_data(tmp_path):
     if not (root / "pyproject.toml").is_file():
         pytest.skip("not a source checkout")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(root)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
         check=True,
     )
     (wheel,) = tmp_path.glob("mixtures-*.whl")

@@ -56,7 +56,9 @@ def test_known_params_weights_match_dirichlet_closed_form(marginalized):
     exact_sd = np.sqrt(exact_mean * (1 - exact_mean) / (alpha.sum() + 1))
     table = mixtures.summary_table(idata)
     np.testing.assert_array_less(np.abs(table["mean"] - exact_mean), 4 * table["mcse_mean"] + 1e-3)
-    np.testing.assert_allclose(idata.posterior["weights"].std(("chain", "draw")), exact_sd, rtol=0.1)
+    np.testing.assert_allclose(
+        idata.posterior["weights"].std(("chain", "draw")), exact_sd, rtol=0.1
+    )
 
 
 def test_log_likelihood_equals_pymc_computation(fitted, y3):
@@ -73,7 +75,9 @@ def test_log_likelihood_equals_pymc_computation(fitted, y3):
 def test_latent_log_likelihood_is_the_marginal_one(y3):
     latent = mixtures.shared_sd_mixture(y3, 3)
     with pytest.warns(mixtures.ConvergenceWarning):
-        idata = mixtures.sample(latent, draws=20, tune=20, chains=1, random_seed=2, progressbar=False)
+        idata = mixtures.sample(
+            latent, draws=20, tune=20, chains=1, random_seed=2, progressbar=False
+        )
     marginal = mixtures.shared_sd_mixture(y3, 3, marginalized=True, ordered=False)
     theirs = pm.compute_log_likelihood(
         idata.copy(), model=marginal, extend_inferencedata=False, progressbar=False
@@ -110,7 +114,9 @@ def test_posterior_predictive_shape_and_spread(fitted, y3):
 def test_latent_ppc_redraws_assignments(y3):
     model = mixtures.known_params_mixture(y3, [9, 21, 35], [2, 2, 2])
     with pytest.warns(mixtures.ConvergenceWarning):
-        idata = mixtures.sample(model, draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
+        idata = mixtures.sample(
+            model, draws=50, tune=50, chains=1, random_seed=1, progressbar=False
+        )
     mixtures.sample_posterior_predictive(model, idata, random_seed=2)
     assert list(idata.posterior_predictive.data_vars) == ["y"]
     # with redrawn assignments observation i is not tied to its own component

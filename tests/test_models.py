@@ -170,8 +170,9 @@ def test_book_priors_are_expressible(y3):
         + stats.norm.logpdf(mu, [10, 20, 35], 2).sum()
         + stats.halfcauchy.logpdf(sd, scale=5)
     )
-    prior_logp = model.compile_logp(vars=[model["weights"], model["means"], model["sigma"]],
-                                    jacobian=False)(point)
+    prior_logp = model.compile_logp(
+        vars=[model["weights"], model["means"], model["sigma"]], jacobian=False
+    )(point)
     np.testing.assert_allclose(prior_logp, expected, rtol=1e-7)
 
 
@@ -184,7 +185,9 @@ def test_prior_params_merge_over_defaults(y3):
 
 
 def test_known_params_weights_prior(y3):
-    model = mixtures.known_params_mixture(y3, [10, 20, 35], [2, 2, 2], priors={"weights": {"a": [2, 3, 4]}})
+    model = mixtures.known_params_mixture(
+        y3, [10, 20, 35], [2, 2, 2], priors={"weights": {"a": [2, 3, 4]}}
+    )
     point = model.initial_point()
     w = _params(model, point)[0]
     got = model.compile_logp(vars=[model["weights"]], jacobian=False)(point)

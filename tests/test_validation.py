@@ -33,13 +33,18 @@ def test_many_nonfinite_positions_are_truncated():
 @pytest.mark.parametrize("factory", ALL_FACTORIES)
 @pytest.mark.parametrize("y", [[], [1.0]])
 def test_empty_or_single_point(factory, y):
-    with pytest.raises(ValueError, match=rf"`y` should contain at least 2 observations, but got {len(y)}"):
+    with pytest.raises(
+        ValueError, match=rf"`y` should contain at least 2 observations, but got {len(y)}"
+    ):
         factory(y)
 
 
 @pytest.mark.parametrize("factory", ALL_FACTORIES)
 def test_two_dimensional_data(factory):
-    with pytest.raises(ValueError, match=r"`y` should be a 1-D array of shape \(n_obs,\), but got an array of shape \(10, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`y` should be a 1-D array of shape \(n_obs,\), but got an array of shape \(10, 2\)",
+    ):
         factory(np.ones((10, 2)))
 
 
@@ -77,8 +82,16 @@ def test_numpy_integer_k_is_accepted():
 @pytest.mark.parametrize(
     ("means", "sds", "message"),
     [
-        ([0, 1, 2], [1, 1], r"`sds` should have shape \(3,\), one value per component, but got shape \(2,\)"),
-        ([[0, 1]], [1, 1], r"`means` should be a 1-D array of shape \(k,\), but got shape \(1, 2\)"),
+        (
+            [0, 1, 2],
+            [1, 1],
+            r"`sds` should have shape \(3,\), one value per component, but got shape \(2,\)",
+        ),
+        (
+            [[0, 1]],
+            [1, 1],
+            r"`means` should be a 1-D array of shape \(k,\), but got shape \(1, 2\)",
+        ),
         ([0, 1], [1, 0], r"`sds` should contain only values > 0, but got \[1.0, 0.0\]"),
         ([0, 1], [1, -2], r"`sds` should contain only values > 0"),
         ([0, np.nan], [1, 1], r"`means` should contain only finite values"),
@@ -102,9 +115,14 @@ def test_unknown_prior_keys_list_the_valid_ones():
 
 def test_bad_prior_family_and_parameters():
     y = np.arange(10.0)
-    with pytest.raises(ValueError, match=r"`priors\['sigma'\]\['dist'\]` should be one of \[.*'HalfCauchy'.*\], but got 'Normal'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`priors\['sigma'\]\['dist'\]` should be one of \[.*'HalfCauchy'.*\], but got 'Normal'",
+    ):
         mixtures.full_mixture(y, 2, priors={"sigma": {"dist": "Normal", "sigma": 1}})
-    with pytest.raises(ValueError, match=r"`priors\['sigma'\]` should hold parameters of HalfCauchy"):
+    with pytest.raises(
+        ValueError, match=r"`priors\['sigma'\]` should hold parameters of HalfCauchy"
+    ):
         mixtures.full_mixture(y, 2, priors={"sigma": {"dist": "HalfCauchy", "scale": 1}})
     with pytest.raises(ValueError, match=r"`priors\['means'\]` should be a dict"):
         mixtures.full_mixture(y, 2, priors={"means": 3})

@@ -1,0 +1,37 @@
+"""Re-execute the committed notebooks at reduced draw counts so they cannot rot."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_are_found():
+    assert [p.name for p in NOTEBOOKS][:2] == ["01_known_means.ipynb", "02_shared_sd.ipynb"]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    committed = nbformat.read(path, as_version=4)
+    # committed executed, with their figures
+    assert all(c.get("execution_count") for c in committed.cells if c.cell_type == "code")
+    assert any(
+        "image/png" in o.get("data", {})
+        for c in committed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    monkeypatch.setenv("MIXTURES_NB_DRAWS", "200")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors
