@@ -5,8 +5,10 @@ Same model, same seed, in one run, at N = 215 (three_gaussians), 2,000 and 20,00
 * time per sweep of the assignment step alone, ours against PyMC's
   ``CategoricalGibbsMetropolis`` (measured where it fits in the time cap; at larger N it is
   extrapolated as N x one model-logp evaluation, which is what its sweep does, and labelled so);
-* whole-iteration time (assignment step + NUTS for the continuous parameters) and minimum bulk
-  ESS per second of sampling, against the marginalised model's NUTS;
+* whole-iteration time and minimum bulk ESS (over weights, means, sigma) per second of sampling
+  for the latent model sampled four ways: ours by default (AssignmentGibbs + conjugate Gibbs),
+  ours with NUTS on the continuous part (``latent_sampler="nuts"``), PyMC's default
+  (CategoricalGibbsMetropolis + NUTS, capped in time), and the marginalised model with NUTS;
 * the book's two latent models (known means; shared sd) at 10,000 draws: wall time of
   ``mixtures.sample`` from model to InferenceData.
 
@@ -72,8 +74,9 @@ def min_ess_per_s(idata) -> tuple[float, float]:
     return min_ess, seconds
 
 
-def fit(model, draws, tune, step=None, seed=1):
+def fit(model, draws, tune, step=None, seed=1, **extra):
     kwargs = dict(draws=draws, tune=tune, chains=2, cores=1, random_seed=seed, progressbar=False)
+    kwargs.update(extra)
     if step is not None:
         kwargs["step"] = step
     with warnings.catch_warnings():
@@ -90,6 +93,9 @@ def run(sizes, pymc_iters, cap):
         idata = fit(latent, 1000, 1000)
         ess, secs = min_ess_per_s(idata)
         row.update(ours_iter_s=secs / 4000, ours_min_ess=ess, ours_ess_per_s=ess / secs)
+        idata = fit(latent, 1000, 1000, latent_sampler="nuts")
+        ess, secs = min_ess_per_s(idata)
+        row.update(nuts_iter_s=secs / 4000, nuts_min_ess=ess, nuts_ess_per_s=ess / secs)
         marginal = mixtures.full_mixture(y, 3, marginalized=True)
         idata = fit(marginal, 1000, 1000)
         ess, secs = min_ess_per_s(idata)

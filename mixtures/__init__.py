@@ -5,6 +5,7 @@ Model factories return plain :class:`pymc.Model` objects, sampling returns
 """
 
 from mixtures.assignments import AssignmentGibbs
+from mixtures.conjugate import ConjugateMixtureGibbs
 from mixtures.data import list_datasets, load_dataset
 from mixtures.inference import ConvergenceWarning, sample, sample_posterior_predictive
 from mixtures.models import full_mixture, known_params_mixture, shared_sd_mixture
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AssignmentGibbs",
+    "ConjugateMixtureGibbs",
     "ConvergenceWarning",
     "full_mixture",
     "known_params_mixture",
