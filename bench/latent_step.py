@@ -68,8 +68,9 @@ def sweep_times(y: np.ndarray, cap: float) -> dict:
 
 
 def min_ess_per_s(idata) -> tuple[float, float]:
-    ess = az.ess(idata, var_names=PARAMS, method="bulk")
-    min_ess = min(float(ess[v].min()) for v in PARAMS)
+    names = [v for v in PARAMS if v in idata.posterior]
+    ess = az.ess(idata, var_names=names, method="bulk")
+    min_ess = min(float(ess[v].min()) for v in names)
     seconds = float(idata.posterior.attrs["sampling_time"])
     return min_ess, seconds
 

@@ -126,6 +126,7 @@ class AssignmentGibbs(BlockedStep):
         point = model.initial_point()
         self.k = self._n_categories(model, rv, point)
         self._probe_independence(point, rv.name)
+        self._fast = self._normal_mixture_fast_path(model, value, point)
 
     @staticmethod
     def _dependent_terms(model, value, name):
@@ -182,8 +183,47 @@ class AssignmentGibbs(BlockedStep):
                     f"{moved[moved != pos][:5].tolist()}; use pymc.CategoricalGibbsMetropolis"
                 )
 
-    def conditional_logits(self, point) -> np.ndarray:
+    def _normal_mixture_fast_path(self, model, value, point):
+        """NumPy logits for a univariate Normal mixture, used only where verified identical.
+
+        If the model has ``weights``, ``means``, ``sigma`` and observed ``y`` and its conditional
+        logits equal log w_j + log N(y_i | mu_j, sigma_j) at the initial point and at three
+        random points (rtol 1e-9), compute them in NumPy: ~10x fewer microseconds than the
+        generic compiled graph at small N. Otherwise return None (generic path).
+        """
+        names = ("weights", "means", "sigma", "y")
+        if not all(n in model.named_vars for n in names) or model["y"] not in model.observed_RVs:
+            return None
+        params = model.replace_rvs_by_values([model[n] for n in names[:3]])
+        inputs = [v for v in model.value_vars if v is not value]
+        try:
+            fast = {
+                "params": pytensor.function(inputs, params, on_unused_input="ignore"),
+                "y": pytensor.function([], model.rvs_to_values[model["y"]]),
+                "inputs": [v.name for v in inputs],
+            }
+        except Exception:  # e.g. parameters that depend on the assignment itself
+            return None
+        rng = np.random.default_rng(1)
+        for trial in range(4):
+            probe = dict(point)
+            if trial:
+                for v in inputs:
+                    probe[v.name] = point[v.name] + rng.normal(0, 0.5, np.shape(point[v.name]))
+            generic = self.conditional_logits(probe, fast=None)
+            if not np.allclose(self.conditional_logits(probe, fast=fast), generic, rtol=1e-9):
+                return None
+        return fast
+
+    def conditional_logits(self, point, fast="auto") -> np.ndarray:
         """Return the (K, n_obs) matrix of unnormalised full-conditional log-probabilities."""
+        fast = self._fast if fast == "auto" else fast
+        if fast is not None:
+            w, mu, sd = fast["params"](*[point[n] for n in fast["inputs"]])
+            y = fast["y"]()
+            sd = np.broadcast_to(sd, mu.shape)[:, None]
+            z = (y[None, :] - mu[:, None]) / sd
+            return (np.log(w) - 0.5 * np.log(2 * np.pi))[:, None] - np.log(sd) - 0.5 * z * z
         n = np.shape(point[self._name])[0]
         candidates = np.broadcast_to(
             np.arange(self.k, dtype=point[self._name].dtype)[:, None], (self.k, n)

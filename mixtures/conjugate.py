@@ -170,7 +170,8 @@ class ConjugateMixtureGibbs(BlockedStep):
                 self._sigma_fn = pytensor.function([u], [prior, sigma_c])
             except Exception as err:
                 raise ValueError(
-                    f"`sigma` should have a prior with fixed parameters, but compiling it failed: {err}"
+                    "`sigma` should have a prior with fixed parameters, "
+                    f"but compiling it failed: {err}"
                 ) from err
             self._shared_sd = sigma.ndim == 0
 
@@ -255,7 +256,8 @@ class ConjugateMixtureGibbs(BlockedStep):
                 n, ss = float(len(y)), resid2.sum()
             else:
                 n, ss = counts, np.bincount(z, weights=resid2, minlength=self.k)
-            new[self._value_name["sigma"]], evals = self._sigma(point[self._value_name["sigma"]], n, ss)
+            name = self._value_name["sigma"]
+            new[name], evals = self._sigma(point[name], n, ss)
         return new, [{"slice_evals": evals}]
 
     def reset_tuning(self):

@@ -129,7 +129,8 @@ def sample(
             if gibbs_vars:
                 kwargs["step"].append(ConjugateMixtureGibbs(gibbs_vars))
                 steps_used += f" + ConjugateMixtureGibbs[{', '.join(v.name for v in gibbs_vars)}]"
-            rest = [v.name for v in model.free_RVs if v.name != "assignment" and v not in gibbs_vars]
+            taken = {"assignment", *(v.name for v in gibbs_vars)}
+            rest = [v.name for v in model.free_RVs if v.name not in taken]
             if rest:
                 steps_used += f" + NUTS[{', '.join(rest)}]"
         idata = pm.sample(

@@ -46,12 +46,14 @@ def test_draws_follow_the_exact_joint_conditional():
     assert (expected > 0.05).sum() >= 3
 
 
-def test_conditional_logits_match_enumeration():
+@pytest.mark.parametrize("path", ["fast", "generic"])
+def test_conditional_logits_match_enumeration(path):
     model = _tiny_model()
     point = model.initial_point()
     with model:
         step = mixtures.AssignmentGibbs([model["assignment"]])
-    logits = step.conditional_logits(point)
+    assert step._fast is not None  # a factory model takes the NumPy path
+    logits = step.conditional_logits(point, fast="auto" if path == "fast" else None)
     joint = model.compile_logp(vars=[model["assignment"], model["y"]])
     # Changing one element's value shifts the joint by exactly the change in its logit.
     base = np.zeros(3, dtype=int)
@@ -60,6 +62,41 @@ def test_conditional_logits_match_enumeration():
         z[i] = j
         delta = joint({**point, "assignment": z}) - joint({**point, "assignment": base})
         np.testing.assert_allclose(delta, logits[j, i] - logits[0, i], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda y: mixtures.known_params_mixture(y, [10, 20, 35], [2, 3, 4]),
+        lambda y: mixtures.shared_sd_mixture(y, 3),
+        lambda y: mixtures.full_mixture(y, 3, ordered=False),
+    ],
+)
+def test_fast_path_used_for_every_factory(y3, factory):
+    model = factory(y3[:40])
+    with model:
+        step = mixtures.AssignmentGibbs([model["assignment"]])
+    assert step._fast is not None
+
+
+def test_fast_path_refused_for_a_look_alike_model():
+    """Same names, different likelihood (means doubled): the generic path must be kept."""
+    y = np.array([8.0, 15.0, 22.0])
+    with pm.Model() as model:
+        w = pm.Dirichlet("weights", a=np.ones(3))
+        mu = pm.Normal("means", 10, 10, shape=3)
+        sd = pm.HalfNormal("sigma", 5, shape=3)
+        z = pm.Categorical("assignment", p=w, shape=3)
+        pm.Normal("y", mu=2 * mu[z], sigma=sd[z], observed=y)
+    with model:
+        step = mixtures.AssignmentGibbs([model["assignment"]])
+    assert step._fast is None
+    point = model.initial_point()
+    joint = model.compile_logp(vars=[model["assignment"], model["y"]])
+    logits = step.conditional_logits(point)
+    z1 = np.array([1, 0, 0])
+    delta = joint({**point, "assignment": z1}) - joint({**point, "assignment": np.zeros(3, int)})
+    np.testing.assert_allclose(delta, logits[1, 0] - logits[0, 0], rtol=1e-9)
 
 
 def _categorical_model(likelihood):

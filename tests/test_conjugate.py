@@ -15,8 +15,12 @@ def _run(model, names, point, n, seed, thin=1):
     with model:
         step = ConjugateMixtureGibbs([model[v] for v in names], rng=seed)
     out = {v: [] for v in names}
-    fn = model.compile_fn(model.replace_rvs_by_values([model[v] for v in names]),
-                          inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
+    fn = model.compile_fn(
+        model.replace_rvs_by_values([model[v] for v in names]),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=False,
+    )
     current = dict(point)
     for i in range(n * thin):
         current, _ = step.step(current)
@@ -33,7 +37,8 @@ def _point(model, means, sigma):
     if "means" in [v.name for v in model.free_RVs]:
         point[model.rvs_to_values[model["means"]].name] = (
             t[model["means"]].forward(np.asarray(means, float)).eval()
-            if t.get(model["means"]) else np.asarray(means, float)
+            if t.get(model["means"])
+            else np.asarray(means, float)
         )
     point[model.rvs_to_values[model["sigma"]].name] = np.log(sigma)
     return point
@@ -49,7 +54,9 @@ def test_weights_follow_dirichlet_of_counts():
 
 
 def test_unordered_means_follow_the_normal_closed_form():
-    model = mixtures.full_mixture(Y, 3, ordered=False, priors={"means": {"mu": 20.0, "sigma": 10.0}})
+    model = mixtures.full_mixture(
+        Y, 3, ordered=False, priors={"means": {"mu": 20.0, "sigma": 10.0}}
+    )
     sd = np.array([1.5, 2.0, 2.5])
     draws = _run(model, ["means"], _point(model, [9, 21, 35], sd), 4000, seed=2)["means"]
     n = np.bincount(Z)
@@ -85,7 +92,10 @@ def test_ordered_means_match_rejection_sampling():
     [
         ({"dist": "HalfNormal", "sigma": 3.0}, stats.halfnorm(scale=3.0).logpdf),
         ({"dist": "HalfCauchy", "beta": 5.0}, stats.halfcauchy(scale=5.0).logpdf),
-        ({"dist": "InverseGamma", "alpha": 3.0, "beta": 4.0}, stats.invgamma(3.0, scale=4.0).logpdf),
+        (
+            {"dist": "InverseGamma", "alpha": 3.0, "beta": 4.0},
+            stats.invgamma(3.0, scale=4.0).logpdf,
+        ),
     ],
 )
 def test_sigma_slice_matches_numerical_conditional(prior, logpdf):
@@ -135,7 +145,9 @@ def test_conjugate_vars_by_model():
     names = lambda m: [v.name for v in conjugate_vars(m)]  # noqa: E731
     assert names(mixtures.full_mixture(y, 3)) == ["weights", "means", "sigma"]
     assert names(mixtures.known_params_mixture(y, [9, 21, 35], [2, 2, 2])) == ["weights"]
-    t_means = mixtures.full_mixture(y, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}})
+    t_means = mixtures.full_mixture(
+        y, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}}
+    )
     assert names(t_means) == ["weights", "sigma"]
     assert names(mixtures.full_mixture(y, 3, marginalized=True)) == []
 
@@ -149,7 +161,11 @@ def test_refuses_foreign_models():
 
 
 def test_studentt_means_fall_back_to_nuts(y3):
-    model = mixtures.full_mixture(y3, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}})
+    model = mixtures.full_mixture(
+        y3, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}}
+    )
     idata = mixtures.sample(model, draws=1000, tune=500, chains=2, random_seed=1, progressbar=False)
     assert "diverging" in idata.sample_stats  # NUTS ran for the means
-    np.testing.assert_allclose(idata.posterior["means"].mean(("chain", "draw")), [9.2, 21.0, 34.8], atol=0.6)
+    np.testing.assert_allclose(
+        idata.posterior["means"].mean(("chain", "draw")), [9.2, 21.0, 34.8], atol=0.6
+    )
