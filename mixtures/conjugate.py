@@ -5,14 +5,19 @@ Given the assignments :math:`z`, with :math:`n_j` points and sum :math:`s_j` in 
 * ``weights``: :math:`w \mid z \sim \text{Dirichlet}(a + n)`, exactly (the prior is Dirichlet).
 * ``means`` under a Normal prior :math:`N(m_j, s_j^2)`: each :math:`\mu_j` is Normal with
   precision :math:`1/s_j^2 + n_j/\sigma_j^2` and mean
-  :math:`(m_j/s_j^2 + s_j^{y}/\sigma_j^2) / \text{precision}`. With ordered means the
-  conditional of :math:`\mu_j` is that Normal truncated to :math:`(\mu_{j-1}, \mu_{j+1})`, drawn
-  one component at a time.
+  :math:`(m_j/s_j^2 + s_j^{y}/\sigma_j^2) / \text{precision}`. Ordered means follow the product
+  of these Normals restricted to increasing vectors. They are drawn jointly by rejection (an exact
+  draw, whose success chance does not depend on the current state), and after a few failures by a
+  sweep of one-at-a-time truncated Normals between the neighbours. Both moves leave the
+  conditional invariant.
 * ``sigma`` under any positive prior: given the means, the components' sds are independent with
   log-conditional :math:`\log p(\sigma_j) - n_j \log \sigma_j - S_j / (2\sigma_j^2)`, where
-  :math:`S_j = \sum_{z_i = j} (y_i - \mu_j)^2`. They are updated together by slice sampling
-  (Neal 2003) in the variable's unconstrained space. The prior term is the model's own compiled
-  log-density, so any family works, and each evaluation costs O(K).
+  :math:`S_j = \sum_{z_i = j} (y_i - \mu_j)^2`. In precision :math:`\tau = \sigma^{-2}` the
+  likelihood part is a Gamma((n_j - 1)/2, S_j/2) kernel, so an independence Metropolis-Hastings
+  move proposing from it accepts with the prior ratio alone, which is near 1 unless the prior
+  dominates. Components with n_j < 2 (or S_j = 0) use slice sampling (Neal 2003) in the
+  variable's unconstrained space instead. Either way the prior is the model's own compiled
+  log-density, so any family works.
 
 Each update is an exact draw, or an exact-invariant slice move, from a full conditional, so
 sweeping them with :class:`~mixtures.AssignmentGibbs` is a valid Gibbs sampler with no NUTS
@@ -36,6 +41,7 @@ __all__ = ["ConjugateMixtureGibbs", "conjugate_vars"]
 
 _SLICE_WIDTH = 1.0
 _MAX_STEP_OUT = 50
+_JOINT_TRIES = 5  # joint rejection draws of ordered means before the one-at-a-time sweep
 
 
 @dataclass_state
@@ -110,7 +116,7 @@ class ConjugateMixtureGibbs(BlockedStep):
 
     name = "conjugate_mixture_gibbs"
     default_blocked = True
-    stats_dtypes_shapes = {"slice_evals": (np.int64, [])}
+    stats_dtypes_shapes = {"sigma_accepted": (np.float64, [])}
     _state_class = ConjugateMixtureGibbsState
 
     def __init__(self, vars, *, model=None, rng=None, blocked=True):
@@ -143,7 +149,12 @@ class ConjugateMixtureGibbs(BlockedStep):
             m0, s0 = model["means"].owner.op.dist_params(model["means"].owner)
             self._m0 = np.broadcast_to(pt.as_tensor(m0).eval(), (k,)).astype(float)
             self._s0 = np.broadcast_to(pt.as_tensor(s0).eval(), (k,)).astype(float)
-        self._y = pytensor.function([], model.rvs_to_values[model["y"]])
+        observed = model.rvs_to_values[model["y"]]  # pm.Data (shared) or a constant
+        self._y = (
+            (lambda: observed.get_value(borrow=True))
+            if hasattr(observed, "get_value")
+            else (lambda: observed.data)
+        )
 
         # value space <-> constrained space, compiled once
         value_inputs = [v for v in model.value_vars if v.name != model["assignment"].name]
@@ -161,19 +172,31 @@ class ConjugateMixtureGibbs(BlockedStep):
             transform = model.rvs_to_transforms.get(rv)
             out = c if transform is None else transform.forward(c, *rv.owner.inputs)
             self._forward[rv.name] = pytensor.function([c], out)
+            self._forward[rv.name].trust_input = True  # called with float64 vectors only
         if self._update["sigma"]:
             sigma = model["sigma"]
             u = model.rvs_to_values[sigma]
             (prior,) = model.logp(vars=[sigma], sum=False, jacobian=True)
+            (prior_sigma,) = model.logp(vars=[sigma], sum=False, jacobian=False)
             (sigma_c,) = model.replace_rvs_by_values([sigma])
+            transform = model.rvs_to_transforms.get(sigma)
+            s_in = pt.tensor("sigma_in", shape=sigma.type.shape, dtype=sigma.dtype)
+            to_value = s_in if transform is None else transform.forward(s_in, *sigma.owner.inputs)
             try:
                 self._sigma_fn = pytensor.function([u], [prior, sigma_c])
+                # prior density of sigma itself (no Jacobian) at a value, and at a given sigma
+                self._sigma_prior = pytensor.function([u], prior_sigma)
+                at_sigma = pytensor.clone_replace(prior_sigma, {u: to_value})
+                self._sigma_propose = pytensor.function([s_in], [to_value, at_sigma])
+                for fn in (self._sigma_fn, self._sigma_prior, self._sigma_propose):
+                    fn.trust_input = True  # called with float64 arrays of the right shape only
             except Exception as err:
                 raise ValueError(
                     "`sigma` should have a prior with fixed parameters, "
                     f"but compiling it failed: {err}"
                 ) from err
             self._shared_sd = sigma.ndim == 0
+            self._prior_cache = None  # (value, prior of sigma at it) after the last update
 
     # -- the three updates ------------------------------------------------------------------
 
@@ -188,6 +211,10 @@ class ConjugateMixtureGibbs(BlockedStep):
         std = 1.0 / np.sqrt(prec)
         if not self._ordered:
             return mean + std * self.rng.standard_normal(self.k)
+        for _ in range(_JOINT_TRIES):
+            draw = mean + std * self.rng.standard_normal(self.k)
+            if np.all(np.diff(draw) > 0):
+                return draw
         mu = mu.copy()
         for j in range(self.k):
             lo = mu[j - 1] if j > 0 else -np.inf
@@ -204,7 +231,7 @@ class ConjugateMixtureGibbs(BlockedStep):
         def logf(u):
             nonlocal evals
             evals += 1
-            prior, sd = self._sigma_fn(u.reshape(shape))
+            prior, sd = self._sigma_fn(np.asarray(u.reshape(shape), dtype=float))
             sd = np.atleast_1d(sd)
             return np.atleast_1d(prior) - n * np.log(sd) - ss / (2 * sd**2)
 
@@ -232,6 +259,34 @@ class ConjugateMixtureGibbs(BlockedStep):
             right = np.where(pending & (cand >= u0), cand, right)
         return u1.reshape(shape), evals
 
+    def _sigma_mh(self, u0, n, ss):
+        """Independence MH from the likelihood's Gamma form in precision; slice where n < 2."""
+        shape = np.shape(u0)
+        u0 = np.atleast_1d(np.asarray(u0, dtype=float))
+        n = np.broadcast_to(np.asarray(n, dtype=float), u0.shape)
+        ss = np.broadcast_to(np.asarray(ss, dtype=float), u0.shape)
+        usable = (n >= 2) & (ss > 0)
+        u1 = u0.copy()
+        accepted = np.zeros(u0.shape, dtype=bool)
+        if usable.any():
+            rate = np.where(usable, ss / 2, 1.0)
+            tau = self.rng.gamma(np.where(usable, (n - 1) / 2, 1.0), 1.0, size=u0.shape) / rate
+            u_prop, prior_prop = self._sigma_propose((1.0 / np.sqrt(tau)).reshape(shape))
+            u_prop, prior_prop = np.atleast_1d(u_prop), np.atleast_1d(prior_prop)
+            if self._prior_cache is not None and np.array_equal(self._prior_cache[0], u0):
+                prior_cur = self._prior_cache[1]
+            else:
+                prior_cur = np.atleast_1d(self._sigma_prior(u0.reshape(shape)))
+            accepted = usable & (np.log(self.rng.random(u0.shape)) < prior_prop - prior_cur)
+            u1[accepted] = u_prop[accepted]
+            self._prior_cache = (u1.copy(), np.where(accepted, prior_prop, prior_cur))
+        if not usable.all():
+            sliced, _ = self._sigma(u0.reshape(shape), n.reshape(shape), ss.reshape(shape))
+            sliced = np.atleast_1d(sliced)
+            u1[~usable] = sliced[~usable]
+            self._prior_cache = None
+        return u1.reshape(shape), float(accepted[usable].mean()) if usable.any() else np.nan
+
     def step(self, point):
         """One sweep: weights, then means, then sigma, each from its full conditional."""
         z = point["assignment"]
@@ -240,16 +295,15 @@ class ConjugateMixtureGibbs(BlockedStep):
         new = dict(point)
         if self._update["weights"]:
             new[self._value_name["weights"]] = self._forward["weights"](self._weights(counts))
-        params = dict(
-            zip(self._param_names, self._constrained(*[point[n] for n in self._value_input_names]))
-        )
+        values = [np.asarray(point[n]) for n in self._value_input_names]
+        params = dict(zip(self._param_names, self._constrained(*values)))
         mu = np.asarray(params["means"], dtype=float)
         sd = np.broadcast_to(np.asarray(params["sigma"], dtype=float), (self.k,))
         if self._update["means"]:
             sums = np.bincount(z, weights=y, minlength=self.k)
             mu = self._means(mu, sd, counts, sums)
             new[self._value_name["means"]] = self._forward["means"](mu)
-        evals = 0
+        accepted = np.nan
         if self._update["sigma"]:
             resid2 = (y - mu[z]) ** 2
             if self._shared_sd:
@@ -257,8 +311,8 @@ class ConjugateMixtureGibbs(BlockedStep):
             else:
                 n, ss = counts, np.bincount(z, weights=resid2, minlength=self.k)
             name = self._value_name["sigma"]
-            new[name], evals = self._sigma(point[name], n, ss)
-        return new, [{"slice_evals": evals}]
+            new[name], accepted = self._sigma_mh(point[name], n, ss)
+        return new, [{"sigma_accepted": accepted}]
 
     def reset_tuning(self):
         """Nothing to tune."""
