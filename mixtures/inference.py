@@ -142,7 +142,7 @@ def sample(
             **kwargs,
         )
     idata.posterior.attrs["mixtures_steps"] = steps_used or "NUTS"
-    if is_latent(model):
+    if steps_used.startswith("AssignmentGibbs"):  # we chose the steps of a latent model
         idata.posterior.attrs["mixtures_latent_sampler"] = latent_sampler
     idata.add_groups(log_likelihood=pointwise_loglik(idata))
     warn_convergence(idata)

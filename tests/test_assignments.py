@@ -169,3 +169,5 @@ def test_user_can_choose_pymc_step(y3):
             model, draws=30, tune=10, chains=1, step=[step], progressbar=False, random_seed=1
         )
     assert "n_changed" not in idata.sample_stats
+    assert idata.posterior.attrs["mixtures_steps"] == "user-given steps"
+    assert "mixtures_latent_sampler" not in idata.posterior.attrs
