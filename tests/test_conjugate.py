@@ -99,7 +99,8 @@ def test_ordered_means_match_rejection_sampling():
         ),
     ],
 )
-def test_sigma_slice_matches_numerical_conditional(prior, logpdf):
+def test_sigma_update_matches_numerical_conditional(prior, logpdf):
+    """n = 8 points: the independence MH move from the likelihood's Gamma form."""
     model = mixtures.shared_sd_mixture(Y, 3, priors={"sigma": prior})
     mu = np.array([9.0, 21.0, 35.0])
     draws = _run(model, ["sigma"], _point(model, mu, 1.0), 3000, seed=4, thin=3)["sigma"]
@@ -109,6 +110,26 @@ def test_sigma_slice_matches_numerical_conditional(prior, logpdf):
         return logpdf(s) - len(Y) * np.log(s) - ss / (2 * s**2)
 
     grid = np.linspace(1e-3, 15, 20_001)
+    dens = np.exp(log_post(grid) - log_post(grid).max())
+    cdf = integrate.cumulative_trapezoid(dens, grid, initial=0)
+    cdf /= cdf[-1]
+    assert stats.kstest(draws, lambda x: np.interp(x, grid, cdf)).pvalue > 1e-3
+
+
+def test_sigma_slice_fallback_for_a_one_point_component():
+    """Component 2 holds one point: its sd takes the slice-sampling path."""
+    z = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    model = mixtures.full_mixture(Y, 3, priors={"sigma": {"sigma": 3.0}})
+    mu = np.array([9.0, 21.0, 35.0])
+    point = _point(model, mu, [1.0, 1.0, 1.0])
+    point["assignment"] = z
+    draws = _run(model, ["sigma"], point, 3000, seed=5, thin=3)["sigma"][:, 2]
+    ss = (Y[z == 2] - mu[2]) ** 2
+
+    def log_post(s):
+        return stats.halfnorm(scale=3.0).logpdf(s) - np.log(s) - ss.sum() / (2 * s**2)
+
+    grid = np.linspace(1e-3, 20, 20_001)
     dens = np.exp(log_post(grid) - log_post(grid).max())
     cdf = integrate.cumulative_trapezoid(dens, grid, initial=0)
     cdf /= cdf[-1]
