@@ -30,7 +30,7 @@ from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import CategoricalRV
 
-__all__ = ["AssignmentGibbs"]
+__all__ = ["AssignmentGibbs", "observed_reader"]
 
 _N_PROBES = 8
 
@@ -38,6 +38,17 @@ _N_PROBES = 8
 @dataclass_state
 class AssignmentGibbsState(StepMethodState):
     """Sampling state: only the random generator (the step keeps no tuning state)."""
+
+
+def observed_reader(model, name: str = "y"):
+    """Return a cheap zero-argument callable giving the current observed data of `name`.
+
+    Reads the ``pm.Data`` shared variable directly, so it follows ``pm.set_data``.
+    """
+    observed = model.rvs_to_values[model[name]]
+    if hasattr(observed, "get_value"):
+        return lambda: observed.get_value(borrow=True)
+    return lambda: observed.data
 
 
 def _draw_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -199,7 +210,7 @@ class AssignmentGibbs(BlockedStep):
         try:
             fast = {
                 "params": pytensor.function(inputs, params, on_unused_input="ignore"),
-                "y": pytensor.function([], model.rvs_to_values[model["y"]]),
+                "y": observed_reader(model),
                 "inputs": [v.name for v in inputs],
             }
         except Exception:  # e.g. parameters that depend on the assignment itself

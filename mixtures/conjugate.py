@@ -37,6 +37,8 @@ from pymc.util import get_random_generator, get_value_vars_from_user_vars
 from pytensor.tensor.random.basic import CategoricalRV, DirichletRV, NormalRV
 from scipy.special import ndtr, ndtri
 
+from mixtures.assignments import observed_reader
+
 __all__ = ["ConjugateMixtureGibbs", "conjugate_vars"]
 
 _SLICE_WIDTH = 1.0
@@ -149,12 +151,7 @@ class ConjugateMixtureGibbs(BlockedStep):
             m0, s0 = model["means"].owner.op.dist_params(model["means"].owner)
             self._m0 = np.broadcast_to(pt.as_tensor(m0).eval(), (k,)).astype(float)
             self._s0 = np.broadcast_to(pt.as_tensor(s0).eval(), (k,)).astype(float)
-        observed = model.rvs_to_values[model["y"]]  # pm.Data (shared) or a constant
-        self._y = (
-            (lambda: observed.get_value(borrow=True))
-            if hasattr(observed, "get_value")
-            else (lambda: observed.data)
-        )
+        self._y = observed_reader(model)
 
         # value space <-> constrained space, compiled once
         value_inputs = [v for v in model.value_vars if v.name != model["assignment"].name]

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,7 @@ def test_generators_are_seeded():
 
 
 def test_wheel_ships_the_data(tmp_path):
-    root = mdata.Path(mdata.__file__).resolve().parents[1]
+    root = Path(mdata.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         pytest.skip("not a source checkout")
     subprocess.run(

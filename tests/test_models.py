@@ -22,12 +22,9 @@ def _params(model, point):
     return fn(*[point[v.name] for v in model.value_vars])
 
 
-def _random_point(model, seed, drop=()):
+def _random_point(model, seed):
     rng = np.random.default_rng(seed)
-    point = model.initial_point()
-    return {
-        k: (v + rng.normal(0, 0.3, np.shape(v)) if k not in drop else v) for k, v in point.items()
-    }
+    return {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
 
 
 # --- structure -------------------------------------------------------------------------------
