@@ -10,8 +10,7 @@ import pymc as pm
 import xarray as xr
 from scipy.special import logsumexp
 
-from mixtures.assignments import AssignmentGibbs
-from mixtures.conjugate import ConjugateMixtureGibbs, conjugate_vars
+from mixtures.engines import cached, default_progressbar, is_latent
 
 __all__ = ["ConvergenceWarning", "is_latent", "sample", "sample_posterior_predictive"]
 
@@ -21,6 +20,7 @@ ESS_BULK_MIN = 400
 
 _PARAMS = ("weights", "means", "sigma")
 _LOGLIK_CHUNK = 2_000_000  # draws x n_obs x k floats per block when computing the log-likelihood
+_LOGLIK_MAX_VALUES = 50_000_000  # log_likelihood="auto" stores at most this many (400 MB)
 
 
 class ConvergenceWarning(UserWarning):
@@ -38,11 +38,6 @@ def _check_model(model) -> pm.Model:
     return model
 
 
-def is_latent(model: pm.Model) -> bool:
-    """Whether `model` keeps its assignments as the free variable ``assignment``."""
-    return "assignment" in model.named_vars and model["assignment"] in model.free_RVs
-
-
 def sample(
     model: pm.Model,
     *,
@@ -50,25 +45,33 @@ def sample(
     tune: int = 1000,
     chains: int = 4,
     random_seed=None,
-    progressbar: bool = True,
+    progressbar: bool | None = None,
+    sampler: str = "auto",
     latent_sampler: str = "gibbs",
+    log_likelihood: bool | str = "auto",
     **kwargs,
 ) -> az.InferenceData:
     """Sample the posterior of a mixture model built by a `mixtures` factory.
 
-    Marginalised variants are sampled with NUTS. Latent variants get
-    :class:`~mixtures.AssignmentGibbs` for ``assignment`` (all assignments drawn at once from
-    their exact full conditional) and, by default (``latent_sampler="gibbs"``),
-    :class:`~mixtures.ConjugateMixtureGibbs` for ``weights``, ``means`` (Normal prior) and
-    ``sigma``. Whatever is left (e.g. StudentT-prior means) goes to NUTS. With
-    ``latent_sampler="nuts"`` all the continuous parameters go to NUTS. Gibbs is the default
-    because it gave the higher ESS per second in ``bench/latent_step.py``. Pass ``step=`` to
-    choose every step yourself, e.g. ``step=pm.CategoricalGibbsMetropolis([model["assignment"]])``
-    for PyMC's own. The posterior's attrs record the steps used (``mixtures_steps``).
+    The engine is chosen by `sampler` (see :mod:`mixtures.engines`); ``"auto"`` follows
+    :func:`~mixtures.choose_sampler`: data-augmentation Gibbs for the univariate factories with
+    conjugate priors (marginalised ones too: only the continuous parameters are kept), PyMC
+    otherwise, nutpie for large marginalised models when it is installed. Compiled functions
+    are kept per model and engine, so sampling the same model again (after
+    ``pm.set_data``, say) does not recompile; :func:`~mixtures.compile_model` gives the same
+    as an explicit handle. The posterior's attrs record the engine (``mixtures_sampler``), why
+    (``mixtures_sampler_reason``) and the steps (``mixtures_steps``).
+
+    Latent variants get :class:`~mixtures.AssignmentGibbs` for ``assignment`` and, by default
+    (``latent_sampler="gibbs"``), :class:`~mixtures.ConjugateMixtureGibbs` for ``weights``,
+    ``means`` (Normal prior) and ``sigma``; whatever is left goes to NUTS. With
+    ``latent_sampler="nuts"`` all the continuous parameters go to NUTS. Pass ``step=`` to
+    choose every step yourself (PyMC's loop), e.g.
+    ``step=pm.CategoricalGibbsMetropolis([model["assignment"]])`` for PyMC's own.
 
     The ``log_likelihood`` group holds the pointwise log-density of each observation with the
-    assignments summed out, log sum_j w_j N(y_i | mu_j, sigma_j), for both
-    variants, so LOO / WAIC compare them on the same footing.
+    assignments summed out, log sum_j w_j N(y_i | mu_j, sigma_j), for both variants, so LOO /
+    WAIC compare them on the same footing.
 
     Parameters
     ----------
@@ -78,19 +81,27 @@ def sample(
     draws, tune, chains : int
         As in :func:`pymc.sample`.
     random_seed : int or numpy.random.Generator, optional
-        Makes the run reproducible.
-    progressbar : bool, default True
-        Show PyMC's progress bar.
+        Makes the run reproducible, with every engine.
+    progressbar : bool, optional
+        Show a progress bar. Default: on, unless the environment variable
+        ``MIXTURES_PROGRESSBAR`` is ``0`` (the test suite sets it).
+    sampler : {"auto", "gibbs", "pymc", "nutpie", "numpyro"}, default "auto"
+        The engine.
     latent_sampler : {"gibbs", "nuts"}, default "gibbs"
-        How the continuous parameters of a latent model are updated (ignored otherwise).
+        How the continuous parameters of a latent model are updated by PyMC.
+    log_likelihood : bool or "auto", default "auto"
+        Store the pointwise log-likelihood. ``"auto"`` stores it unless it would hold more
+        than 50 million values (400 MB), e.g. N = 1e5 with 4 x 1000 draws; the reason is then
+        recorded in ``posterior.attrs["mixtures_log_likelihood"]``.
     **kwargs
-        Passed to :func:`pymc.sample` (``cores``, ``target_accept``, ``step``, ...).
+        Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
+        ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
 
     Returns
     -------
     arviz.InferenceData
         With groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data`` and
-        ``log_likelihood``.
+        (see `log_likelihood`) ``log_likelihood``.
 
     Warns
     -----
@@ -115,25 +126,37 @@ def sample(
         raise ValueError(
             f"`latent_sampler` should be 'gibbs' or 'nuts', but got {latent_sampler!r}"
         )
+    if log_likelihood not in (True, False, "auto"):
+        raise ValueError(
+            f"`log_likelihood` should be True, False or 'auto', but got {log_likelihood!r}"
+        )
     if kwargs.get("idata_kwargs", {}).get("log_likelihood"):
         raise ValueError("`idata_kwargs['log_likelihood']` is computed by mixtures.sample itself")
-    # PyMC's own checks would include the discrete assignments (r_hat of constant chains is
-    # 0/0); ours below cover the continuous parameters.
-    kwargs.setdefault("compute_convergence_checks", False)
-    steps_used = "user-given steps" if "step" in kwargs else ""
-    with model:
-        if "step" not in kwargs and is_latent(model):
-            kwargs["step"] = [AssignmentGibbs([model["assignment"]])]
-            steps_used = "AssignmentGibbs[assignment]"
-            gibbs_vars = conjugate_vars(model) if latent_sampler == "gibbs" else []
-            if gibbs_vars:
-                kwargs["step"].append(ConjugateMixtureGibbs(gibbs_vars))
-                steps_used += f" + ConjugateMixtureGibbs[{', '.join(v.name for v in gibbs_vars)}]"
-            taken = {"assignment", *(v.name for v in gibbs_vars)}
-            rest = [v.name for v in model.free_RVs if v.name not in taken]
-            if rest:
-                steps_used += f" + NUTS[{', '.join(rest)}]"
-        idata = pm.sample(
+    if progressbar is None:
+        progressbar = default_progressbar()
+    if "step" in kwargs:
+        if sampler not in ("auto", "pymc"):
+            raise ValueError(f"`step=` needs sampler='pymc', but got sampler={sampler!r}")
+        # PyMC's own checks would include the discrete assignments (r_hat of constant chains
+        # is 0/0); ours below cover the continuous parameters.
+        kwargs.setdefault("compute_convergence_checks", False)
+        with model:
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                **kwargs,
+            )
+        idata.posterior.attrs.update(
+            mixtures_sampler="pymc",
+            mixtures_sampler_reason="user-given steps",
+            mixtures_steps="user-given steps",
+        )
+    else:
+        handle = cached(model, sampler, latent_sampler)
+        idata = handle.sample(
             draws=draws,
             tune=tune,
             chains=chains,
@@ -141,10 +164,16 @@ def sample(
             progressbar=progressbar,
             **kwargs,
         )
-    idata.posterior.attrs["mixtures_steps"] = steps_used or "NUTS"
-    if steps_used.startswith("AssignmentGibbs"):  # we chose the steps of a latent model
-        idata.posterior.attrs["mixtures_latent_sampler"] = latent_sampler
-    idata.add_groups(log_likelihood=pointwise_loglik(idata))
+        if is_latent(model):  # we chose the steps of a latent model
+            idata.posterior.attrs["mixtures_latent_sampler"] = latent_sampler
+    n_values = chains * draws * int(idata.observed_data["y"].size)
+    if log_likelihood is True or (log_likelihood == "auto" and n_values <= _LOGLIK_MAX_VALUES):
+        idata.add_groups(log_likelihood=pointwise_loglik(idata))
+    else:
+        idata.posterior.attrs["mixtures_log_likelihood"] = (
+            f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
+            "compute it with mixtures.inference.pointwise_loglik(idata) if needed"
+        )
     warn_convergence(idata)
     return idata
 
@@ -229,7 +258,7 @@ def warn_convergence(idata: az.InferenceData) -> list[str]:
 
 
 def sample_posterior_predictive(
-    model: pm.Model, idata: az.InferenceData, *, random_seed=None, progressbar: bool = False
+    model: pm.Model, idata: az.InferenceData, *, random_seed=None, progressbar: bool | None = None
 ) -> az.InferenceData:
     """Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
 
@@ -249,8 +278,8 @@ def sample_posterior_predictive(
         Its posterior.
     random_seed : int or numpy.random.Generator, optional
         Makes the draws reproducible.
-    progressbar : bool, default False
-        Show PyMC's progress bar.
+    progressbar : bool, optional
+        Show PyMC's progress bar; default as in :func:`sample`.
 
     Returns
     -------
@@ -259,6 +288,8 @@ def sample_posterior_predictive(
     """
     _check_model(model)
     var_names = ["assignment", "y"] if is_latent(model) else ["y"]
+    if progressbar is None:
+        progressbar = default_progressbar()
     with model:
         pp = pm.sample_posterior_predictive(
             idata,

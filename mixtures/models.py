@@ -23,9 +23,15 @@ data, of any length, without being rebuilt::
 
 from __future__ import annotations
 
+import copy
+import weakref
+from typing import NamedTuple
+
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
+from pymc.distributions.transforms import Ordered
 
 from mixtures._validation import (
     check_k,
@@ -34,7 +40,7 @@ from mixtures._validation import (
     check_vector,
 )
 
-__all__ = ["full_mixture", "known_params_mixture", "shared_sd_mixture"]
+__all__ = ["OrderedGaps", "full_mixture", "known_params_mixture", "shared_sd_mixture"]
 
 #: Distribution families a prior may name, per parameter.
 PRIOR_FAMILIES = {
@@ -141,6 +147,95 @@ def _increasing_start(y: np.ndarray, k: int) -> np.ndarray:
     return start
 
 
+class OrderedGaps(Ordered):
+    """PyMC's ordered transform, first value plus cumulative positive gaps, needing no initval.
+
+    The unconstrained value is ``(mu_0, log(mu_1 - mu_0), ..., log(mu_{k-1} - mu_{k-2}))``, as
+    in :class:`pymc.distributions.transforms.Ordered`, and ``backward`` (hence the model's
+    density) is PyMC's own. Only ``forward`` differs, and only on inputs that are not strictly
+    increasing, which have no image (PyMC returns ``-inf`` gaps there): those map to
+    ``forward(start)``. So a prior whose means are all equal (its support point is then not
+    increasing) still gives the model a finite default start, without the ``initval`` that
+    JAX-based samplers and ``pymc_extras.marginalize`` refuse.
+
+    Parameters
+    ----------
+    start : array-like of shape (k,)
+        A strictly increasing vector, used as the start when the prior's is not increasing.
+        It is held in a shared variable, so assigning ``transform.start`` (as a refit on new
+        data does) reaches functions compiled before.
+    """
+
+    name = "ordered"
+
+    def __init__(self, start):
+        super().__init__()
+        self._start = pytensor.shared(np.asarray(start, dtype=float), name="ordered_start")
+
+    @property
+    def start(self) -> np.ndarray:
+        """The fallback start (strictly increasing)."""
+        return self._start.get_value()
+
+    @start.setter
+    def start(self, value) -> None:
+        self._start.set_value(np.asarray(value, dtype=float))
+
+    def forward(self, value, *inputs):
+        """Map strictly increasing `value` to (first, log gaps); anything else to `start`'s."""
+        value = pt.as_tensor(value)
+        increasing = pt.all(pt.gt(pt.diff(value, axis=-1), 0))
+        start = pt.broadcast_to(self._start.astype(value.dtype), value.shape)
+        return super().forward(pt.switch(increasing, value, start), *inputs)
+
+
+class ModelSpec(NamedTuple):
+    """How a factory built a model: enough to rebuild it (e.g. its latent twin) on new data."""
+
+    factory: str
+    k: int
+    kwargs: dict
+
+
+#: Factory specs of the models built here, by model (weak: a spec dies with its model).
+_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_spec(model: pm.Model) -> ModelSpec | None:
+    """Return how a `mixtures` factory built `model`, or None for any other model."""
+    return _SPECS.get(model)
+
+
+def rebuild(model: pm.Model, y=None, *, marginalized: bool | None = None) -> pm.Model:
+    """Build `model`'s factory again, on data `y` (default: the model's current data).
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A model from a `mixtures` factory.
+    y : array-like, optional
+        The observations; default ``model["y_data"]``'s current value.
+    marginalized : bool, optional
+        Override the variant (e.g. False for the latent twin of a marginalised model).
+
+    Returns
+    -------
+    pymc.Model
+    """
+    spec = model_spec(model)
+    if spec is None:
+        raise ValueError("`model` should be built by a mixtures factory, but got another model")
+    if y is None:
+        y = model["y_data"].get_value()
+    kwargs = dict(spec.kwargs)
+    if marginalized is not None:
+        kwargs["marginalized"] = marginalized
+    factory = globals()[spec.factory]
+    if spec.factory == "known_params_mixture":
+        return factory(y, **kwargs)
+    return factory(y, spec.k, **kwargs)
+
+
 def _model_frame(y: np.ndarray, k: int) -> pm.Model:
     coords = {"component": np.arange(k), "obs_id": np.arange(y.shape[0])}
     return pm.Model(coords=coords)
@@ -154,8 +249,7 @@ def _weights(spec: dict, k: int):
 def _means(y: np.ndarray, k: int, spec: dict, ordered: bool):
     kwargs = {"dims": "component"}
     if ordered and k > 1:
-        kwargs["transform"] = pm.distributions.transforms.ordered
-        kwargs["initval"] = _increasing_start(y, k)
+        kwargs["transform"] = OrderedGaps(_increasing_start(y, k))
     return _prior_rv("means", spec, **kwargs)
 
 
@@ -221,6 +315,11 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=No
         sd = pm.Data("sigma", sds, dims="component")
         weights = _weights(spec["weights"], k)
         _observe(y_data, weights, mu, sd, marginalized)
+    _SPECS[model] = ModelSpec(
+        "known_params_mixture",
+        k,
+        {"means": means, "sds": sds, "marginalized": marginalized, "priors": copy.deepcopy(priors)},
+    )
     return model
 
 
@@ -237,6 +336,11 @@ def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd) -> p
         else:
             sigma = _prior_rv("sigma", spec["sigma"], dims="component")
         _observe(y_data, weights, means, pt.as_tensor(sigma), marginalized)
+    _SPECS[model] = ModelSpec(
+        "shared_sd_mixture" if shared_sd else "full_mixture",
+        k,
+        {"marginalized": marginalized, "ordered": ordered, "priors": copy.deepcopy(priors)},
+    )
     return model
 
 
@@ -259,8 +363,10 @@ def shared_sd_mixture(
     marginalized : bool, default False
         Sum the assignments out (NUTS-only model) instead of keeping ``assignment``.
     ordered : bool, default True
-        Constrain ``means`` to increase with the component index (identifies the labels). A
-        valid starting point (data quantiles) is set automatically.
+        Constrain ``means`` to increase with the component index (identifies the labels),
+        through :class:`OrderedGaps` (first mean plus cumulative positive gaps). No
+        ``initval`` is needed: where the prior's means are not increasing, the start is the
+        data's quantiles.
     priors : dict, optional
         Overrides of :func:`default_priors`, keys ``weights``, ``means``, ``sigma``. An entry
         without ``dist`` updates the default's parameters; one with ``dist`` replaces it. The
@@ -301,8 +407,8 @@ def full_mixture(
     marginalized : bool, default False
         Sum the assignments out (NUTS-only model) instead of keeping ``assignment``.
     ordered : bool, default True
-        Constrain ``means`` to increase with the component index; a valid starting point is
-        set automatically.
+        Constrain ``means`` to increase with the component index, as in
+        :func:`shared_sd_mixture` (no ``initval`` needed).
     priors : dict, optional
         Overrides of :func:`default_priors` (see :func:`shared_sd_mixture`).
 

@@ -1,6 +1,11 @@
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
+# Progress bars are on by default for users (notebooks, CLI) and off in the tests, including
+# the notebook kernels the tests start (they inherit this environment).
+os.environ.setdefault("MIXTURES_PROGRESSBAR", "0")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -29,6 +34,8 @@ def y3():
 def fitted(y3):
     """A marginalised full mixture on three_gaussians, sampled once for the session."""
     model = mixtures.full_mixture(y3, 3, marginalized=True)
-    idata = mixtures.sample(model, draws=500, tune=500, chains=2, random_seed=11, progressbar=False)
+    idata = mixtures.sample(
+        model, draws=500, tune=500, chains=2, random_seed=11, progressbar=False, sampler="pymc"
+    )
     mixtures.sample_posterior_predictive(model, idata, random_seed=12)
     return model, idata

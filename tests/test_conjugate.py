@@ -149,7 +149,8 @@ def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
     latent = mixtures.sample(FACTORIES[kind](y3, False), **kw)
     assert latent.posterior.attrs["mixtures_latent_sampler"] == "gibbs"
     assert latent.posterior.attrs["mixtures_steps"].startswith("AssignmentGibbs[assignment] + Conj")
-    marginal = mixtures.sample(FACTORIES[kind](y3, True), **kw)
+    marginal = mixtures.sample(FACTORIES[kind](y3, True), sampler="pymc", **kw)
+    assert marginal.posterior.attrs["mixtures_steps"] == "NUTS"
     names = [v for v in ("weights", "means", "sigma") if v in latent.posterior]
     ta, tb = (az.summary(i, var_names=names, round_to="none") for i in (latent, marginal))
     mcse = np.sqrt(ta["mcse_mean"] ** 2 + tb["mcse_mean"] ** 2)
