@@ -143,8 +143,8 @@ class AssignmentGibbs(BlockedStep):
     def _dependent_terms(model, value, name):
         """Log-density terms that depend on the assignment; each must be elementwise in it."""
         terms = []
-        for var in model.basic_RVs:
-            (term,) = model.logp(vars=[var], sum=False, jacobian=False)
+        all_terms = model.logp(vars=model.basic_RVs, sum=False, jacobian=False)  # one pass
+        for var, term in zip(model.basic_RVs, all_terms):
             if value in set(ancestors([term])):
                 terms.append((var.name, term))
         for pot, pot_graph in zip(model.potentials, model.replace_rvs_by_values(model.potentials)):

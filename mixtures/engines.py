@@ -316,6 +316,7 @@ class CompiledMixture:
                 self.model,
                 backend=backend,
                 gradient_backend="jax" if backend == "jax" else "pytensor",
+                freeze_model=False,  # keep y_data a data variable, for with_data refits
             )
             self.compile_seconds += time.perf_counter() - t0
             self._nutpie = (backend, compiled)

@@ -8,7 +8,6 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
-from scipy.special import logsumexp
 
 from mixtures.engines import cached, default_progressbar, is_latent
 
@@ -90,9 +89,9 @@ def sample(
     latent_sampler : {"gibbs", "nuts"}, default "gibbs"
         How the continuous parameters of a latent model are updated by PyMC.
     log_likelihood : bool or "auto", default "auto"
-        Store the pointwise log-likelihood. ``"auto"`` stores it unless it would hold more
-        than 50 million values (400 MB), e.g. N = 1e5 with 4 x 1000 draws; the reason is then
-        recorded in ``posterior.attrs["mixtures_log_likelihood"]``.
+        Store the pointwise log-likelihood (for LOO / WAIC). ``"auto"`` stores it unless it
+        would hold more than 50 million values (400 MB), e.g. N = 1e5 with 4 x 1000 draws;
+        the reason is then recorded in ``posterior.attrs["mixtures_log_likelihood"]``.
     **kwargs
         Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
         ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
@@ -213,12 +212,24 @@ def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
     yv = y.values
     out = np.empty((chains, draws, n_obs))
     block = max(1, _LOGLIK_CHUNK // max(1, n_obs * k))
+    # log w_j - log sd_j - log(2 pi) / 2 - ((y - mu_j) / sd_j)^2 / 2, then a max-shifted
+    # logsumexp over the components, in place on one block of draws at a time; the component
+    # axis comes first so that the reductions run over contiguous (draw, obs) slabs
+    inv_sd = np.moveaxis(1.0 / sd, -1, 0)[..., None]  # (k, chain, draw, 1)
+    mu = np.moveaxis(mu, -1, 0)[..., None]
+    const = np.moveaxis(np.log(w), -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
     for c in range(chains):
         for start in range(0, draws, block):
             sl = slice(start, start + block)
-            z = (yv[None, :, None] - mu[c, sl, None, :]) / sd[c, sl, None, :]
-            comp = -0.5 * z**2 - np.log(sd[c, sl, None, :]) - 0.5 * np.log(2 * np.pi)
-            out[c, sl] = logsumexp(comp + np.log(w[c, sl, None, :]), axis=-1)
+            comp = yv - mu[:, c, sl]  # (k, block, n_obs)
+            comp *= inv_sd[:, c, sl]
+            np.square(comp, out=comp)
+            comp *= -0.5
+            comp += const[:, c, sl]
+            top = comp.max(axis=0)
+            comp -= top
+            np.exp(comp, out=comp)
+            out[c, sl] = top + np.log(comp.sum(axis=0))
     coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs_id": y["obs_id"]}
     return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)
 
