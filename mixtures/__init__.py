@@ -5,12 +5,20 @@ Model factories return plain :class:`pymc.Model` objects, sampling returns
 """
 
 from mixtures.assignments import AssignmentGibbs
-from mixtures.conjugate import ConjugateMixtureGibbs
+from mixtures.conjugate import ConjugateMixtureGibbs, MvConjugateGibbs
 from mixtures.data import list_datasets, load_dataset
+from mixtures.em import EMResult, em
 from mixtures.engines import CompiledMixture, available_samplers, choose_sampler, compile_model
-from mixtures.inference import ConvergenceWarning, sample, sample_posterior_predictive
+from mixtures.inference import (
+    ConvergenceWarning,
+    fit_advi,
+    sample,
+    sample_posterior_predictive,
+)
 from mixtures.models import OrderedGaps, full_mixture, known_params_mixture, shared_sd_mixture
+from mixtures.multivariate import OrderedColumn, effective_components, mv_mixture
 from mixtures.plots import plot_ppc, plot_trace
+from mixtures.plots2d import plot_em_history, plot_mixture_2d, plot_ppc_2d
 from mixtures.summaries import summary_table
 
 __version__ = "0.1.0"
@@ -20,15 +28,25 @@ __all__ = [
     "CompiledMixture",
     "ConjugateMixtureGibbs",
     "ConvergenceWarning",
+    "EMResult",
+    "MvConjugateGibbs",
+    "OrderedColumn",
     "OrderedGaps",
     "available_samplers",
     "choose_sampler",
     "compile_model",
+    "effective_components",
+    "em",
+    "fit_advi",
     "full_mixture",
     "known_params_mixture",
     "list_datasets",
     "load_dataset",
+    "mv_mixture",
+    "plot_em_history",
+    "plot_mixture_2d",
     "plot_ppc",
+    "plot_ppc_2d",
     "plot_trace",
     "sample",
     "sample_posterior_predictive",

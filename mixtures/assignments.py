@@ -205,6 +205,8 @@ class AssignmentGibbs(BlockedStep):
         names = ("weights", "means", "sigma", "y")
         if not all(n in model.named_vars for n in names) or model["y"] not in model.observed_RVs:
             return None
+        if model["y"].ndim != 1:  # multivariate observations: the generic path
+            return None
         params = model.replace_rvs_by_values([model[n] for n in names[:3]])
         inputs = [v for v in model.value_vars if v is not value]
         try:

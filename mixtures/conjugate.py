@@ -39,7 +39,7 @@ from scipy.special import ndtr, ndtri
 
 from mixtures.assignments import observed_reader
 
-__all__ = ["ConjugateMixtureGibbs", "conjugate_vars"]
+__all__ = ["ConjugateMixtureGibbs", "MvConjugateGibbs", "conjugate_vars", "mv_conjugate_vars"]
 
 _SLICE_WIDTH = 1.0
 _MAX_STEP_OUT = 50
@@ -310,6 +310,134 @@ class ConjugateMixtureGibbs(BlockedStep):
             name = self._value_name["sigma"]
             new[name], accepted = self._sigma_mh(point[name], n, ss)
         return new, [{"sigma_accepted": accepted}]
+
+    def reset_tuning(self):
+        """Nothing to tune."""
+
+    @staticmethod
+    def competence(var, has_grad):
+        """Never chosen automatically by PyMC; :func:`mixtures.sample` assigns it."""
+        return Competence.INCOMPATIBLE
+
+
+def mv_conjugate_vars(model: pm.Model) -> list:
+    """Free variables of a latent :func:`mixtures.mv_mixture` that :class:`MvConjugateGibbs` takes.
+
+    ``weights`` when Dirichlet; ``means`` when their Normal prior is not ordered (an ordered
+    column has no closed-form conditional; NUTS keeps it). Empty if the model is not a latent
+    multivariate mixture.
+    """
+    free = {v.name for v in model.free_RVs}
+    if "assignment" not in free or "y" not in model.named_vars or "chol_cov" not in model:
+        return []
+    if model["y"].ndim != 2 or not isinstance(_op(model, "assignment"), CategoricalRV):
+        return []
+    if model.potentials:
+        return []
+    out = []
+    if "weights" in free and isinstance(_op(model, "weights"), DirichletRV):
+        out.append(model["weights"])
+    means = model["means"]
+    if "means" in free and isinstance(_op(model, "means"), NormalRV):
+        if model.rvs_to_transforms.get(means) is None:
+            out.append(means)
+    return out
+
+
+@dataclass_state
+class MvConjugateGibbsState(StepMethodState):
+    """Sampling state: only the random generator."""
+
+
+class MvConjugateGibbs(BlockedStep):
+    """Exact Gibbs updates of a multivariate mixture's ``weights`` and ``means`` given the rest.
+
+    ``weights | z ~ Dirichlet(a + n)``, exact for any concentration (a = 1e-5 included, where
+    NUTS on the simplex fails), and, for each component j,
+    ``means_j | z, Sigma_j ~ N(m, P^-1)`` with ``P = diag(1 / s0^2) + n_j Sigma_j^-1`` and
+    ``m = P^-1 (diag(1 / s0^2) m0 + Sigma_j^-1 sum_{z_i = j} x_i)``. The covariances stay
+    with NUTS (their LKJ prior has no conjugate form). Use with
+    :class:`~mixtures.AssignmentGibbs`; :func:`mv_conjugate_vars` says what it can take.
+
+    Parameters
+    ----------
+    vars : list
+        ``weights`` and / or ``means`` of a latent :func:`mixtures.mv_mixture`.
+    model : pymc.Model, optional
+    rng : int or numpy.random.Generator, optional
+    """
+
+    name = "mv_conjugate_gibbs"
+    default_blocked = True
+    stats_dtypes_shapes = {}
+    _state_class = MvConjugateGibbsState
+
+    def __init__(self, vars, *, model=None, rng=None, blocked=True):
+        model = pm.modelcontext(model)
+        eligible = {v.name for v in mv_conjugate_vars(model)}
+        value_vars = get_value_vars_from_user_vars(vars, model)
+        rvs = [model.values_to_rvs[v] for v in value_vars]
+        bad = [rv.name for rv in rvs if rv.name not in eligible]
+        if bad or not rvs:
+            raise ValueError(
+                f"`vars` should be among {sorted(eligible)} of a latent multivariate mixture, "
+                f"but got {bad or []}"
+            )
+        self.vars = value_vars
+        self.blocked = blocked
+        self.rng = get_random_generator(rng)
+        names = {rv.name for rv in rvs}
+        self._update = {n: n in names for n in ("weights", "means")}
+        self._value_name = {rv.name: model.rvs_to_values[rv].name for rv in rvs}
+        self.k, self.d = (int(s) for s in model["means"].shape.eval())
+        if self._update["weights"]:
+            (a,) = model["weights"].owner.op.dist_params(model["weights"].owner)
+            self._a = np.broadcast_to(pt.as_tensor(a).eval(), (self.k,)).astype(float)
+            c = pt.vector("weights_constrained")
+            transform = model.rvs_to_transforms.get(model["weights"])
+            out = c if transform is None else transform.forward(c, *model["weights"].owner.inputs)
+            self._forward_weights = pytensor.function([c], out)
+        if self._update["means"]:
+            m0, s0 = model["means"].owner.op.dist_params(model["means"].owner)
+            shape = (self.k, self.d)
+            self._m0 = np.broadcast_to(pt.as_tensor(m0).eval(), shape).astype(float)
+            self._s0 = np.broadcast_to(pt.as_tensor(s0).eval(), shape).astype(float)
+            inputs = [v for v in model.value_vars if v.name != model["assignment"].name]
+            self._chol_inputs = [v.name for v in inputs]
+            (chol,) = model.replace_rvs_by_values([model["chol_cov"]])
+            self._chol = pytensor.function(inputs, chol, on_unused_input="ignore")
+        self._x = observed_reader(model)
+
+    def _draw_means(self, z, chol):
+        x = self._x()
+        out = np.empty((self.k, self.d))
+        for j in range(self.k):
+            members = x[z == j]
+            prior_prec = 1.0 / self._s0[j] ** 2
+            inv_l = np.linalg.inv(chol[j])
+            sigma_inv = inv_l.T @ inv_l
+            prec = np.diag(prior_prec) + members.shape[0] * sigma_inv
+            rhs = prior_prec * self._m0[j] + sigma_inv @ members.sum(axis=0)
+            chol_prec = np.linalg.cholesky(prec)
+            mean = np.linalg.solve(prec, rhs)
+            # mean + L^-T e has covariance (L L^T)^-1 = prec^-1
+            noise = np.linalg.solve(chol_prec.T, self.rng.standard_normal(self.d))
+            out[j] = mean + noise
+        return out
+
+    def step(self, point):
+        """One sweep: weights, then each component's mean, from their full conditionals."""
+        z = point["assignment"]
+        new = dict(point)
+        if self._update["weights"]:
+            counts = np.bincount(z, minlength=self.k).astype(float)
+            w = self.rng.dirichlet(self._a + counts)
+            w = np.maximum(w, np.finfo(float).tiny)
+            new[self._value_name["weights"]] = self._forward_weights(w / w.sum())
+        if self._update["means"]:
+            chol = self._chol(*[point[n] for n in self._chol_inputs])
+            new[self._value_name["means"]] = self._draw_means(z, chol)
+        return new, [{}]
 
     def reset_tuning(self):
         """Nothing to tune."""

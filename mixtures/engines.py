@@ -41,8 +41,13 @@ from pymc.step_methods.hmc import quadpotential
 
 from mixtures._validation import check_observations
 from mixtures.assignments import AssignmentGibbs
-from mixtures.conjugate import ConjugateMixtureGibbs, conjugate_vars
-from mixtures.models import OrderedGaps, _increasing_start, model_spec, rebuild
+from mixtures.conjugate import (
+    ConjugateMixtureGibbs,
+    MvConjugateGibbs,
+    conjugate_vars,
+    mv_conjugate_vars,
+)
+from mixtures.models import model_spec, rebuild
 
 __all__ = ["SAMPLERS", "CompiledMixture", "available_samplers", "choose_sampler", "compile_model"]
 
@@ -157,8 +162,8 @@ def _set_data(model: pm.Model, y: np.ndarray) -> None:
         pm.set_data({"y_data": y}, coords={"obs_id": np.arange(y.shape[0])})
     if "means" in model.named_vars and model["means"] in model.free_RVs:
         transform = model.rvs_to_transforms.get(model["means"])
-        if isinstance(transform, OrderedGaps):
-            transform.start = _increasing_start(y, transform.start.shape[-1])
+        if hasattr(transform, "set_start_from"):
+            transform.set_start_from(y)
 
 
 class CompiledMixture:
@@ -203,22 +208,26 @@ class CompiledMixture:
 
     def set_data(self, y) -> None:
         """Replace the observations (any length) for the next :meth:`sample`."""
-        y = check_observations(y)
+        y = check_observations(y, ndim=self.model["y_data"].ndim)
         for model in {id(m): m for m in (self.model, self._target)}.values():
             _set_data(model, y)
 
     # ------------------------------------------------------------------ steps
-    def _build_steps(self, target_accept: float):
+    def _build_steps(self, target_accept: float, compile_kwargs=None):
         model = self._target
         t0 = time.perf_counter()
         with model:
             if is_latent(model):
                 steps = [AssignmentGibbs([model["assignment"]])]
                 names = "AssignmentGibbs[assignment]"
-                gibbs = conjugate_vars(model) if self.latent_sampler == "gibbs" else []
+                gibbs, step_class = [], None
+                if self.latent_sampler == "gibbs":
+                    gibbs, step_class = conjugate_vars(model), ConjugateMixtureGibbs
+                    if not gibbs:
+                        gibbs, step_class = mv_conjugate_vars(model), MvConjugateGibbs
                 if gibbs:
-                    steps.append(ConjugateMixtureGibbs(gibbs))
-                    names += f" + ConjugateMixtureGibbs[{', '.join(v.name for v in gibbs)}]"
+                    steps.append(step_class(gibbs))
+                    names += f" + {step_class.__name__}[{', '.join(v.name for v in gibbs)}]"
                 taken = {"assignment", *(v.name for v in gibbs)}
                 rest = [
                     model.values_to_rvs[v]
@@ -226,10 +235,12 @@ class CompiledMixture:
                     if model.values_to_rvs[v].name not in taken
                 ]
                 if rest:
-                    steps.append(pm.NUTS(rest, target_accept=target_accept))
+                    steps.append(
+                        pm.NUTS(rest, target_accept=target_accept, compile_kwargs=compile_kwargs)
+                    )
                     names += f" + NUTS[{', '.join(v.name for v in rest)}]"
             else:
-                steps = [pm.NUTS(target_accept=target_accept)]
+                steps = [pm.NUTS(target_accept=target_accept, compile_kwargs=compile_kwargs)]
                 names = "NUTS"
         self.compile_seconds += time.perf_counter() - t0
         self._steps, self._step_names, self._target_accept = steps, names, target_accept
@@ -240,17 +251,20 @@ class CompiledMixture:
     def _pymc_fit(self, draws, tune, chains, random_seed, progressbar, kwargs):
         model = self._target
         target_accept = kwargs.pop("target_accept", 0.8)
-        if self._steps is None or self._target_accept != target_accept:
-            self._build_steps(target_accept)
+        compile_kwargs = kwargs.pop("compile_kwargs", None)
+        key = (target_accept, repr(compile_kwargs))
+        if self._steps is None or self._step_key != key:
+            self._build_steps(target_accept, compile_kwargs)
+            self._step_key = key
         steps = self._steps
         for step, state, potential in zip(steps, self._fresh_states, self._fresh_potentials):
             if potential is not None:  # the object the saved state belongs to
                 step.potential = step.integrator._potential = potential
             step.sampling_state = state
         seed = _seed(random_seed)
-        initvals = None
+        initvals = kwargs.pop("initvals", None)
         if len(steps) == 1 and isinstance(steps[0], pm.NUTS):
-            initvals = self._nuts_init(steps[0], _chain_seeds(seed, chains))
+            initvals = self._nuts_init(steps[0], _chain_seeds(seed, chains), initvals)
         var_names = None
         if self._target is not self.model:  # latent twin: keep the continuous parameters only
             var_names = [v.name for v in self.model.unobserved_RVs]
@@ -269,11 +283,15 @@ class CompiledMixture:
             )
         return idata, self._step_names
 
-    def _nuts_init(self, step, seeds):
-        """PyMC's ``jitter+adapt_diag`` start, reusing the compiled step (no new compile)."""
+    def _nuts_init(self, step, seeds, overrides=None):
+        """PyMC's ``jitter+adapt_diag`` start, reusing the compiled step (no new compile).
+
+        `overrides` (the user's ``initvals``, e.g. an EM solution) replace the default start
+        before the jitter, as in :func:`pymc.sample`.
+        """
         model = self._target
         ipfns = make_initial_point_fns_per_chain(
-            model=model, overrides=None, jitter_rvs=set(model.free_RVs), chains=len(seeds)
+            model=model, overrides=overrides, jitter_rvs=set(model.free_RVs), chains=len(seeds)
         )
         step._logp_dlogp_func.set_extra_values({})
         points = []
@@ -392,7 +410,10 @@ class CompiledMixture:
             "nutpie": self._nutpie_fit,
             "numpyro": self._numpyro_fit,
         }[self.sampler]
-        idata, steps = fit(draws, tune, chains, random_seed, progressbar, kwargs)
+        # Divergent trajectories overflow exp() inside PyTensor's Python ops; PyMC treats the
+        # non-finite log-density as a divergence, so NumPy's warnings are noise here.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            idata, steps = fit(draws, tune, chains, random_seed, progressbar, kwargs)
         self.n_fits += 1
         _attach_data(idata, self.model)
         idata.posterior.attrs["mixtures_sampler"] = self.sampler
@@ -404,18 +425,21 @@ class CompiledMixture:
 def _attach_data(idata: az.InferenceData, model: pm.Model) -> None:
     """Give every engine's result the same observed_data / constant_data groups."""
     y = model["y_data"].get_value()
-    obs = {"obs_id": np.arange(y.shape[0])}
+    y_dims = ["obs_id", "feature"][: y.ndim]
+    coords = {
+        name: np.asarray(model.coords[name])
+        for name in ("component", "feature")
+        if model.coords.get(name) is not None
+    }
+    coords["obs_id"] = np.arange(y.shape[0])
     observed = az.dict_to_dataset(
-        {"y": y}, coords=obs, dims={"y": ["obs_id"]}, library=pm, default_dims=[]
+        {"y": y}, coords=coords, dims={"y": y_dims}, library=pm, default_dims=[]
     )
-    constants = {"y_data": y}
-    dims = {"y_data": ["obs_id"]}
-    for name in ("means", "sigma"):
-        var = model.named_vars.get(name)
-        if var is not None and var not in model.free_RVs:
-            constants[name] = var.get_value()
-            dims[name] = ["component"]
-    coords = {**obs, "component": np.asarray(model.coords["component"])}
+    constants, dims = {"y_data": y}, {"y_data": y_dims}
+    for var in model.data_vars:
+        if var.name != "y_data":
+            constants[var.name] = var.get_value()
+            dims[var.name] = list(model.named_vars_to_dims.get(var.name, ()))
     constant = az.dict_to_dataset(constants, coords=coords, dims=dims, library=pm, default_dims=[])
     for group in ("observed_data", "constant_data"):
         if group in idata.groups():

@@ -9,9 +9,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from mixtures.engines import cached, default_progressbar, is_latent
+from mixtures.engines import _attach_data, cached, default_progressbar, is_latent
+from mixtures.multivariate import mv_pointwise_loglik
 
-__all__ = ["ConvergenceWarning", "is_latent", "sample", "sample_posterior_predictive"]
+__all__ = ["ConvergenceWarning", "fit_advi", "is_latent", "sample", "sample_posterior_predictive"]
 
 #: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ.
 RHAT_MAX = 1.01
@@ -165,16 +166,96 @@ def sample(
         )
         if is_latent(model):  # we chose the steps of a latent model
             idata.posterior.attrs["mixtures_latent_sampler"] = latent_sampler
-    n_values = chains * draws * int(idata.observed_data["y"].size)
+    _add_log_likelihood(idata, log_likelihood)
+    warn_convergence(idata)
+    return idata
+
+
+def fit_advi(
+    model: pm.Model,
+    *,
+    n: int = 30_000,
+    draws: int = 1000,
+    method: str = "advi",
+    random_seed=None,
+    progressbar: bool | None = None,
+    log_likelihood: bool | str = "auto",
+    **kwargs,
+) -> az.InferenceData:
+    """Fit a marginalised mixture by variational inference (PyMC's ADVI) and draw from it.
+
+    The counterpart of BayesPy's variational Bayes: fast, approximate (a Gaussian in the
+    unconstrained space, so posterior sds are typically too small). The result has the same
+    groups as :func:`sample`, with one chain; the loss (negative ELBO) history is in
+    ``posterior.attrs["mixtures_vi_loss"]``.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A marginalised model from a `mixtures` factory (discrete assignments cannot be fitted
+        by ADVI).
+    n : int, default 30000
+        Optimisation steps.
+    draws : int, default 1000
+        Draws from the fitted approximation.
+    method : {"advi", "fullrank_advi"}, default "advi"
+        Mean-field or full-rank Gaussian approximation.
+    random_seed : int or numpy.random.Generator, optional
+        Makes the fit and the draws reproducible.
+    progressbar : bool, optional
+        Default as in :func:`sample`.
+    log_likelihood : bool or "auto", default "auto"
+        As in :func:`sample`.
+    **kwargs
+        Passed to :func:`pymc.fit` (e.g. ``obj_optimizer``, ``callbacks``).
+
+    Returns
+    -------
+    arviz.InferenceData
+    """
+    _check_model(model)
+    if is_latent(model):
+        raise ValueError(
+            "`model` should be marginalised for ADVI (its discrete `assignment` has no "
+            "gradient), but got a latent model; build it with marginalized=True"
+        )
+    if method not in ("advi", "fullrank_advi"):
+        raise ValueError(f"`method` should be 'advi' or 'fullrank_advi', but got {method!r}")
+    for name, val in (("n", n), ("draws", draws)):
+        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
+            raise ValueError(f"`{name}` should be an integer >= 1, but got {val!r}")
+    if progressbar is None:
+        progressbar = default_progressbar()
+    seed = None if random_seed is None else int(np.random.default_rng(random_seed).integers(2**30))
+    with model, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        approx = pm.fit(n=n, method=method, random_seed=seed, progressbar=progressbar, **kwargs)
+        idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
+    _attach_data(idata, model)
+    for group in set(idata.groups()) - {"posterior", "observed_data", "constant_data"}:
+        delattr(idata, group)
+    idata.posterior.attrs.update(
+        mixtures_sampler=method,
+        mixtures_sampler_reason="requested",
+        mixtures_steps=f"pm.fit(method={method!r}, n={n})",
+        mixtures_vi_loss=np.asarray(approx.hist, dtype=float),
+    )
+    _add_log_likelihood(idata, log_likelihood)
+    return idata
+
+
+def _add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
+    post = idata.posterior
+    n_values = post.sizes["chain"] * post.sizes["draw"] * idata.observed_data["y"].sizes["obs_id"]
     if log_likelihood is True or (log_likelihood == "auto" and n_values <= _LOGLIK_MAX_VALUES):
-        idata.add_groups(log_likelihood=pointwise_loglik(idata))
+        if idata.observed_data["y"].ndim == 2:
+            idata.add_groups(log_likelihood=mv_pointwise_loglik(idata))
+        else:
+            idata.add_groups(log_likelihood=pointwise_loglik(idata))
     else:
-        idata.posterior.attrs["mixtures_log_likelihood"] = (
+        post.attrs["mixtures_log_likelihood"] = (
             f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
             "compute it with mixtures.inference.pointwise_loglik(idata) if needed"
         )
-    warn_convergence(idata)
-    return idata
 
 
 def _param(idata, name) -> xr.DataArray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import weakref
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -181,6 +182,10 @@ class OrderedGaps(Ordered):
     def start(self, value) -> None:
         self._start.set_value(np.asarray(value, dtype=float))
 
+    def set_start_from(self, y: np.ndarray) -> None:
+        """Reset the fallback start to the quantiles of new data `y` (a refit does this)."""
+        self.start = _increasing_start(y, self.start.shape[-1])
+
     def forward(self, value, *inputs):
         """Map strictly increasing `value` to (first, log gaps); anything else to `start`'s."""
         value = pt.as_tensor(value)
@@ -192,8 +197,8 @@ class OrderedGaps(Ordered):
 class ModelSpec(NamedTuple):
     """How a factory built a model: enough to rebuild it (e.g. its latent twin) on new data."""
 
-    factory: str
-    k: int
+    factory: Callable
+    args: tuple
     kwargs: dict
 
 
@@ -230,10 +235,7 @@ def rebuild(model: pm.Model, y=None, *, marginalized: bool | None = None) -> pm.
     kwargs = dict(spec.kwargs)
     if marginalized is not None:
         kwargs["marginalized"] = marginalized
-    factory = globals()[spec.factory]
-    if spec.factory == "known_params_mixture":
-        return factory(y, **kwargs)
-    return factory(y, spec.k, **kwargs)
+    return spec.factory(y, *spec.args, **kwargs)
 
 
 def _model_frame(y: np.ndarray, k: int) -> pm.Model:
@@ -316,8 +318,8 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=No
         weights = _weights(spec["weights"], k)
         _observe(y_data, weights, mu, sd, marginalized)
     _SPECS[model] = ModelSpec(
-        "known_params_mixture",
-        k,
+        known_params_mixture,
+        (),
         {"means": means, "sds": sds, "marginalized": marginalized, "priors": copy.deepcopy(priors)},
     )
     return model
@@ -337,8 +339,8 @@ def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd) -> p
             sigma = _prior_rv("sigma", spec["sigma"], dims="component")
         _observe(y_data, weights, means, pt.as_tensor(sigma), marginalized)
     _SPECS[model] = ModelSpec(
-        "shared_sd_mixture" if shared_sd else "full_mixture",
-        k,
+        shared_sd_mixture if shared_sd else full_mixture,
+        (k,),
         {"marginalized": marginalized, "ordered": ordered, "priors": copy.deepcopy(priors)},
     )
     return model

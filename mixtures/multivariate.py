@@ -1,0 +1,412 @@
+r"""Multivariate Gaussian mixtures: :func:`mv_mixture` and what it needs.
+
+The model, for observations :math:`x_i \in \mathbb R^D`:
+
+.. math::
+
+    w \sim \text{Dirichlet}(a) \;\text{or}\; \text{StickBreaking}(\alpha), \quad
+    \mu_j \sim N(m, \text{diag}(s^2)), \quad \Sigma_j = L_j L_j^\top, \quad
+    z_i \sim \text{Categorical}(w), \quad x_i \mid z_i \sim N(\mu_{z_i}, \Sigma_{z_i})
+
+with, per `covariance`, an LKJ Cholesky prior on each :math:`L_j` (``"full"``), one shared
+:math:`L` (``"tied"``), or diagonal :math:`L_j` with HalfNormal sds (``"diag"``).
+
+Names and dims, shared by the latent and marginalised variants:
+
+========== =========================================================================
+name       meaning
+========== =========================================================================
+weights    mixture weights, dims ``component``
+means      component means, dims (``component``, ``feature``)
+chol_cov   Cholesky factors of the covariances, dims (``component``, ``feature``,
+           ``feature_bis``)
+sigma      component sds per feature (the diagonal of the covariances), dims
+           (``component``, ``feature``)
+assignment latent component of each observation (latent variant only), dims ``obs_id``
+y          the observations, dims (``obs_id``, ``feature``)
+========== =========================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.logprob.transforms import Transform
+
+from mixtures._validation import check_k, check_observations
+from mixtures.models import _SPECS, ModelSpec, _increasing_start
+
+__all__ = [
+    "COVARIANCES",
+    "OrderedColumn",
+    "default_mv_priors",
+    "effective_components",
+    "mv_mixture",
+    "mv_pointwise_loglik",
+]
+
+COVARIANCES = ("full", "diag", "tied")
+_WEIGHT_FAMILIES = ("Dirichlet", "StickBreaking")
+
+
+class OrderedColumn(Transform):
+    """Order the rows of a (k, d) matrix by one column: identification across components.
+
+    Column `column` becomes first value plus cumulative positive gaps (PyMC's ordered transform
+    applied down that column); the other columns are left as they are. PyMC's own ordered
+    transform works on the last axis, i.e. it would order the coordinates *within* each mean.
+    As in :class:`~mixtures.OrderedGaps`, a non-increasing column (a prior whose means are all
+    equal) maps to the fallback `start`, so no initval is needed.
+
+    Parameters
+    ----------
+    column : int
+        The column ordered across rows.
+    start : array-like of shape (k,)
+        Strictly increasing fallback start for that column.
+    """
+
+    name = "ordered_column"
+
+    def __init__(self, column: int, start):
+        self.column = int(column)
+        self._start = pytensor.shared(np.asarray(start, dtype=float), name="ordered_column_start")
+
+    @property
+    def start(self) -> np.ndarray:
+        """The fallback start of the ordered column."""
+        return self._start.get_value()
+
+    def set_start_from(self, x: np.ndarray) -> None:
+        """Reset the fallback start to the quantiles of column `column` of new data `x`."""
+        self._start.set_value(_increasing_start(x[:, self.column], self.start.shape[0]))
+
+    def backward(self, value, *inputs):
+        """Unconstrained (first, log gaps) in the column to increasing values."""
+        col = value[..., :, self.column]
+        steps = pt.concatenate([col[..., :1], pt.exp(col[..., 1:])], axis=-1)
+        return pt.set_subtensor(value[..., :, self.column], pt.cumsum(steps, axis=-1))
+
+    def forward(self, value, *inputs):
+        """Increasing column to (first, log gaps); a non-increasing one to `start`'s."""
+        value = pt.as_tensor(value)
+        col = value[..., :, self.column]
+        increasing = pt.all(pt.gt(pt.diff(col, axis=-1), 0))
+        col = pt.switch(increasing, col, pt.broadcast_to(self._start, col.shape))
+        free = pt.concatenate([col[..., :1], pt.log(pt.diff(col, axis=-1))], axis=-1)
+        return pt.set_subtensor(value[..., :, self.column], free)
+
+    def log_jac_det(self, value, *inputs):
+        """Elementwise log-Jacobian: the log gaps of the ordered column, zero elsewhere."""
+        jac = pt.zeros_like(value)
+        return pt.set_subtensor(jac[..., 1:, self.column], value[..., 1:, self.column])
+
+
+def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
+    r"""Return the default priors of :func:`mv_mixture`, scaled to the data `X`.
+
+    With :math:`\bar x_d` and :math:`s_d` the mean and sd of feature d:
+    weights ~ Dirichlet(1); means[:, d] ~ N(:math:`\bar x_d`, :math:`(2 s_d)^2`);
+    sds[:, d] ~ HalfNormal(:math:`s_d`); correlations ~ LKJ(eta=2).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_obs, n_features)
+
+    Returns
+    -------
+    dict
+        Keys ``weights``, ``means``, ``sigma``, ``corr``.
+    """
+    scale = np.std(X, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return {
+        "weights": {"dist": "Dirichlet", "a": 1.0},
+        "means": {"mu": np.mean(X, axis=0), "sigma": 2.0 * scale},
+        "sigma": {"sigma": scale},
+        "corr": {"eta": 2.0},
+    }
+
+
+def _mv_priors(X: np.ndarray, priors) -> dict:
+    defaults = default_mv_priors(X)
+    if priors is None:
+        return defaults
+    if not isinstance(priors, dict):
+        raise ValueError(f"`priors` should be a dict, but got {type(priors).__name__}")
+    unknown = sorted(set(priors) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"`priors` keys should be among {list(defaults)}, but got unknown key(s) {unknown}"
+        )
+    allowed = {
+        "weights": {"Dirichlet": {"dist", "a"}, "StickBreaking": {"dist", "alpha"}},
+        "means": {"mu", "sigma"},
+        "sigma": {"sigma"},
+        "corr": {"eta"},
+    }
+    merged = copy.deepcopy(defaults)
+    for key, spec in priors.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"`priors[{key!r}]` should be a dict, but got {type(spec).__name__}")
+        if key == "weights":
+            family = spec.get("dist", "Dirichlet")
+            if family not in _WEIGHT_FAMILIES:
+                raise ValueError(
+                    f"`priors['weights']['dist']` should be one of {list(_WEIGHT_FAMILIES)}, "
+                    f"but got {family!r}"
+                )
+            names = allowed["weights"][family]
+            base = defaults["weights"] if family == "Dirichlet" else {"alpha": 1.0}
+            merged["weights"] = {**base, **spec, "dist": family}
+        else:
+            names = allowed[key]
+            merged[key] = {**defaults[key], **spec}
+        bad = sorted(set(spec) - names)
+        if bad:
+            raise ValueError(
+                f"`priors[{key!r}]` should hold parameters among {sorted(names)}, but got {bad}"
+            )
+    return merged
+
+
+def _check_ordered_by(ordered_by, n_features: int):
+    if ordered_by is None:
+        return None
+    if isinstance(ordered_by, bool) or not isinstance(ordered_by, numbers.Integral):
+        raise ValueError(
+            f"`ordered_by` should be None or a feature index in [0, {n_features}), "
+            f"but got {ordered_by!r}"
+        )
+    if not 0 <= ordered_by < n_features:
+        raise ValueError(
+            f"`ordered_by` should be a feature index in [0, {n_features}), but got {ordered_by}"
+        )
+    return int(ordered_by)
+
+
+def _stick_breaking(v):
+    """Weights from k - 1 stick proportions: w_j = v_j prod_{i<j} (1 - v_i), last the rest."""
+    rest = pt.concatenate([pt.ones(1), pt.cumprod(1 - v)])
+    return pt.concatenate([v, pt.ones(1)]) * rest
+
+
+def _weights(spec: dict, k: int):
+    if spec["dist"] == "StickBreaking":
+        if k == 1:
+            return pm.Deterministic("weights", pt.ones(1), dims="component")
+        alpha = float(spec["alpha"])
+        if not alpha > 0:
+            raise ValueError(f"`priors['weights']['alpha']` should be > 0, but got {alpha}")
+        v = pm.Beta("stick_proportions", alpha=1.0, beta=alpha, dims="stick")
+        return pm.Deterministic("weights", _stick_breaking(v), dims="component")
+    a = np.broadcast_to(np.asarray(spec.get("a", 1.0), dtype=float), (k,)).copy()
+    if not (a > 0).all():
+        raise ValueError(f"`priors['weights']['a']` should be > 0, but got {a.tolist()}")
+    return pm.Dirichlet("weights", a=a, dims="component")
+
+
+def _lkj_chol(name: str, d: int, eta: float, sd_scale: np.ndarray):
+    sd_dist = pm.HalfNormal.dist(sigma=sd_scale, shape=d)
+    return pm.LKJCholeskyCov(name, n=d, eta=eta, sd_dist=sd_dist, compute_corr=True)[0]
+
+
+def _covariances(spec: dict, k: int, d: int, covariance: str):
+    """Return the (k, d, d) Cholesky factors; adds ``chol_cov`` and ``sigma`` to the model."""
+    sd_scale = np.broadcast_to(np.asarray(spec["sigma"]["sigma"], dtype=float), (d,)).copy()
+    eta = float(spec["corr"]["eta"])
+    if covariance == "diag":
+        sds = pm.HalfNormal("sigma", sigma=sd_scale, dims=("component", "feature"))
+        chol = pt.eye(d)[None, :, :] * sds[:, None, :]
+        chol = pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
+        return chol
+    if d == 1:  # LKJ needs n >= 2; one feature is a per-component (or tied) sd
+        shape_dims = ("component", "feature") if covariance == "full" else ("feature",)
+        sds = pm.HalfNormal("sd", sigma=sd_scale, dims=shape_dims)
+        sds = pt.broadcast_to(sds, (k, 1))
+        chol = sds[:, :, None]
+    elif covariance == "tied":
+        one = _lkj_chol("chol_cov_tied", d, eta, sd_scale)
+        chol = pt.broadcast_to(one, (k, d, d))
+    else:
+        chol = pt.stack([_lkj_chol(f"chol_cov_{j}", d, eta, sd_scale) for j in range(k)])
+    chol = pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
+    pm.Deterministic("sigma", pt.sqrt(pt.sum(chol**2, axis=-1)), dims=("component", "feature"))
+    return chol
+
+
+def mv_mixture(
+    X,
+    k: int,
+    *,
+    covariance: str = "full",
+    marginalized: bool = True,
+    ordered_by: int | None = 0,
+    priors=None,
+) -> pm.Model:
+    """Mixture of `k` multivariate Gaussians for `X` of shape (n_obs, n_features).
+
+    Parameters
+    ----------
+    X : array-like or pandas.DataFrame of shape (n_obs, n_features)
+        Observations; must be finite. A DataFrame's column names become the ``feature``
+        coords.
+    k : int
+        Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
+        ("K large enough"; see :func:`effective_components`).
+    covariance : {"full", "diag", "tied"}, default "full"
+        Per-component covariances with an LKJ(eta) Cholesky prior and HalfNormal sds; diagonal
+        per-component covariances; or one full covariance shared by all components.
+    marginalized : bool, default True
+        Sum the assignments out (a ``pm.Mixture`` of ``MvNormal``, for NUTS / ADVI) or keep
+        them as the ``Categorical`` variable ``assignment``.
+    ordered_by : int or None, default 0
+        Identify the components by ordering their means along this feature (across
+        components, see :class:`OrderedColumn`); None leaves them exchangeable (e.g. with a
+        stick-breaking prior, whose order already identifies them).
+    priors : dict, optional
+        Overrides of :func:`default_mv_priors`: ``weights`` (``{"a": ...}`` for the Dirichlet,
+        e.g. the BayesPy example's ``{"a": 1e-5}``, or ``{"dist": "StickBreaking", "alpha":
+        ...}`` for a truncated stick-breaking prior), ``means`` (``mu``, ``sigma``, per
+        feature), ``sigma`` (the HalfNormal scale of the sds, per feature), ``corr``
+        (``eta``).
+
+    Returns
+    -------
+    pymc.Model
+
+    Examples
+    --------
+    >>> import mixtures
+    >>> X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]]
+    >>> model = mixtures.mv_mixture(X, 3)
+    >>> model.named_vars_to_dims["means"]
+    ('component', 'feature')
+    """
+    names = list(X.columns) if hasattr(X, "columns") else None
+    X = check_observations(X, "X", ndim=2)
+    n, d = X.shape
+    k = check_k(k, n)
+    if covariance not in COVARIANCES:
+        raise ValueError(
+            f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
+        )
+    ordered_by = _check_ordered_by(ordered_by, d)
+    spec = _mv_priors(X, priors)
+    coords = {
+        "component": np.arange(k),
+        "stick": np.arange(max(k - 1, 0)),
+        "feature": names if names is not None else np.arange(d),
+        "feature_bis": names if names is not None else np.arange(d),
+        "obs_id": np.arange(n),
+    }
+    with pm.Model(coords=coords) as model:
+        x_data = pm.Data("y_data", X, dims=("obs_id", "feature"))
+        weights = _weights(spec["weights"], k)
+        mu = np.broadcast_to(np.asarray(spec["means"]["mu"], dtype=float), (k, d)).copy()
+        sd = np.broadcast_to(np.asarray(spec["means"]["sigma"], dtype=float), (k, d)).copy()
+        kwargs = {}
+        if ordered_by is not None and k > 1:
+            kwargs["transform"] = OrderedColumn(ordered_by, _increasing_start(X[:, ordered_by], k))
+        means = pm.Normal("means", mu=mu, sigma=sd, dims=("component", "feature"), **kwargs)
+        chol = _covariances(spec, k, d, covariance)
+        if marginalized:
+            comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
+            pm.Mixture(
+                "y", w=weights, comp_dists=comps, observed=x_data, dims=("obs_id", "feature")
+            )
+        else:
+            z = pm.Categorical("assignment", p=weights, dims="obs_id")
+            pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=("obs_id", "feature"))
+    _SPECS[model] = ModelSpec(
+        mv_mixture,
+        (k,),
+        {
+            "covariance": covariance,
+            "marginalized": marginalized,
+            "ordered_by": ordered_by,
+            "priors": copy.deepcopy(priors),
+        },
+    )
+    return model
+
+
+def mv_pointwise_loglik(idata) -> xr.Dataset:
+    """Return log sum_j w_j N(x_i | mu_j, Sigma_j) for every draw and observation.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``weights``, ``means``, ``chol_cov`` in the posterior and ``y`` in observed_data.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``y`` with dims (chain, draw, obs_id).
+    """
+    post = idata.posterior
+    x = idata.observed_data["y"].transpose("obs_id", ...).values
+    w = post["weights"].transpose("chain", "draw", "component").values
+    mu = post["means"].transpose("chain", "draw", "component", ...).values
+    chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
+    chains, draws, k = w.shape
+    d = x.shape[1]
+    flat = lambda a: a.reshape(chains * draws, *a.shape[2:])  # noqa: E731
+    w, mu, chol = flat(w), flat(mu), flat(chol)
+    comp = np.empty((k, chains * draws, x.shape[0]))
+    for j in range(k):
+        # L^{-1} (x - mu) for every draw; log det Sigma = 2 sum log diag L
+        inv = np.linalg.inv(chol[:, j])  # (S, d, d), triangular
+        diff = x[None, :, :] - mu[:, j, None, :]  # (S, n, d)
+        z = np.einsum("sde,sne->snd", inv, diff)
+        logdet = 2 * np.log(np.abs(np.diagonal(chol[:, j], axis1=-2, axis2=-1))).sum(-1)
+        comp[j] = np.log(w[:, j, None]) - 0.5 * (
+            (z**2).sum(-1) + logdet[:, None] + d * np.log(2 * np.pi)
+        )
+    top = comp.max(axis=0)
+    out = top + np.log(np.exp(comp - top).sum(axis=0))
+    coords = {
+        "chain": post["chain"].values,
+        "draw": post["draw"].values,
+        "obs_id": idata.observed_data["obs_id"].values,
+    }
+    out = out.reshape(chains, draws, -1)
+    return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)
+
+
+def effective_components(idata, *, threshold: float = 0.01) -> xr.DataArray:
+    """Posterior of the number of components holding more than `threshold` of the data.
+
+    A component's share of the data is its weight (the expected fraction of observations it
+    generates). With a sparse prior and a generous `k`, this is the number of clusters the
+    data support.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``weights`` in the posterior.
+    threshold : float, default 0.01
+        Share of the data (0 < threshold < 1) above which a component counts.
+
+    Returns
+    -------
+    xarray.DataArray
+        Integer counts, dims (chain, draw), named ``effective_components``.
+
+    Examples
+    --------
+    >>> counts = effective_components(idata)  # doctest: +SKIP
+    >>> counts.to_series().value_counts(normalize=True)  # doctest: +SKIP
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"`threshold` should be in (0, 1), but got {threshold!r}")
+    if "posterior" not in idata.groups() or "weights" not in idata.posterior:
+        raise ValueError("`idata` should hold `weights` in its posterior, but it does not")
+    counts = (idata.posterior["weights"] > threshold).sum("component")
+    return counts.rename("effective_components")

@@ -1,0 +1,226 @@
+"""Plots of 2-D mixtures: components as ellipses, EM's history, predictive checks."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
+from scipy.special import logsumexp
+from scipy.stats import gaussian_kde
+
+from mixtures._validation import check_observations
+from mixtures.em import EMResult
+
+__all__ = ["plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
+
+_MAX_DRAWS_FOR_LABELS = 200
+
+
+def _ellipse(mean, cov, scale, **kwargs) -> Ellipse:
+    """Return the ellipse at `scale` standard deviations of N(mean, cov)."""
+    vals, vecs = np.linalg.eigh(cov)
+    angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
+    width, height = 2 * scale * np.sqrt(vals[::-1])
+    return Ellipse(mean, width, height, angle=angle, **kwargs)
+
+
+def _log_gauss(X, mean, cov):
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, (X - mean).T)
+    return -0.5 * (z**2).sum(0) - np.log(np.diag(chol)).sum() - np.log(2 * np.pi)
+
+
+def _posterior_draws(idata, features, rng):
+    """Weights (S, k), means (S, k, 2), covariances (S, k, 2, 2) of the posterior."""
+    if isinstance(idata, EMResult):
+        cov = idata.covariances[:, features][:, :, features]
+        return idata.weights[None], idata.means[None][:, :, features], cov[None]
+    post = idata.posterior
+    for name in ("weights", "means", "chol_cov"):
+        if name not in post:
+            raise ValueError(
+                f"`idata` should come from mixtures.mv_mixture (posterior `{name}`), "
+                "but it does not hold it"
+            )
+    w = post["weights"].transpose("chain", "draw", "component").values
+    mu = post["means"].transpose("chain", "draw", "component", "feature").values
+    chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
+    s = w.shape[0] * w.shape[1]
+    w, mu, chol = w.reshape(s, -1), mu.reshape(s, *mu.shape[2:]), chol.reshape(s, *chol.shape[2:])
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    cov = cov[:, :, features][:, :, :, features]
+    return w, mu[:, :, features], cov
+
+
+def plot_mixture_2d(
+    idata,
+    X,
+    *,
+    scale: float = 2.0,
+    ax=None,
+    num_draws: int = 20,
+    weight_threshold: float = 0.01,
+    features=(0, 1),
+    random_seed=None,
+):
+    """Plot the data coloured by most probable component, and each component as ellipses.
+
+    Each component gets a thick ellipse at `scale` standard deviations of its posterior mean
+    covariance, centred on its posterior mean, and thin ellipses from `num_draws` posterior
+    draws (the uncertainty). Components whose posterior mean weight is below
+    `weight_threshold` are drawn faded: with a sparse prior they are the unused ones.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or EMResult
+        A fit of :func:`mixtures.mv_mixture` (``weights``, ``means``, ``chol_cov``), or the
+        result of :func:`mixtures.em` (a point estimate: no thin ellipses).
+    X : array-like of shape (n_obs, n_features)
+        The data.
+    scale : float, default 2
+        Ellipses at this many standard deviations (BayesPy's ``scale=2``).
+    ax : matplotlib.axes.Axes, optional
+    num_draws : int, default 20
+        Posterior draws shown as thin ellipses per component.
+    weight_threshold : float, default 0.01
+        Posterior mean weight below which a component is faded.
+    features : tuple of two ints, default (0, 1)
+        The features on the axes (the marginal of the mixture on them is drawn).
+    random_seed : int, optional
+        Which posterior draws are shown.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    X = check_observations(X, "X", ndim=2)
+    features = list(features)
+    if len(features) != 2 or not all(0 <= f < X.shape[1] for f in features):
+        raise ValueError(
+            f"`features` should be two feature indices in [0, {X.shape[1]}), but got {features}"
+        )
+    if not scale > 0:
+        raise ValueError(f"`scale` should be > 0, but got {scale!r}")
+    rng = np.random.default_rng(random_seed)
+    w, mu, cov = _posterior_draws(idata, features, rng)
+    x2 = X[:, features]
+    k = w.shape[1]
+    # most probable component: responsibilities averaged over (a subset of) the draws
+    idx = rng.choice(w.shape[0], min(w.shape[0], _MAX_DRAWS_FOR_LABELS), replace=False)
+    resp = np.zeros((x2.shape[0], k))
+    for s in idx:
+        logp = np.stack(
+            [np.log(max(w[s, j], 1e-300)) + _log_gauss(x2, mu[s, j], cov[s, j]) for j in range(k)],
+            axis=1,
+        )
+        resp += np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
+    labels = resp.argmax(axis=1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    colors = [f"C{j % 10}" for j in range(k)]
+    ax.scatter(x2[:, 0], x2[:, 1], c=[colors[j] for j in labels], s=12, alpha=0.6, lw=0)
+    mean_w = w.mean(axis=0)
+    thin = (
+        rng.choice(w.shape[0], min(num_draws, w.shape[0]), replace=False) if w.shape[0] > 1 else []
+    )
+    for j in range(k):
+        faded = mean_w[j] < weight_threshold
+        alpha = 0.15 if faded else 1.0
+        for s in thin:
+            ax.add_patch(
+                _ellipse(mu[s, j], cov[s, j], scale, fill=False, lw=0.5, ec=colors[j],
+                         alpha=0.3 * alpha)
+            )  # fmt: skip
+        ax.add_patch(
+            _ellipse(mu[:, j].mean(0), cov[:, j].mean(0), scale, fill=False, lw=2,
+                     ec=colors[j], alpha=alpha, label=f"component {j}: w = {mean_w[j]:.2f}")
+        )  # fmt: skip
+    ax.autoscale_view()
+    names = [f"x{f + 1}" for f in features]
+    ax.set(xlabel=names[0], ylabel=names[1])
+    ax.set_title(f"components at {scale:g} sd")
+    return ax
+
+
+def plot_em_history(result: EMResult, *, ax=None, log_scale: bool = False):
+    """Plot EM's negative log-likelihood against the iteration (0 = the start).
+
+    Parameters
+    ----------
+    result : EMResult
+        From :func:`mixtures.em`.
+    ax : matplotlib.axes.Axes, optional
+    log_scale : bool, default False
+        Log y axis (as in the teaching notebook), if every value is positive.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if not isinstance(result, EMResult):
+        raise ValueError(f"`result` should be an EMResult, but got {type(result).__name__}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    nll = result.nll_history
+    ax.plot(np.arange(nll.size), nll, "o-", ms=3)
+    if log_scale and (nll > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel="EM iteration", ylabel="negative log-likelihood")
+    status = "converged" if result.converged else "not converged"
+    ax.set_title(f"EM: {status} after {result.n_iter} iterations")
+    return ax
+
+
+def plot_ppc_2d(idata, *, num_draws: int = 20, ax=None, random_seed=None, features=(0, 1)):
+    """Posterior predictive check in 2-D: density contours of predictive draws against data.
+
+    Draws `num_draws` predictive data sets; shows their pooled points (faint) and the KDE
+    contours of the pooled predictive (colour) and of the data (black), on the same levels.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior_predictive`` (see :func:`mixtures.sample_posterior_predictive`) and
+        ``observed_data`` ``y`` of dims (obs_id, feature).
+    num_draws : int, default 20
+    ax : matplotlib.axes.Axes, optional
+    random_seed : int, optional
+    features : tuple of two ints, default (0, 1)
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if "posterior_predictive" not in idata.groups():
+        raise ValueError(
+            "`idata` should hold a posterior_predictive group; "
+            "call mixtures.sample_posterior_predictive first"
+        )
+    features = list(features)
+    data = idata.observed_data["y"].transpose("obs_id", "feature").values[:, features]
+    pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id", "feature").values
+    pred = pred.reshape(-1, *pred.shape[2:])[:, :, features]
+    rng = np.random.default_rng(random_seed)
+    chosen = rng.choice(pred.shape[0], min(num_draws, pred.shape[0]), replace=False)
+    pooled = pred[chosen].reshape(-1, 2)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(pooled[:, 0], pooled[:, 1], s=2, alpha=0.15, color="C0", lw=0,
+               label=f"{len(chosen)} predictive draws")  # fmt: skip
+    lo = np.minimum(pooled.min(0), data.min(0))
+    hi = np.maximum(pooled.max(0), data.max(0))
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 100), np.linspace(lo[1], hi[1], 100))
+    grid = np.vstack([gx.ravel(), gy.ravel()])
+    kde_data = gaussian_kde(data.T)
+    z_data = kde_data(grid).reshape(gx.shape)
+    # the predictive KDE uses the data's bandwidth (same smoothing for both)
+    kde_pred = gaussian_kde(pooled.T, bw_method=kde_data.factor * (len(data) / len(pooled)) ** -0.2)
+    z_pred = kde_pred(grid).reshape(gx.shape)
+    levels = np.quantile(z_data, [0.5, 0.75, 0.9, 0.97])
+    ax.contour(gx, gy, z_pred, levels=levels, colors="C0", linewidths=1.5)
+    ax.contour(gx, gy, z_data, levels=levels, colors="k", linewidths=1.0)
+    ax.scatter(data[:, 0], data[:, 1], s=6, color="k", label="data")
+    ax.set(xlabel=f"x{features[0] + 1}", ylabel=f"x{features[1] + 1}")
+    ax.set_title("posterior predictive (blue) vs data (black)")
+    ax.legend(loc="best", fontsize="small")
+    return ax
