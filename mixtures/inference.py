@@ -332,7 +332,8 @@ def warn_convergence(idata: az.InferenceData) -> list[str]:
     names = [n for n in _PARAMS if n in idata.posterior]
     problems = []
     if names:
-        diag = az.summary(idata, var_names=names, kind="diagnostics")
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant chains give NaN
+            diag = az.summary(idata, var_names=names, kind="diagnostics")
         if idata.posterior.sizes["chain"] > 1:
             bad_rhat = diag.index[~(diag["r_hat"] <= RHAT_MAX)].tolist()
             if bad_rhat:

@@ -1,0 +1,387 @@
+"""Multivariate mixtures, EM, ADVI, effective components and the 2-D plots."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+import xarray as xr
+from scipy import stats
+from scipy.special import logsumexp
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+
+import mixtures
+from mixtures.data import FOUR_CLUSTERS_2D, THREE_CLUSTERS_2D
+
+QUIET = dict(progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def three():
+    df = mixtures.load_dataset("three_clusters_2d")
+    return df[["x1", "x2"]].to_numpy(), df["component"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def four():
+    df = mixtures.load_dataset("four_clusters_2d")
+    return df[["x1", "x2"]].to_numpy(), df["component"].to_numpy()
+
+
+def _params(model, point):
+    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["chol_cov"]])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
+    return fn(*[point[v.name] for v in model.value_vars])
+
+
+def _random_point(model, seed):
+    rng = np.random.default_rng(seed)
+    return {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag", "tied"])
+def test_marginal_density_equals_scipy(three, covariance):
+    X, _ = three
+    model = mixtures.mv_mixture(X, 3, covariance=covariance)
+    point = _random_point(model, 1)
+    w, mu, chol = _params(model, point)
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    if covariance == "tied":
+        np.testing.assert_allclose(cov[0], cov[2])
+    if covariance == "diag":
+        np.testing.assert_allclose(cov[:, 0, 1], 0.0)
+    ref = logsumexp(
+        [np.log(w[j]) + stats.multivariate_normal(mu[j], cov[j]).logpdf(X) for j in range(3)],
+        axis=0,
+    ).sum()
+    ours = model.compile_logp(vars=[model["y"]])(point)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_latent_density_given_assignments_equals_scipy(three):
+    X, labels = three
+    model = mixtures.mv_mixture(X, 3, marginalized=False)
+    point = _random_point(model, 2)
+    point["assignment"] = labels.astype(point["assignment"].dtype)
+    w, mu, chol = _params(model, point)
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    ref = sum(
+        stats.multivariate_normal(mu[j], cov[j]).logpdf(X[labels == j]).sum() for j in range(3)
+    )
+    ref += np.log(w[labels]).sum()
+    ours = model.compile_logp(vars=[model["y"], model["assignment"]])(point)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_names_coords_and_dims(three):
+    X, _ = three
+    for marginalized in (True, False):
+        model = mixtures.mv_mixture(X, 3, marginalized=marginalized)
+        dims = model.named_vars_to_dims
+        assert dims["weights"] == ("component",)
+        assert dims["means"] == ("component", "feature")
+        assert dims["chol_cov"] == ("component", "feature", "feature_bis")
+        assert dims["sigma"] == ("component", "feature")
+        assert dims["y"] == ("obs_id", "feature")
+        assert all(v is None for v in model.rvs_to_initial_values.values())
+        assert np.isfinite(model.compile_logp()(model.initial_point()))
+    df = mixtures.load_dataset("three_clusters_2d")
+    assert mixtures.mv_mixture(df[["x1", "x2"]], 3).coords["feature"] == ("x1", "x2")
+
+
+def test_ordered_column_orders_across_components(three):
+    X, _ = three
+    model = mixtures.mv_mixture(X, 3, ordered_by=1)
+    for seed in range(5):
+        _, mu, _ = _params(model, _random_point(model, seed))
+        assert np.all(np.diff(mu[:, 1]) > 0)  # across components, on feature 1
+
+
+def test_ordered_column_jacobian_is_the_log_determinant():
+    transform = mixtures.OrderedColumn(1, start=[0.0, 1.0, 2.0])
+    flat = pt.vector("flat")
+    x = flat.reshape((3, 2))
+    jac = pt.jacobian(transform.backward(x).flatten(), flat)
+    value = np.random.default_rng(0).normal(size=(3, 2))
+    _, logdet = np.linalg.slogdet(jac.eval({flat: value.ravel()}))
+    np.testing.assert_allclose(transform.log_jac_det(x).eval({flat: value.ravel()}).sum(), logdet)
+    increasing = transform.backward(x).eval({x: value})
+    np.testing.assert_allclose(transform.forward(pt.as_tensor(increasing)).eval(), value)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda X: mixtures.mv_mixture(X[:, 0], 3), r"`X` should be a 2-D array"),
+        (lambda X: mixtures.mv_mixture(X[:2], 3), r"`k` should be at most the number"),
+        (lambda X: mixtures.mv_mixture(np.where(X > 6, np.nan, X), 3), r"only finite values"),
+        (lambda X: mixtures.mv_mixture(X, 3, ordered_by=2), r"`ordered_by` should be a feature"),
+        (lambda X: mixtures.mv_mixture(X, 3, ordered_by=-1), r"`ordered_by` should be a feature"),
+        (lambda X: mixtures.mv_mixture(X, 3, ordered_by=True), r"`ordered_by` should be None or"),
+        (lambda X: mixtures.mv_mixture(X, 3, covariance="block"), r"`covariance` should be one"),
+        (
+            lambda X: mixtures.mv_mixture(X, 3, priors={"weights": {"dist": "Beta"}}),
+            r"`priors\['weights'\]\['dist'\]` should be one of",
+        ),
+        (
+            lambda X: mixtures.mv_mixture(X, 3, priors={"means": {"nu": 3}}),
+            r"`priors\['means'\]` should hold parameters among",
+        ),
+    ],
+)
+def test_bad_input_is_a_clear_error(three, call, message):
+    X, _ = three
+    with pytest.raises(ValueError, match=message):
+        call(X)
+
+
+# --- EM --------------------------------------------------------------------------------------
+
+
+def test_em_nll_never_increases_and_converges(three):
+    X, _ = three
+    result = mixtures.em(X, 3, random_seed=0)
+    assert result.converged
+    assert np.all(np.diff(result.nll_history) <= 1e-9 * np.abs(result.nll_history[1:]))
+    np.testing.assert_allclose(result.nll_history[-1], -result.log_likelihood * len(X))
+    np.testing.assert_allclose(result.responsibilities.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_em_agrees_with_scikit_learn_from_the_same_start(three, seed):
+    X, _ = three
+    result = mixtures.em(X, 3, random_seed=seed)
+    cov = np.cov(X, rowvar=False) + 1e-6 * np.eye(2)
+    gm = GaussianMixture(
+        3,
+        covariance_type="full",
+        tol=1e-6,
+        max_iter=100,
+        weights_init=np.full(3, 1 / 3),
+        means_init=result.init_means,
+        precisions_init=np.repeat(np.linalg.inv(cov)[None], 3, axis=0),
+    ).fit(X)
+    assert gm.n_iter_ == result.n_iter
+    np.testing.assert_allclose(result.log_likelihood, gm.score(X), rtol=1e-6)
+    np.testing.assert_allclose(result.means, gm.means_, atol=1e-8)
+    np.testing.assert_allclose(result.covariances, gm.covariances_, atol=1e-8)
+
+
+def test_em_n_init_keeps_the_best_start(three):
+    X, _ = three
+    singles = [mixtures.em(X, 3, random_seed=s).log_likelihood for s in range(4)]
+    best = mixtures.em(X, 3, n_init=4, random_seed=0).log_likelihood
+    assert best >= max(singles) - 1e-9 or best >= singles[0]
+
+
+def test_em_initvals_are_ordered_and_accepted(three):
+    X, _ = three
+    start = mixtures.em(X, 3, random_seed=0).initvals(ordered_by=0)
+    assert np.all(np.diff(start["means"][:, 0]) > 0)
+    model = mixtures.mv_mixture(X, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mixtures.ConvergenceWarning)
+        idata = mixtures.sample(
+            model, draws=20, tune=20, chains=1, random_seed=1, initvals=start, **QUIET
+        )
+    assert idata.posterior["means"].shape == (1, 20, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_init": 0}, r"`n_init` should be an integer >= 1"),
+        ({"tol": 0}, r"`tol` should be > 0"),
+        ({"means_init": np.zeros((2, 2))}, r"`means_init` should have shape \(3, 2\)"),
+    ],
+)
+def test_em_bad_arguments(three, kwargs, message):
+    X, _ = three
+    with pytest.raises(ValueError, match=message):
+        mixtures.em(X, 3, **kwargs)
+
+
+# --- fitting ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fit3(three):
+    X, _ = three
+    model = mixtures.mv_mixture(X, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mixtures.ConvergenceWarning)
+        idata = mixtures.sample(model, draws=300, tune=300, chains=2, random_seed=5, **QUIET)
+    mixtures.sample_posterior_predictive(model, idata, random_seed=6)
+    return model, idata
+
+
+def test_recovery_in_2d(three, fit3):
+    X, labels = three
+    _, idata = fit3
+    post = idata.posterior.mean(("chain", "draw"))
+    order = np.argsort(THREE_CLUSTERS_2D["means"][:, 0])  # the model orders by feature 0
+    # against the generating values, within ~3 standard errors of 200 points per cluster
+    np.testing.assert_allclose(post["means"], THREE_CLUSTERS_2D["means"][order], atol=0.3)
+    chol = idata.posterior["chol_cov"].values
+    cov = (chol @ np.swapaxes(chol, -1, -2)).mean(axis=(0, 1))
+    truth = THREE_CLUSTERS_2D["covariances"][order]
+    np.testing.assert_allclose(cov, truth, atol=3 * np.sqrt(2 / 200) * np.abs(truth).max())
+    np.testing.assert_allclose(post["weights"], 1 / 3, atol=0.05)
+    # and, tighter, against what the data say: each true cluster's sample statistics
+    for j, c in enumerate(order):
+        members = X[labels == c]
+        np.testing.assert_allclose(post["means"][j], members.mean(0), atol=0.1)
+        np.testing.assert_allclose(cov[j], np.cov(members, rowvar=False), atol=0.15)
+
+
+def test_adjusted_rand_index_at_least_scikit_learns(three, fit3):
+    X, labels = three
+    _, idata = fit3
+    w = idata.posterior["weights"].mean(("chain", "draw")).values
+    mu = idata.posterior["means"].mean(("chain", "draw")).values
+    chol = idata.posterior["chol_cov"].values
+    cov = (chol @ np.swapaxes(chol, -1, -2)).mean(axis=(0, 1))
+    logp = np.stack(
+        [np.log(w[j]) + stats.multivariate_normal(mu[j], cov[j]).logpdf(X) for j in range(3)]
+    )
+    ours = adjusted_rand_score(labels, logp.argmax(axis=0))
+    sk = GaussianMixture(3, n_init=5, random_state=0).fit(X).predict(X)
+    assert ours >= adjusted_rand_score(labels, sk)
+
+
+def test_log_likelihood_equals_scipy(fit3, three):
+    X, _ = three
+    _, idata = fit3
+    post = idata.posterior
+    for chain, draw in [(0, 0), (1, 123)]:
+        sel = post.isel(chain=chain, draw=draw)
+        chol = sel["chol_cov"].values
+        ref = logsumexp(
+            [
+                np.log(sel["weights"].values[j])
+                + stats.multivariate_normal(sel["means"].values[j], chol[j] @ chol[j].T).logpdf(X)
+                for j in range(3)
+            ],
+            axis=0,
+        )
+        ours = idata.log_likelihood["y"].isel(chain=chain, draw=draw).values
+        np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_posterior_predictive_2d(fit3, three):
+    X, _ = three
+    _, idata = fit3
+    pred = idata.posterior_predictive["y"]
+    assert pred.dims == ("chain", "draw", "obs_id", "feature")
+    np.testing.assert_allclose(pred.mean(("chain", "draw", "obs_id")), X.mean(0), atol=0.2)
+    ax = mixtures.plot_ppc_2d(idata, random_seed=0)
+    assert len(ax.collections) >= 3  # predictive scatter, two contour sets, data
+
+
+def test_sparse_dirichlet_finds_four_components(four):
+    X, _ = four
+    model = mixtures.mv_mixture(X, 10, marginalized=False, ordered_by=None,
+                                priors={"weights": {"a": 1e-5}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mixtures.ConvergenceWarning)
+        idata = mixtures.sample(
+            model, draws=100, tune=100, chains=2, random_seed=3,
+            compile_kwargs={"mode": "NUMBA"}, **QUIET,
+        )  # fmt: skip
+    assert "MvConjugateGibbs[weights, means]" in idata.posterior.attrs["mixtures_steps"]
+    counts = mixtures.effective_components(idata)
+    assert (counts == 4).mean() >= 0.9, counts.to_series().value_counts()
+    # each chain's four components are the four true clusters
+    last = idata.posterior.isel(chain=0, draw=-1)
+    used = np.flatnonzero(last["weights"].values > 0.01)
+    truth = FOUR_CLUSTERS_2D["means"]
+    for mean in last["means"].values[used]:
+        assert np.min(np.linalg.norm(truth - mean, axis=1)) < 0.6
+
+
+def test_mv_conjugate_means_update_matches_closed_form(three):
+    X, labels = three
+    model = mixtures.mv_mixture(X, 3, marginalized=False, ordered_by=None)
+    with model:
+        step = mixtures.MvConjugateGibbs([model["weights"], model["means"]], rng=1)
+    point = model.initial_point()
+    chol = step._chol(*[point[n] for n in step._chol_inputs])
+    draws = np.array([step._draw_means(labels, chol) for _ in range(4000)])
+    for j in range(3):
+        sigma_inv = np.linalg.inv(chol[j] @ chol[j].T)
+        prior_prec = np.diag(1 / step._s0[j] ** 2)
+        members = X[labels == j]
+        cov = np.linalg.inv(prior_prec + len(members) * sigma_inv)
+        mean = cov @ (prior_prec @ step._m0[j] + sigma_inv @ members.sum(0))
+        se = np.sqrt(np.diag(cov) / len(draws))
+        np.testing.assert_array_less(np.abs(draws[:, j].mean(0) - mean), 4 * se)
+        scale = np.diag(cov).max()
+        np.testing.assert_allclose(np.cov(draws[:, j], rowvar=False), cov, atol=0.1 * scale)
+
+
+def test_advi_returns_inference_data(three):
+    X, _ = three
+    model = mixtures.mv_mixture(X, 3)
+    idata = mixtures.fit_advi(model, n=3000, draws=200, random_seed=1, **QUIET)
+    assert idata.posterior["means"].shape == (1, 200, 3, 2)
+    assert idata.log_likelihood["y"].shape == (1, 200, len(X))
+    loss = idata.posterior.attrs["mixtures_vi_loss"]
+    assert loss.shape == (3000,) and loss[-100:].mean() < loss[:100].mean()
+    with pytest.raises(ValueError, match="should be marginalised for ADVI"):
+        mixtures.fit_advi(mixtures.mv_mixture(X, 3, marginalized=False), n=10)
+
+
+def test_effective_components_counts_weights_above_threshold():
+    w = np.array([[[0.5, 0.3, 0.15, 0.05], [0.98, 0.005, 0.01, 0.005]]])
+    idata = az.from_dict(posterior={"weights": w}, dims={"weights": ["component"]})
+    counts = mixtures.effective_components(idata, threshold=0.01)
+    assert counts.values.tolist() == [[4, 1]]
+    assert mixtures.effective_components(idata, threshold=0.2).values.tolist() == [[2, 1]]
+    with pytest.raises(ValueError, match=r"`threshold` should be in \(0, 1\)"):
+        mixtures.effective_components(idata, threshold=1.5)
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def test_plot_mixture_2d(three, fit3):
+    X, _ = three
+    _, idata = fit3
+    ax = mixtures.plot_mixture_2d(idata, X, num_draws=5, random_seed=0)
+    assert len(ax.patches) == 3 * (5 + 1)
+    thick = [p for p in ax.patches if p.get_linewidth() == 2]
+    assert len(thick) == 3
+    # a thick ellipse's axes are 2 * scale * sqrt(eigenvalues) of the mean covariance
+    chol = idata.posterior["chol_cov"].values
+    cov0 = (chol @ np.swapaxes(chol, -1, -2)).mean(axis=(0, 1))[0]
+    widths = sorted([thick[0].width, thick[0].height])
+    np.testing.assert_allclose(widths, sorted(4 * np.sqrt(np.linalg.eigvalsh(cov0))))
+
+
+def test_plot_mixture_2d_fades_unused_components_and_takes_em(three):
+    X, _ = three
+    result = mixtures.em(X, 3, random_seed=0)
+    ax = mixtures.plot_mixture_2d(result, X, weight_threshold=0.34)
+    alphas = sorted(p.get_alpha() for p in ax.patches)
+    assert len(ax.patches) == 3 and alphas[0] == 0.15 and alphas[-1] == 1.0
+
+
+def test_plot_em_history(three):
+    X, _ = three
+    result = mixtures.em(X, 3, random_seed=0)
+    ax = mixtures.plot_em_history(result)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), result.nll_history)
+    with pytest.raises(ValueError, match="`result` should be an EMResult"):
+        mixtures.plot_em_history(xr.Dataset())
+
+
+def test_plot_ppc_2d_needs_predictive(fit3):
+    _, idata = fit3
+    bare = az.InferenceData(posterior=idata.posterior, observed_data=idata.observed_data)
+    with pytest.raises(ValueError, match="posterior_predictive"):
+        mixtures.plot_ppc_2d(bare)
