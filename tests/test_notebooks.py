@@ -10,7 +10,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_notebooks_are_found():
-    assert [p.name for p in NOTEBOOKS][:2] == ["01_known_means.ipynb", "02_shared_sd.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_known_means.ipynb",
+        "02_shared_sd.ipynb",
+        "03_em_vs_bayes_2d.ipynb",
+        "04_sparse_k_2d.ipynb",
+    ]
 
 
 @pytest.mark.notebooks
