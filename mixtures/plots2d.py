@@ -126,7 +126,7 @@ def plot_mixture_2d(
     for j in range(k):
         faded = mean_w[j] < weight_threshold
         alpha = 0.15 if faded else 1.0
-        for s in thin:
+        for s in [] if faded else thin:  # an unused component's draws are its (wide) prior
             ax.add_patch(
                 _ellipse(mu[s, j], cov[s, j], scale, fill=False, lw=0.5, ec=colors[j],
                          alpha=0.3 * alpha)
@@ -135,7 +135,9 @@ def plot_mixture_2d(
             _ellipse(mu[:, j].mean(0), cov[:, j].mean(0), scale, fill=False, lw=2,
                      ec=colors[j], alpha=alpha, label=f"component {j}: w = {mean_w[j]:.2f}")
         )  # fmt: skip
-    ax.autoscale_view()
+    pad = 0.1 * (x2.max(axis=0) - x2.min(axis=0))
+    ax.set_xlim(x2[:, 0].min() - pad[0], x2[:, 0].max() + pad[0])
+    ax.set_ylim(x2[:, 1].min() - pad[1], x2[:, 1].max() + pad[1])
     names = [f"x{f + 1}" for f in features]
     ax.set(xlabel=names[0], ylabel=names[1])
     ax.set_title(f"components at {scale:g} sd")
