@@ -77,11 +77,19 @@ def is_latent(model: pm.Model) -> bool:
     return "assignment" in model.named_vars and model["assignment"] in model.free_RVs
 
 
+_COVERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _gibbs_covers(model: pm.Model) -> bool:
-    """Whether the latent twin of `model` is sampled by Gibbs steps alone (no NUTS)."""
-    latent = model if is_latent(model) else rebuild(model, marginalized=False)
-    taken = {"assignment", *(v.name for v in conjugate_vars(latent))}
-    return all(v.name in taken for v in latent.free_RVs)
+    """Whether the latent twin of `model` is sampled by Gibbs steps alone (no NUTS).
+
+    Decided once per model (it builds the twin), not on every :func:`mixtures.sample` call.
+    """
+    if model not in _COVERS:
+        latent = model if is_latent(model) else rebuild(model, marginalized=False)
+        taken = {"assignment", *(v.name for v in conjugate_vars(latent))}
+        _COVERS[model] = all(v.name in taken for v in latent.free_RVs)
+    return _COVERS[model]
 
 
 def choose_sampler(model: pm.Model) -> tuple[str, str]:
