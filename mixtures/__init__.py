@@ -4,11 +4,10 @@ Model factories return plain :class:`pymc.Model` objects, sampling returns
 :class:`arviz.InferenceData`, and the summary and plot helpers take either.
 """
 
-from mixtures.assignments import AssignmentGibbs
-from mixtures.conjugate import ConjugateMixtureGibbs, MvConjugateGibbs
 from mixtures.data import list_datasets, load_dataset
 from mixtures.em import EMResult, em
 from mixtures.engines import CompiledMixture, available_samplers, choose_sampler, compile_model
+from mixtures.evidence import log_evidence
 from mixtures.inference import (
     ConvergenceWarning,
     fit_advi,
@@ -19,6 +18,8 @@ from mixtures.models import OrderedGaps, full_mixture, known_params_mixture, sha
 from mixtures.multivariate import OrderedColumn, effective_components, mv_mixture
 from mixtures.plots import plot_ppc, plot_trace
 from mixtures.plots2d import plot_em_history, plot_mixture_2d, plot_ppc_2d
+from mixtures.spec import MixtureSpec, Prior, spec_of
+from mixtures.steps import AssignmentGibbs, ConjugateMixtureGibbs, MvConjugateGibbs
 from mixtures.summaries import summary_table
 
 __version__ = "0.1.0"
@@ -29,9 +30,11 @@ __all__ = [
     "ConjugateMixtureGibbs",
     "ConvergenceWarning",
     "EMResult",
+    "MixtureSpec",
     "MvConjugateGibbs",
     "OrderedColumn",
     "OrderedGaps",
+    "Prior",
     "available_samplers",
     "choose_sampler",
     "compile_model",
@@ -42,6 +45,7 @@ __all__ = [
     "known_params_mixture",
     "list_datasets",
     "load_dataset",
+    "log_evidence",
     "mv_mixture",
     "plot_em_history",
     "plot_mixture_2d",
@@ -51,5 +55,6 @@ __all__ = [
     "sample",
     "sample_posterior_predictive",
     "shared_sd_mixture",
+    "spec_of",
     "summary_table",
 ]

@@ -27,6 +27,7 @@ _DESCRIPTIONS = {
     "three_clusters_2d": "2-D: 200 draws from each of three correlated Gaussians (synthetic)",
     "four_clusters_2d": "2-D: 50 draws from each of four Gaussians, two sharing a mean (synthetic)",
     "old_faithful": "2-D: 272 Old Faithful eruptions (min) and waiting times (min) (real)",
+    "galaxies": "1-D: velocities (km/s) of 82 galaxies in the Corona Borealis region (real)",
 }
 
 
@@ -155,7 +156,7 @@ def list_datasets() -> dict[str, str]:
     --------
     >>> import mixtures
     >>> sorted(mixtures.list_datasets())
-    ['four_clusters_2d', 'old_faithful', 'three_clusters_2d', 'three_gaussians']
+    ['four_clusters_2d', 'galaxies', 'old_faithful', 'three_clusters_2d', 'three_gaussians']
     """
     return dict(_DESCRIPTIONS)
 

@@ -1,30 +1,24 @@
-"""Sampling the mixture models and their posterior predictive distribution."""
+"""Sampling the mixture models and their posterior predictive distribution (the public API)."""
 
 from __future__ import annotations
-
-import warnings
 
 import arviz as az
 import numpy as np
 import pymc as pm
-import xarray as xr
 
-from mixtures.engines import _attach_data, cached, default_progressbar, is_latent
-from mixtures.multivariate import mv_pointwise_loglik
+from mixtures.diagnostics import ConvergenceWarning, warn_convergence
+from mixtures.engines import CompiledMixture, is_latent
+from mixtures.engines.finish import finish
+from mixtures.progress import default_progressbar
 
-__all__ = ["ConvergenceWarning", "fit_advi", "is_latent", "sample", "sample_posterior_predictive"]
-
-#: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ.
-RHAT_MAX = 1.01
-ESS_BULK_MIN = 400
-
-_PARAMS = ("weights", "means", "sigma")
-_LOGLIK_CHUNK = 2_000_000  # draws x n_obs x k floats per block when computing the log-likelihood
-_LOGLIK_MAX_VALUES = 50_000_000  # log_likelihood="auto" stores at most this many (400 MB)
-
-
-class ConvergenceWarning(UserWarning):
-    """The sampler's diagnostics fall short of the usual reliability thresholds."""
+__all__ = [
+    "ConvergenceWarning",
+    "fit_advi",
+    "is_latent",
+    "sample",
+    "sample_posterior_predictive",
+    "warn_convergence",
+]
 
 
 def _check_model(model) -> pm.Model:
@@ -49,6 +43,7 @@ def sample(
     sampler: str = "auto",
     latent_sampler: str = "gibbs",
     log_likelihood: bool | str = "auto",
+    tempering="auto",
     **kwargs,
 ) -> az.InferenceData:
     """Sample the posterior of a mixture model built by a `mixtures` factory.
@@ -93,6 +88,12 @@ def sample(
         Store the pointwise log-likelihood (for LOO / WAIC). ``"auto"`` stores it unless it
         would hold more than 50 million values (400 MB), e.g. N = 1e5 with 4 x 1000 draws;
         the reason is then recorded in ``posterior.attrs["mixtures_log_likelihood"]``.
+    tempering : "auto", False, int or array-like, default "auto"
+        Gibbs engine only: replica exchange over powers of the likelihood, so chains cross
+        between modes. An int sets the number of temperatures on the default ladder
+        (:func:`mixtures.engines.gibbs.default_ladder`), an array the inverse temperatures
+        (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
+        uses ``clip(2 sqrt(N), 8, 32)`` temperatures when N k <= 60,000 and none above.
     **kwargs
         Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
         ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
@@ -117,58 +118,32 @@ def sample(
     >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
     """
     _check_model(model)
-    for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 0:
-            raise ValueError(f"`{name}` should be a non-negative integer, but got {val!r}")
-    if chains < 1 or draws < 1:
-        raise ValueError(f"`draws` and `chains` should be >= 1, but got {draws} and {chains}")
-    if latent_sampler not in ("gibbs", "nuts"):
-        raise ValueError(
-            f"`latent_sampler` should be 'gibbs' or 'nuts', but got {latent_sampler!r}"
-        )
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(
             f"`log_likelihood` should be True, False or 'auto', but got {log_likelihood!r}"
         )
     if kwargs.get("idata_kwargs", {}).get("log_likelihood"):
         raise ValueError("`idata_kwargs['log_likelihood']` is computed by mixtures.sample itself")
-    if progressbar is None:
-        progressbar = default_progressbar()
+    if "step" in kwargs and sampler not in ("auto", "pymc"):
+        raise ValueError(f"`step=` needs sampler='pymc', but got sampler={sampler!r}")
     if "step" in kwargs:
-        if sampler not in ("auto", "pymc"):
-            raise ValueError(f"`step=` needs sampler='pymc', but got sampler={sampler!r}")
-        # PyMC's own checks would include the discrete assignments (r_hat of constant chains
-        # is 0/0); ours below cover the continuous parameters.
-        kwargs.setdefault("compute_convergence_checks", False)
-        with model:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                random_seed=random_seed,
-                progressbar=progressbar,
-                **kwargs,
-            )
-        idata.posterior.attrs.update(
-            mixtures_sampler="pymc",
-            mixtures_sampler_reason="user-given steps",
-            mixtures_steps="user-given steps",
+        sampler = "pymc"
+    handle = CompiledMixture(model, sampler, latent_sampler=latent_sampler)
+    if handle.sampler == "gibbs":
+        kwargs["tempering"] = tempering
+    elif tempering not in ("auto", None, False):
+        raise ValueError(
+            f"`tempering` is an option of the Gibbs engine, but the engine is {handle.sampler!r}"
         )
-    else:
-        handle = cached(model, sampler, latent_sampler)
-        idata = handle.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            **kwargs,
-        )
-        if is_latent(model):  # we chose the steps of a latent model
-            idata.posterior.attrs["mixtures_latent_sampler"] = latent_sampler
-    _add_log_likelihood(idata, log_likelihood)
-    warn_convergence(idata)
-    return idata
+    return handle.sample(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        log_likelihood=log_likelihood,
+        **kwargs,
+    )
 
 
 def fit_advi(
@@ -230,124 +205,17 @@ def fit_advi(
     with model, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         approx = pm.fit(n=n, method=method, random_seed=seed, progressbar=progressbar, **kwargs)
         idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
-    _attach_data(idata, model)
-    for group in set(idata.groups()) - {"posterior", "observed_data", "constant_data"}:
-        delattr(idata, group)
-    idata.posterior.attrs.update(
-        mixtures_sampler=method,
-        mixtures_sampler_reason="requested",
-        mixtures_steps=f"pm.fit(method={method!r}, n={n})",
-        mixtures_vi_loss=np.asarray(approx.hist, dtype=float),
+    idata = finish(
+        (idata, f"pm.fit(method={method!r}, n={n})"),
+        model,
+        getattr(model, "mixture_spec", None),
+        sampler=method,
+        reason="requested",
+        seconds=0.0,
+        log_likelihood=log_likelihood,
     )
-    _add_log_likelihood(idata, log_likelihood)
+    idata.posterior.attrs["mixtures_vi_loss"] = np.asarray(approx.hist, dtype=float)
     return idata
-
-
-def _add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
-    post = idata.posterior
-    n_values = post.sizes["chain"] * post.sizes["draw"] * idata.observed_data["y"].sizes["obs_id"]
-    if log_likelihood is True or (log_likelihood == "auto" and n_values <= _LOGLIK_MAX_VALUES):
-        if idata.observed_data["y"].ndim == 2:
-            idata.add_groups(log_likelihood=mv_pointwise_loglik(idata))
-        else:
-            idata.add_groups(log_likelihood=pointwise_loglik(idata))
-    else:
-        post.attrs["mixtures_log_likelihood"] = (
-            f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
-            "compute it with mixtures.inference.pointwise_loglik(idata) if needed"
-        )
-
-
-def _param(idata, name) -> xr.DataArray:
-    """Posterior draws of a parameter, or its known value from constant_data, broadcast."""
-    if name in idata.posterior:
-        return idata.posterior[name]
-    if "constant_data" in idata.groups() and name in idata.constant_data:
-        return idata.constant_data[name]
-    raise KeyError(f"`{name}` is neither in the posterior nor in constant_data")
-
-
-def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
-    """Return the assignment-marginal pointwise log-likelihood of ``y`` for every draw.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        With ``weights`` in the posterior, ``means`` / ``sigma`` in the posterior or in
-        constant_data, and ``y`` in observed_data.
-
-    Returns
-    -------
-    xarray.Dataset
-        Variable ``y`` with dims (chain, draw, obs_id).
-    """
-    post = idata.posterior
-    y = idata.observed_data["y"]
-    n_obs = y.sizes["obs_id"]
-    weights, means, sigma = (_param(idata, n) for n in _PARAMS)
-    if "component" not in sigma.dims:  # shared sd
-        sigma = sigma.expand_dims(component=weights["component"].values).transpose(..., "component")
-    full = xr.broadcast(weights, means, sigma, exclude=())
-    w, mu, sd = (a.transpose("chain", "draw", "component").values for a in full)
-    chains, draws, k = w.shape
-    yv = y.values
-    out = np.empty((chains, draws, n_obs))
-    block = max(1, _LOGLIK_CHUNK // max(1, n_obs * k))
-    # log w_j - log sd_j - log(2 pi) / 2 - ((y - mu_j) / sd_j)^2 / 2, then a max-shifted
-    # logsumexp over the components, in place on one block of draws at a time; the component
-    # axis comes first so that the reductions run over contiguous (draw, obs) slabs
-    inv_sd = np.moveaxis(1.0 / sd, -1, 0)[..., None]  # (k, chain, draw, 1)
-    mu = np.moveaxis(mu, -1, 0)[..., None]
-    const = np.moveaxis(np.log(w), -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
-    for c in range(chains):
-        for start in range(0, draws, block):
-            sl = slice(start, start + block)
-            comp = yv - mu[:, c, sl]  # (k, block, n_obs)
-            comp *= inv_sd[:, c, sl]
-            np.square(comp, out=comp)
-            comp *= -0.5
-            comp += const[:, c, sl]
-            top = comp.max(axis=0)
-            comp -= top
-            np.exp(comp, out=comp)
-            out[c, sl] = top + np.log(comp.sum(axis=0))
-    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs_id": y["obs_id"]}
-    return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)
-
-
-def warn_convergence(idata: az.InferenceData) -> list[str]:
-    """Warn about parameters with r_hat > 1.01 or bulk ESS < 400, and about divergences.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        A sampled posterior.
-
-    Returns
-    -------
-    list of str
-        The problems found (empty if none); each is also issued as a
-        :class:`ConvergenceWarning`.
-    """
-    names = [n for n in _PARAMS if n in idata.posterior]
-    problems = []
-    if names:
-        with np.errstate(invalid="ignore", divide="ignore"):  # constant chains give NaN
-            diag = az.summary(idata, var_names=names, kind="diagnostics")
-        if idata.posterior.sizes["chain"] > 1:
-            bad_rhat = diag.index[~(diag["r_hat"] <= RHAT_MAX)].tolist()
-            if bad_rhat:
-                problems.append(f"r_hat > {RHAT_MAX} for {', '.join(bad_rhat)}")
-        bad_ess = diag.index[~(diag["ess_bulk"] >= ESS_BULK_MIN)].tolist()
-        if bad_ess:
-            problems.append(f"bulk ESS < {ESS_BULK_MIN} for {', '.join(bad_ess)}")
-    if "diverging" in idata.sample_stats:
-        n_div = int(idata.sample_stats["diverging"].sum())
-        if n_div:
-            problems.append(f"{n_div} divergent transition(s) after tuning")
-    for problem in problems:
-        warnings.warn(problem, ConvergenceWarning, stacklevel=3)
-    return problems
 
 
 def sample_posterior_predictive(

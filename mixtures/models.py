@@ -23,11 +23,6 @@ data, of any length, without being rebuilt::
 
 from __future__ import annotations
 
-import copy
-import weakref
-from collections.abc import Callable
-from typing import NamedTuple
-
 import numpy as np
 import pymc as pm
 import pytensor
@@ -40,27 +35,20 @@ from mixtures._validation import (
     check_positive_vector,
     check_vector,
 )
+from mixtures.spec import MixtureSpec, Prior, attach, resolve_priors
 
-__all__ = ["OrderedGaps", "full_mixture", "known_params_mixture", "shared_sd_mixture"]
-
-#: Distribution families a prior may name, per parameter.
-PRIOR_FAMILIES = {
-    "weights": ("Dirichlet",),
-    "means": ("Normal", "StudentT"),
-    "sigma": (
-        "HalfNormal",
-        "HalfCauchy",
-        "HalfStudentT",
-        "Exponential",
-        "Gamma",
-        "InverseGamma",
-        "LogNormal",
-    ),
-}
+__all__ = [
+    "OrderedGaps",
+    "build_model",
+    "default_priors",
+    "full_mixture",
+    "known_params_mixture",
+    "shared_sd_mixture",
+]
 
 
-def default_priors(y: np.ndarray) -> dict[str, dict]:
-    r"""Return the default, weakly informative priors scaled to the data `y`.
+def default_priors(y: np.ndarray, k: int = 1, *, shared_sd: bool = False) -> dict[str, Prior]:
+    r"""Return the default, weakly informative priors scaled to the data `y`, as numbers.
 
     With :math:`\bar y` and :math:`s_y` the mean and sd of the data:
 
@@ -70,72 +58,39 @@ def default_priors(y: np.ndarray) -> dict[str, dict]:
         \text{means}_k \sim N(\bar y, (2 s_y)^2), \quad
         \text{sigma}_k \sim \text{HalfNormal}(s_y)
 
+    These are resolved once, when a factory builds a model, and kept in its spec
+    (:func:`mixtures.spec_of`); nothing re-derives them from later data.
+
     Parameters
     ----------
     y : numpy.ndarray of shape (n_obs,)
         The observations.
+    k : int, default 1
+        Number of components (the parameters are broadcast to it).
+    shared_sd : bool, default False
+        One sd for all components (a scalar ``sigma`` prior).
 
     Returns
     -------
-    dict
-        ``{"weights": {...}, "means": {...}, "sigma": {...}}``; each value holds ``dist`` (the
-        PyMC distribution's name) and its keyword arguments.
+    dict of str to Prior
+        ``{"weights": ..., "means": ..., "sigma": ...}``.
     """
     scale = float(np.std(y))
     if scale == 0.0:
         scale = 1.0
+    sd_shape = () if shared_sd else (k,)
     return {
-        "weights": {"dist": "Dirichlet", "a": 1.0},
-        "means": {"dist": "Normal", "mu": float(np.mean(y)), "sigma": 2.0 * scale},
-        "sigma": {"dist": "HalfNormal", "sigma": scale},
+        "weights": Prior("Dirichlet", {"a": np.ones(k)}),
+        "means": Prior(
+            "Normal", {"mu": np.full(k, float(np.mean(y))), "sigma": np.full(k, 2.0 * scale)}
+        ),
+        "sigma": Prior("HalfNormal", {"sigma": np.full(sd_shape, scale)}),
     }
 
 
-def _merge_priors(y: np.ndarray, priors: dict | None, allowed: tuple[str, ...]) -> dict:
-    """Merge user priors over the defaults; validate keys and families.
-
-    A user entry without ``dist`` updates the default's parameters; one naming ``dist``
-    replaces the default entry whole.
-    """
-    defaults = {key: val for key, val in default_priors(y).items() if key in allowed}
-    if priors is None:
-        return defaults
-    if not isinstance(priors, dict):
-        raise ValueError(f"`priors` should be a dict, but got {type(priors).__name__}")
-    unknown = sorted(set(priors) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"`priors` keys should be among {list(allowed)}, but got unknown key(s) {unknown}"
-        )
-    merged = dict(defaults)
-    for key, spec in priors.items():
-        if not isinstance(spec, dict):
-            raise ValueError(
-                f"`priors[{key!r}]` should be a dict of distribution parameters, "
-                f"but got {type(spec).__name__}"
-            )
-        spec = dict(spec)  # never keep a reference to the caller's dict
-        family = spec.get("dist", defaults[key]["dist"])
-        if family not in PRIOR_FAMILIES[key]:
-            raise ValueError(
-                f"`priors[{key!r}]['dist']` should be one of {list(PRIOR_FAMILIES[key])}, "
-                f"but got {family!r}"
-            )
-        merged[key] = {**defaults[key], **spec} if "dist" not in spec else spec
-    return merged
-
-
-def _prior_rv(name: str, spec: dict, **rv_kwargs):
-    """Create the random variable `name` from a prior spec inside the model context."""
-    params = {k: v for k, v in spec.items() if k != "dist"}
-    dist = getattr(pm, spec["dist"])
-    try:
-        return dist(name, **params, **rv_kwargs)
-    except TypeError as err:
-        raise ValueError(
-            f"`priors[{name!r}]` should hold parameters of {spec['dist']}, but got "
-            f"{sorted(params)} ({err})"
-        ) from err
+def _prior_rv(name: str, prior: Prior, **rv_kwargs):
+    """Create the random variable `name` from a resolved prior inside the model context."""
+    return getattr(pm, prior.dist)(name, **dict(prior.params), **rv_kwargs)
 
 
 def _increasing_start(y: np.ndarray, k: int) -> np.ndarray:
@@ -194,65 +149,61 @@ class OrderedGaps(Ordered):
         return super().forward(pt.switch(increasing, value, start), *inputs)
 
 
-class ModelSpec(NamedTuple):
-    """How a factory built a model: enough to rebuild it (e.g. its latent twin) on new data."""
+def _resolve(y, k, *, shared_sd, ordered, marginalized, priors, known) -> MixtureSpec:
+    """Resolve a univariate spec: defaults scaled to `y`, user priors merged over them."""
+    defaults = default_priors(y, k, shared_sd=shared_sd)
+    for name in known:
+        defaults.pop(name)
+    shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,)}
+    return MixtureSpec(
+        family="normal",
+        k=k,
+        marginalized=bool(marginalized),
+        ordered=bool(ordered) and "means" not in known and k > 1,
+        shared_sd=shared_sd,
+        priors=resolve_priors(priors, defaults, shapes),
+        known=known,
+        built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
+    )
 
-    factory: Callable
-    args: tuple
-    kwargs: dict
 
+def build_model(y: np.ndarray, spec: MixtureSpec) -> pm.Model:
+    """Build the univariate :class:`pymc.Model` that `spec` describes, on data `y`.
 
-#: Factory specs of the models built here, by model (weak: a spec dies with its model).
-_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def model_spec(model: pm.Model) -> ModelSpec | None:
-    """Return how a `mixtures` factory built `model`, or None for any other model."""
-    return _SPECS.get(model)
-
-
-def rebuild(model: pm.Model, y=None, *, marginalized: bool | None = None) -> pm.Model:
-    """Build `model`'s factory again, on data `y` (default: the model's current data).
+    Both variants of a model come from here (``spec.replace(marginalized=...)``), so they share
+    their priors by construction. The returned model carries `spec` (see
+    :func:`mixtures.spec_of`).
 
     Parameters
     ----------
-    model : pymc.Model
-        A model from a `mixtures` factory.
-    y : array-like, optional
-        The observations; default ``model["y_data"]``'s current value.
-    marginalized : bool, optional
-        Override the variant (e.g. False for the latent twin of a marginalised model).
+    y : numpy.ndarray of shape (n_obs,)
+        Checked observations.
+    spec : MixtureSpec
+        A resolved univariate spec.
 
     Returns
     -------
     pymc.Model
     """
-    spec = model_spec(model)
-    if spec is None:
-        raise ValueError("`model` should be built by a mixtures factory, but got another model")
-    if y is None:
-        y = model["y_data"].get_value()
-    kwargs = dict(spec.kwargs)
-    if marginalized is not None:
-        kwargs["marginalized"] = marginalized
-    return spec.factory(y, *spec.args, **kwargs)
-
-
-def _model_frame(y: np.ndarray, k: int) -> pm.Model:
+    k = spec.k
     coords = {"component": np.arange(k), "obs_id": np.arange(y.shape[0])}
-    return pm.Model(coords=coords)
-
-
-def _weights(spec: dict, k: int):
-    a = np.broadcast_to(np.asarray(spec.get("a", 1.0), dtype=float), (k,)).copy()
-    return _prior_rv("weights", {**spec, "a": a}, dims="component")
-
-
-def _means(y: np.ndarray, k: int, spec: dict, ordered: bool):
-    kwargs = {"dims": "component"}
-    if ordered and k > 1:
-        kwargs["transform"] = OrderedGaps(_increasing_start(y, k))
-    return _prior_rv("means", spec, **kwargs)
+    with pm.Model(coords=coords) as model:
+        y_data = pm.Data("y_data", y, dims="obs_id")
+        weights = _prior_rv("weights", spec.priors["weights"], dims="component")
+        if "means" in spec.known:
+            means = pm.Data("means", spec.known["means"], dims="component")
+        else:
+            kwargs = {"dims": "component"}
+            if spec.ordered:
+                kwargs["transform"] = OrderedGaps(_increasing_start(y, k))
+            means = _prior_rv("means", spec.priors["means"], **kwargs)
+        sd_dims = {} if spec.shared_sd else {"dims": "component"}
+        if "sigma" in spec.known:
+            sigma = pm.Data("sigma", spec.known["sigma"], **sd_dims)
+        else:
+            sigma = _prior_rv("sigma", spec.priors["sigma"], **sd_dims)
+        _observe(y_data, weights, means, pt.as_tensor(sigma), spec.marginalized)
+    return attach(model, spec)
 
 
 def _observe(y_data, weights, means, sigma, marginalized: bool):
@@ -266,7 +217,18 @@ def _observe(y_data, weights, means, sigma, marginalized: bool):
     return pm.Normal("y", mu=means[assignment], sigma=sd, observed=y_data, dims="obs_id")
 
 
-def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=None) -> pm.Model:
+def _known_sigma(sigma, k: int, shared_sd: bool) -> np.ndarray:
+    if shared_sd:
+        arr = np.asarray(sigma, dtype=float) if np.ndim(sigma) == 0 else None
+        if arr is None or not np.isfinite(arr) or arr <= 0:
+            raise ValueError(f"`sigma` should be one number > 0 (the shared sd), but got {sigma!r}")
+        return arr
+    if np.ndim(sigma) == 0:
+        sigma = np.full(k, sigma, dtype=float) if np.isreal(sigma) else sigma
+    return check_positive_vector(sigma, "sigma", k)
+
+
+def known_params_mixture(y, means, sds, *, marginalized: bool = True, priors=None) -> pm.Model:
     r"""Mixture with known component means and sds; unknown weights (and assignments).
 
     .. math::
@@ -284,9 +246,10 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=No
         Known component means.
     sds : array-like of shape (k,)
         Known component standard deviations, all > 0.
-    marginalized : bool, default False
-        If True, sum the assignments out (``y`` is a ``NormalMixture``); otherwise keep them as
-        the ``Categorical`` variable ``assignment``.
+    marginalized : bool, default True
+        Sum the assignments out (``y`` is a ``NormalMixture``); if False, keep them as the
+        ``Categorical`` variable ``assignment``. Every engine samples both variants; the
+        default Gibbs engine samples the assignments of either by data augmentation.
     priors : dict, optional
         ``{"weights": {"a": ...}}``: Dirichlet concentration (scalar or length k, default 1).
 
@@ -300,7 +263,7 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=No
     >>> y = mixtures.load_dataset("three_gaussians")["x"]
     >>> model = mixtures.known_params_mixture(y, means=[10, 20, 35], sds=[2, 2, 2])
     >>> sorted(model.named_vars)
-    ['assignment', 'means', 'sigma', 'weights', 'y', 'y_data']
+    ['means', 'sigma', 'weights', 'y', 'y_data']
     """
     y = check_observations(y)
     if np.ndim(means) != 1:
@@ -308,46 +271,34 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = False, priors=No
             f"`means` should be a 1-D array of shape (k,), but got shape {np.shape(means)}"
         )
     k = check_k(np.shape(means)[0], y.shape[0])
-    means = check_vector(means, "means", k)
-    sds = check_positive_vector(sds, "sds", k)
-    spec = _merge_priors(y, priors, allowed=("weights",))
-    with _model_frame(y, k) as model:
-        y_data = pm.Data("y_data", y, dims="obs_id")
-        mu = pm.Data("means", means, dims="component")
-        sd = pm.Data("sigma", sds, dims="component")
-        weights = _weights(spec["weights"], k)
-        _observe(y_data, weights, mu, sd, marginalized)
-    _SPECS[model] = ModelSpec(
-        known_params_mixture,
-        (),
-        {"means": means, "sds": sds, "marginalized": marginalized, "priors": copy.deepcopy(priors)},
+    known = {
+        "means": check_vector(means, "means", k),
+        "sigma": check_positive_vector(sds, "sds", k),
+    }
+    spec = _resolve(
+        y, k, shared_sd=False, ordered=False, marginalized=marginalized, priors=priors, known=known
     )
-    return model
+    return build_model(y, spec)
 
 
-def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd) -> pm.Model:
+def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd, sigma) -> pm.Model:
     y = check_observations(y)
     k = check_k(k, y.shape[0])
-    spec = _merge_priors(y, priors, allowed=("weights", "means", "sigma"))
-    with _model_frame(y, k) as model:
-        y_data = pm.Data("y_data", y, dims="obs_id")
-        weights = _weights(spec["weights"], k)
-        means = _means(y, k, spec["means"], ordered)
-        if shared_sd:
-            sigma = _prior_rv("sigma", spec["sigma"])
-        else:
-            sigma = _prior_rv("sigma", spec["sigma"], dims="component")
-        _observe(y_data, weights, means, pt.as_tensor(sigma), marginalized)
-    _SPECS[model] = ModelSpec(
-        shared_sd_mixture if shared_sd else full_mixture,
-        (k,),
-        {"marginalized": marginalized, "ordered": ordered, "priors": copy.deepcopy(priors)},
+    known = {} if sigma is None else {"sigma": _known_sigma(sigma, k, shared_sd)}
+    spec = _resolve(
+        y,
+        k,
+        shared_sd=shared_sd,
+        ordered=ordered,
+        marginalized=marginalized,
+        priors=priors,
+        known=known,
     )
-    return model
+    return build_model(y, spec)
 
 
 def shared_sd_mixture(
-    y, k: int, *, marginalized: bool = False, ordered: bool = True, priors=None
+    y, k: int, *, marginalized: bool = True, ordered: bool = True, priors=None, sigma=None
 ) -> pm.Model:
     r"""Mixture with unknown means and one standard deviation shared by all components.
 
@@ -362,8 +313,8 @@ def shared_sd_mixture(
         Observations; must be finite.
     k : int
         Number of components, 1 <= k <= n_obs.
-    marginalized : bool, default False
-        Sum the assignments out (NUTS-only model) instead of keeping ``assignment``.
+    marginalized : bool, default True
+        Sum the assignments out; if False, keep them as the variable ``assignment``.
     ordered : bool, default True
         Constrain ``means`` to increase with the component index (identifies the labels),
         through :class:`OrderedGaps` (first mean plus cumulative positive gaps). No
@@ -374,6 +325,10 @@ def shared_sd_mixture(
         without ``dist`` updates the default's parameters; one with ``dist`` replaces it. The
         book's choices read
         ``{"means": {"mu": [10, 20, 35], "sigma": 2}, "sigma": {"dist": "HalfCauchy", "beta": 5}}``.
+        ``sigma`` takes any positive family of :data:`mixtures.spec.SCALE_FAMILIES`
+        (``Uniform`` with ``lower >= 0`` included).
+    sigma : float, optional
+        A known shared sd: the means are then the only unknowns besides the weights.
 
     Returns
     -------
@@ -383,15 +338,15 @@ def shared_sd_mixture(
     --------
     >>> import mixtures
     >>> y = mixtures.load_dataset("three_gaussians")["x"]
-    >>> model = mixtures.shared_sd_mixture(y, 3, marginalized=True)
+    >>> model = mixtures.shared_sd_mixture(y, 3)
     >>> model["sigma"].ndim
     0
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd=True)
+    return _unknown_params_mixture(y, k, marginalized, ordered, priors, True, sigma)
 
 
 def full_mixture(
-    y, k: int, *, marginalized: bool = False, ordered: bool = True, priors=None
+    y, k: int, *, marginalized: bool = True, ordered: bool = True, priors=None, sigma=None
 ) -> pm.Model:
     r"""Dirichlet-Categorical-Normal mixture with per-component means and sds.
 
@@ -406,13 +361,16 @@ def full_mixture(
         Observations; must be finite.
     k : int
         Number of components, 1 <= k <= n_obs.
-    marginalized : bool, default False
-        Sum the assignments out (NUTS-only model) instead of keeping ``assignment``.
+    marginalized : bool, default True
+        Sum the assignments out; if False, keep them as the variable ``assignment``.
     ordered : bool, default True
         Constrain ``means`` to increase with the component index, as in
         :func:`shared_sd_mixture` (no ``initval`` needed).
     priors : dict, optional
         Overrides of :func:`default_priors` (see :func:`shared_sd_mixture`).
+    sigma : float or array-like of shape (k,), optional
+        Known component sds (the model ``normal_mixture`` of the Stan reference set with
+        known scales): the means and weights are then the unknowns.
 
     Returns
     -------
@@ -422,8 +380,8 @@ def full_mixture(
     --------
     >>> import mixtures
     >>> y = mixtures.load_dataset("three_gaussians")["x"]
-    >>> model = mixtures.full_mixture(y, 3, marginalized=True)
+    >>> model = mixtures.full_mixture(y, 3)
     >>> model.coords["component"]
     (np.int64(0), np.int64(1), np.int64(2))
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd=False)
+    return _unknown_params_mixture(y, k, marginalized, ordered, priors, False, sigma)

@@ -40,7 +40,8 @@ import xarray as xr
 from pymc.logprob.transforms import Transform
 
 from mixtures._validation import check_k, check_observations
-from mixtures.models import _SPECS, ModelSpec, _increasing_start
+from mixtures.models import _increasing_start
+from mixtures.spec import MixtureSpec, Prior, attach
 
 __all__ = [
     "COVARIANCES",
@@ -174,6 +175,42 @@ def _mv_priors(X: np.ndarray, priors) -> dict:
                 f"`priors[{key!r}]` should hold parameters among {sorted(names)}, but got {bad}"
             )
     return merged
+
+
+def _mv_spec(X, k, priors, covariance, marginalized, ordered_by) -> MixtureSpec:
+    """Resolve the multivariate spec: every prior as numbers, fixed at build time."""
+    n, d = X.shape
+    w = priors["weights"]
+    if w["dist"] == "Dirichlet":
+        weights = Prior("Dirichlet", {"a": np.broadcast_to(np.asarray(w["a"], float), (k,))})
+    else:
+        weights = Prior("StickBreaking", {"alpha": float(w["alpha"])})
+    means = {
+        key: np.broadcast_to(np.asarray(v, float), (k, d)) for key, v in priors["means"].items()
+    }
+    return MixtureSpec(
+        family="mvnormal",
+        k=k,
+        marginalized=bool(marginalized),
+        ordered=ordered_by is not None,
+        shared_sd=covariance == "tied",
+        priors={
+            "weights": weights,
+            "means": Prior("Normal", means),
+            "sigma": Prior(
+                "HalfNormal", {"sigma": np.broadcast_to(priors["sigma"]["sigma"], (d,))}
+            ),
+            "corr": Prior("LKJ", {"eta": float(priors["corr"]["eta"])}),
+        },
+        n_features=d,
+        covariance=covariance,
+        ordered_by=ordered_by,
+        built_on={
+            "n_obs": int(n),
+            "mean": np.mean(X, axis=0).tolist(),
+            "sd": np.std(X, axis=0).tolist(),
+        },
+    )
 
 
 def _check_ordered_by(ordered_by, n_features: int):
@@ -324,17 +361,7 @@ def mv_mixture(
         else:
             z = pm.Categorical("assignment", p=weights, dims="obs_id")
             pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=("obs_id", "feature"))
-    _SPECS[model] = ModelSpec(
-        mv_mixture,
-        (k,),
-        {
-            "covariance": covariance,
-            "marginalized": marginalized,
-            "ordered_by": ordered_by,
-            "priors": copy.deepcopy(priors),
-        },
-    )
-    return model
+    return attach(model, _mv_spec(X, k, spec, covariance, marginalized, ordered_by))
 
 
 def mv_pointwise_loglik(idata) -> xr.Dataset:

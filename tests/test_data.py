@@ -22,6 +22,7 @@ def test_list_datasets_names():
         "three_gaussians",
         "three_clusters_2d",
         "four_clusters_2d",
+        "galaxies",
         "old_faithful",
     }
 
@@ -51,6 +52,14 @@ def test_three_gaussians_matches_its_generating_law():
     stats = df.groupby("component")["x"].agg(["mean", "std", "size"])
     se = 2 / np.sqrt(stats["size"].to_numpy())
     np.testing.assert_array_less(np.abs(stats["mean"].to_numpy() - [9, 21, 35]), 3 * se)
+
+
+def test_galaxies_is_the_r_dataset():
+    v = mixtures.load_dataset("galaxies")["velocity"]
+    assert v.shape == (82,)
+    # MASS::galaxies as documented: mean 20828.17, range 9172-34279
+    assert abs(v.mean() - 20828.17) < 0.01
+    assert (v.min(), v.max()) == (9172, 34279)
 
 
 def test_old_faithful_is_the_r_dataset():

@@ -1,0 +1,94 @@
+"""The pointwise log-likelihood of a fitted mixture, with the assignments summed out.
+
+``log sum_j w_j N(y_i | mu_j, sigma_j)`` for every draw and observation: the same for the latent
+and the marginalised variant, so LOO / WAIC compare them on an equal footing. The component
+log-density is :func:`mixtures.families.normal_logpdf`'s formula, evaluated in place, block by
+block, for memory.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from mixtures.multivariate import mv_pointwise_loglik
+
+__all__ = ["LOGLIK_MAX_VALUES", "add_log_likelihood", "pointwise_loglik"]
+
+_PARAMS = ("weights", "means", "sigma")
+_LOGLIK_CHUNK = 2_000_000  # draws x n_obs x k floats per block when computing the log-likelihood
+LOGLIK_MAX_VALUES = 50_000_000  # log_likelihood="auto" stores at most this many (400 MB)
+
+
+def add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
+    """Store the pointwise log-likelihood in `idata` unless `log_likelihood` says not to."""
+    post = idata.posterior
+    n_values = post.sizes["chain"] * post.sizes["draw"] * idata.observed_data["y"].sizes["obs_id"]
+    if log_likelihood is True or (log_likelihood == "auto" and n_values <= LOGLIK_MAX_VALUES):
+        if idata.observed_data["y"].ndim == 2:
+            idata.add_groups(log_likelihood=mv_pointwise_loglik(idata))
+        else:
+            idata.add_groups(log_likelihood=pointwise_loglik(idata))
+    else:
+        post.attrs["mixtures_log_likelihood"] = (
+            f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
+            "compute it with mixtures.inference.pointwise_loglik(idata) if needed"
+        )
+
+
+def _param(idata, name) -> xr.DataArray:
+    """Posterior draws of a parameter, or its known value from constant_data, broadcast."""
+    if name in idata.posterior:
+        return idata.posterior[name]
+    if "constant_data" in idata.groups() and name in idata.constant_data:
+        return idata.constant_data[name]
+    raise KeyError(f"`{name}` is neither in the posterior nor in constant_data")
+
+
+def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
+    """Return the assignment-marginal pointwise log-likelihood of ``y`` for every draw.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``weights`` in the posterior, ``means`` / ``sigma`` in the posterior or in
+        constant_data, and ``y`` in observed_data.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``y`` with dims (chain, draw, obs_id).
+    """
+    post = idata.posterior
+    y = idata.observed_data["y"]
+    n_obs = y.sizes["obs_id"]
+    weights, means, sigma = (_param(idata, n) for n in _PARAMS)
+    if "component" not in sigma.dims:  # shared sd
+        sigma = sigma.expand_dims(component=weights["component"].values).transpose(..., "component")
+    full = xr.broadcast(weights, means, sigma, exclude=())
+    w, mu, sd = (a.transpose("chain", "draw", "component").values for a in full)
+    chains, draws, k = w.shape
+    yv = y.values
+    out = np.empty((chains, draws, n_obs))
+    block = max(1, _LOGLIK_CHUNK // max(1, n_obs * k))
+    # log w_j - log sd_j - log(2 pi) / 2 - ((y - mu_j) / sd_j)^2 / 2, then a max-shifted
+    # logsumexp over the components, in place on one block of draws at a time; the component
+    # axis comes first so that the reductions run over contiguous (draw, obs) slabs
+    inv_sd = np.moveaxis(1.0 / sd, -1, 0)[..., None]  # (k, chain, draw, 1)
+    mu = np.moveaxis(mu, -1, 0)[..., None]
+    const = np.moveaxis(np.log(w), -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
+    for c in range(chains):
+        for start in range(0, draws, block):
+            sl = slice(start, start + block)
+            comp = yv - mu[:, c, sl]  # (k, block, n_obs)
+            comp *= inv_sd[:, c, sl]
+            np.square(comp, out=comp)
+            comp *= -0.5
+            comp += const[:, c, sl]
+            top = comp.max(axis=0)
+            comp -= top
+            np.exp(comp, out=comp)
+            out[c, sl] = top + np.log(comp.sum(axis=0))
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs_id": y["obs_id"]}
+    return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)

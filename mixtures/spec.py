@@ -1,0 +1,529 @@
+r"""The resolved spec of a mixture model: one source of truth, fixed when the model is built.
+
+A factory resolves everything it needs (the component family, ``k``, the variant, the ordering,
+and every prior **as numbers**, data-scaled defaults included) into one frozen
+:class:`MixtureSpec`, builds the :class:`pymc.Model` from it, and keeps it with the model.
+:func:`spec_of` reads it back. Engines, summaries and refits read the spec (and the model's
+current ``pm.Data``), never the factory again, so a prior cannot be re-derived from later data
+and every engine samples the same model.
+
+Prior families are one table (:data:`PRIOR_FAMILIES`): each entry names its PyMC distribution,
+its parameters, which of them must be positive, an unnormalised NumPy log-density (used by the
+Gibbs engine's Metropolis steps) and its SciPy counterpart (used by simulators and tests).
+Adding a family is one entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pymc as pm
+from numba import njit, vectorize
+from scipy import stats
+
+__all__ = ["PRIOR_FAMILIES", "MixtureSpec", "Prior", "PriorFamily", "resolve_priors", "spec_of"]
+
+#: The attribute of a ``pm.Model`` that holds its spec (set by the factories).
+SPEC_ATTR = "mixture_spec"
+
+
+@dataclass(frozen=True)
+class PriorFamily:
+    """A prior family: PyMC name, canonical parameters, and its densities.
+
+    Attributes
+    ----------
+    name : str
+        The PyMC distribution (``getattr(pm, name)``).
+    params : tuple of str
+        Canonical parameter names, in PyMC's spelling.
+    positive : tuple of str
+        Parameters that must be > 0.
+    logpdf : callable
+        ``logpdf(x, **params)``: the log-density up to a constant in `x`, NumPy only.
+    scipy : callable
+        ``scipy(**params)``: the frozen SciPy distribution (for simulation and tests).
+    aliases : dict
+        Other parameter spellings PyMC accepts, each mapped to a converter to the canonical ones.
+    code : int
+        Scale families: the family's number in :func:`scale_logpdf` (-1 for the others).
+    """
+
+    name: str
+    params: tuple[str, ...]
+    positive: tuple[str, ...]
+    logpdf: Callable
+    scipy: Callable
+    aliases: Mapping[frozenset, Callable] = field(default_factory=dict)
+    code: int = -1
+
+
+class _HalfT:
+    """|T| with `nu` degrees of freedom and scale `sigma` (SciPy has no half-t)."""
+
+    def __init__(self, nu, sigma):
+        self._t = stats.t(df=nu, scale=sigma)
+
+    def logpdf(self, x):
+        x = np.asarray(x, dtype=float)
+        return np.where(x >= 0, np.log(2.0) + self._t.logpdf(x), -np.inf)
+
+    def rvs(self, size=None, random_state=None):
+        return np.abs(self._t.rvs(size=size, random_state=random_state))
+
+
+def _scale_logpdf(code, x, p0, p1):
+    """Unnormalised log-density of scale family `code` at `x` > 0 (parameters p0, p1).
+
+    One definition, compiled twice: :func:`scale_logpdf` for the Gibbs engine's kernels and
+    :func:`scale_logpdf_ufunc` for NumPy arrays.
+    """
+    if not x > 0.0:
+        return -np.inf
+    if code == 0:  # HalfNormal(sigma)
+        return -0.5 * (x / p0) ** 2
+    if code == 1:  # HalfCauchy(beta)
+        return -np.log1p((x / p0) ** 2)
+    if code == 2:  # HalfStudentT(nu, sigma)
+        return -0.5 * (p0 + 1.0) * np.log1p((x / p1) ** 2 / p0)
+    if code == 3:  # Exponential(lam)
+        return -p0 * x
+    if code == 4:  # Gamma(alpha, beta)
+        return (p0 - 1.0) * np.log(x) - p1 * x
+    if code == 5:  # InverseGamma(alpha, beta)
+        return -(p0 + 1.0) * np.log(x) - p1 / x
+    if code == 6:  # LogNormal(mu, sigma)
+        return -np.log(x) - 0.5 * ((np.log(x) - p0) / p1) ** 2
+    if code == 7:  # Uniform(lower, upper)
+        return 0.0 if p0 < x < p1 else -np.inf
+    return np.nan
+
+
+scale_logpdf = njit(cache=True)(_scale_logpdf)
+scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], cache=True)(
+    _scale_logpdf
+)
+
+
+def _scale_family(code, name, params, positive, scipy, aliases=None):
+    def logpdf(x, **p):
+        values = [p[key] for key in params] + [0.0] * (2 - len(params))
+        return scale_logpdf_ufunc(code, np.asarray(x, dtype=float), *values)
+
+    return PriorFamily(name, params, positive, logpdf, scipy, aliases or {}, code)
+
+
+#: Families for scale parameters (``sigma``): any positive continuous family.
+SCALE_FAMILIES = {
+    f.name: f
+    for f in (
+        _scale_family(
+            0,
+            "HalfNormal",
+            ("sigma",),
+            ("sigma",),
+            lambda sigma: stats.halfnorm(scale=sigma),
+            {frozenset({"tau"}): lambda tau: {"sigma": 1.0 / np.sqrt(tau)}},
+        ),
+        _scale_family(
+            1, "HalfCauchy", ("beta",), ("beta",), lambda beta: stats.halfcauchy(scale=beta)
+        ),
+        _scale_family(
+            2,
+            "HalfStudentT",
+            ("nu", "sigma"),
+            ("nu", "sigma"),
+            lambda nu, sigma: _HalfT(nu, sigma),
+        ),
+        _scale_family(
+            3,
+            "Exponential",
+            ("lam",),
+            ("lam",),
+            lambda lam: stats.expon(scale=1.0 / lam),
+            {frozenset({"scale"}): lambda scale: {"lam": 1.0 / np.asarray(scale, dtype=float)}},
+        ),
+        _scale_family(
+            4,
+            "Gamma",
+            ("alpha", "beta"),
+            ("alpha", "beta"),
+            lambda alpha, beta: stats.gamma(a=alpha, scale=1.0 / beta),
+            {
+                frozenset({"mu", "sigma"}): lambda mu, sigma: {
+                    "alpha": (np.asarray(mu, float) / sigma) ** 2,
+                    "beta": np.asarray(mu, float) / np.asarray(sigma, float) ** 2,
+                }
+            },
+        ),
+        _scale_family(
+            5,
+            "InverseGamma",
+            ("alpha", "beta"),
+            ("alpha", "beta"),
+            lambda alpha, beta: stats.invgamma(a=alpha, scale=beta),
+        ),
+        _scale_family(
+            6,
+            "LogNormal",
+            ("mu", "sigma"),
+            ("sigma",),
+            lambda mu, sigma: stats.lognorm(s=sigma, scale=np.exp(mu)),
+        ),
+        _scale_family(
+            7,
+            "Uniform",
+            ("lower", "upper"),
+            ("upper",),
+            lambda lower, upper: stats.uniform(loc=lower, scale=np.asarray(upper) - lower),
+        ),
+    )
+}
+
+#: Families for the component means.
+MEAN_FAMILIES = {
+    f.name: f
+    for f in (
+        PriorFamily(
+            "Normal",
+            ("mu", "sigma"),
+            ("sigma",),
+            lambda x, mu, sigma: -0.5 * ((x - mu) / sigma) ** 2,
+            lambda mu, sigma: stats.norm(loc=mu, scale=sigma),
+        ),
+        PriorFamily(
+            "StudentT",
+            ("nu", "mu", "sigma"),
+            ("nu", "sigma"),
+            lambda x, nu, mu, sigma: -0.5 * (nu + 1.0) * np.log1p(((x - mu) / sigma) ** 2 / nu),
+            lambda nu, mu, sigma: stats.t(df=nu, loc=mu, scale=sigma),
+        ),
+    )
+}
+
+#: Families for the weights.
+WEIGHT_FAMILIES = {
+    "Dirichlet": PriorFamily(
+        "Dirichlet",
+        ("a",),
+        ("a",),
+        lambda x, a: np.sum((a - 1.0) * np.log(x), axis=-1),
+        lambda a: stats.dirichlet(alpha=a),
+    )
+}
+
+#: Prior families per parameter of the univariate models.
+PRIOR_FAMILIES = {"weights": WEIGHT_FAMILIES, "means": MEAN_FAMILIES, "sigma": SCALE_FAMILIES}
+
+
+def _readonly(value) -> np.ndarray:
+    arr = np.array(value, dtype=float, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A resolved prior: a family name and its canonical parameters as numbers.
+
+    Attributes
+    ----------
+    dist : str
+        The PyMC distribution's name.
+    params : mapping of str to numpy.ndarray
+        Canonical parameters, broadcast to the parameter's shape (read-only arrays).
+    """
+
+    dist: str
+    params: Mapping[str, np.ndarray]
+
+    def __post_init__(self):
+        params = {k: _readonly(v) for k, v in self.params.items()}
+        object.__setattr__(self, "params", MappingProxyType(params))
+
+    @property
+    def family(self) -> PriorFamily:
+        """The :class:`PriorFamily` entry (univariate families only)."""
+        for table in PRIOR_FAMILIES.values():
+            if self.dist in table:
+                return table[self.dist]
+        raise KeyError(self.dist)
+
+    def logpdf(self, x) -> np.ndarray:
+        """Unnormalised log-density at `x` (NumPy; the Gibbs engine's Metropolis steps)."""
+        return self.family.logpdf(x, **self.params)
+
+    def scipy(self):
+        """Return the frozen SciPy distribution (elementwise, broadcast over the parameters)."""
+        return self.family.scipy(**self.params)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: ``{"dist": ..., <param>: list or float}``."""
+        out = {"dist": self.dist}
+        for key, val in self.params.items():
+            out[key] = val.tolist()
+        return out
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """Everything a factory decided about a model, resolved to numbers at build time.
+
+    Attributes
+    ----------
+    family : str
+        Component family; ``"normal"`` (univariate) or ``"mvnormal"``.
+    k : int
+        Number of components.
+    marginalized : bool
+        Whether the assignments are summed out of the model.
+    ordered : bool
+        Univariate: whether the means are ordered. Multivariate: whether `ordered_by` is set.
+    shared_sd : bool
+        One sd for all components (univariate).
+    priors : mapping of str to Prior
+        The resolved priors of the free parameters (``weights``, ``means``, ``sigma``; the
+        multivariate model adds ``corr``).
+    known : mapping of str to numpy.ndarray
+        Parameters fixed by the user (``means`` and/or ``sigma``), stored in the model as data.
+    n_features : int or None
+        Multivariate models: the number of features.
+    covariance : str or None
+        Multivariate models: ``"full"``, ``"diag"`` or ``"tied"``.
+    ordered_by : int or None
+        Multivariate models: the feature whose means are ordered across components.
+    built_on : mapping
+        Facts of the data the model was built on (``n_obs``, ``mean``, ``sd``): a record, not
+        an input; nothing re-derives priors from it.
+    """
+
+    family: str
+    k: int
+    marginalized: bool
+    ordered: bool
+    shared_sd: bool
+    priors: Mapping[str, Prior]
+    known: Mapping[str, np.ndarray] = field(default_factory=dict)
+    n_features: int | None = None
+    covariance: str | None = None
+    ordered_by: int | None = None
+    built_on: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
+        known = {k: _readonly(v) for k, v in self.known.items()}
+        object.__setattr__(self, "known", MappingProxyType(known))
+        object.__setattr__(self, "built_on", MappingProxyType(dict(self.built_on)))
+
+    @property
+    def kind(self) -> str:
+        """Short name of the model: ``known``, ``known_sd``, ``shared_sd``, ``full``, ``mv``."""
+        if self.family == "mvnormal":
+            return "mv"
+        if "means" in self.known:
+            return "known"
+        if "sigma" in self.known:
+            return "known_sd"
+        return "shared_sd" if self.shared_sd else "full"
+
+    @property
+    def free(self) -> tuple[str, ...]:
+        """Names of the free continuous parameters."""
+        return tuple(name for name in ("weights", "means", "sigma") if name in self.priors)
+
+    def replace(self, **changes) -> MixtureSpec:
+        """Return a copy with some fields changed (e.g. ``marginalized=False``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (for run records and ``posterior.attrs``)."""
+        return {
+            "family": self.family,
+            "kind": self.kind,
+            "k": self.k,
+            "marginalized": self.marginalized,
+            "ordered": self.ordered,
+            "shared_sd": self.shared_sd,
+            "priors": {name: p.to_dict() for name, p in self.priors.items()},
+            "known": {name: v.tolist() for name, v in self.known.items()},
+            "n_features": self.n_features,
+            "covariance": self.covariance,
+            "ordered_by": self.ordered_by,
+            "built_on": dict(self.built_on),
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string (InferenceData attrs must be str or numbers)."""
+        return json.dumps(self.to_dict())
+
+
+def spec_of(model: pm.Model) -> MixtureSpec:
+    """Return the resolved :class:`MixtureSpec` of a model built by a `mixtures` factory.
+
+    Parameters
+    ----------
+    model : pymc.Model
+
+    Returns
+    -------
+    MixtureSpec
+
+    Raises
+    ------
+    ValueError
+        If `model` was not built by a `mixtures` factory.
+
+    Examples
+    --------
+    >>> import mixtures
+    >>> y = mixtures.load_dataset("three_gaussians")["x"]
+    >>> spec = mixtures.spec_of(mixtures.full_mixture(y, 3))
+    >>> spec.kind, spec.priors["sigma"].dist
+    ('full', 'HalfNormal')
+    """
+    if not isinstance(model, pm.Model):
+        raise ValueError(f"`model` should be a pymc.Model, but got {type(model).__name__}")
+    spec = getattr(model, SPEC_ATTR, None)
+    if spec is None:
+        raise ValueError(
+            "`model` should be built by a mixtures factory (it carries a MixtureSpec), "
+            "but got a model without one"
+        )
+    return spec
+
+
+def has_spec(model) -> bool:
+    """Whether `model` carries a :class:`MixtureSpec`."""
+    return isinstance(getattr(model, SPEC_ATTR, None), MixtureSpec)
+
+
+def attach(model: pm.Model, spec: MixtureSpec) -> pm.Model:
+    """Keep `spec` with `model` (an attribute of the model object itself; no global registry)."""
+    setattr(model, SPEC_ATTR, spec)
+    return model
+
+
+# --------------------------------------------------------------------------- prior resolution
+
+
+def _check_number_array(value, where: str) -> np.ndarray:
+    if isinstance(value, bool) or (
+        not isinstance(value, numbers.Number) and not hasattr(value, "__len__")
+    ):
+        raise ValueError(f"`{where}` should be a number or an array of numbers, but got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"`{where}` should be a number or an array of numbers, but got {value!r}"
+        ) from err
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{where}` should be finite, but got {arr.tolist()}")
+    return arr
+
+
+def _resolve_one(name: str, entry: dict, default: Prior, families: dict, shape) -> Prior:
+    """Merge one user entry over its default and check it; return the resolved Prior."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(
+            f"`priors[{name!r}]` should be a dict of distribution parameters, "
+            f"but got {type(entry).__name__}"
+        )
+    entry = dict(entry)  # never keep the caller's dict
+    dist = entry.pop("dist", None)
+    if dist is not None and dist not in families:
+        raise ValueError(
+            f"`priors[{name!r}]['dist']` should be one of {list(families)}, but got {dist!r}"
+        )
+    family = families[dist or default.dist]
+    if dist is None or dist == default.dist:
+        params = {**{k: np.asarray(v) for k, v in default.params.items()}}
+        # a user spelling such as tau= replaces the canonical parameter it stands for
+        for alias in family.aliases:
+            if alias <= set(entry):
+                for canonical in family.params:
+                    params.pop(canonical, None)
+        params.update(entry)
+    else:
+        params = entry
+    keys = frozenset(params)
+    if keys != frozenset(family.params):
+        for alias, convert in family.aliases.items():
+            rest = keys - alias
+            if alias <= keys and rest <= set(family.params):
+                converted = convert(**{k: params[k] for k in alias})
+                params = {**{k: params[k] for k in rest}, **converted}
+                break
+    if frozenset(params) != frozenset(family.params):
+        spellings = [list(family.params)] + [sorted(a) for a in family.aliases]
+        raise ValueError(
+            f"`priors[{name!r}]` should hold the parameters {' or '.join(map(str, spellings))} "
+            f"of {family.name}, but got {sorted(params)}"
+        )
+    out = {}
+    for key in family.params:
+        where = f"priors[{name!r}][{key!r}]"
+        arr = _check_number_array(params[key], where)
+        if key in family.positive and not (arr > 0).all():
+            raise ValueError(f"`{where}` should be > 0, but got {arr.tolist()}")
+        try:
+            out[key] = np.broadcast_to(arr, shape).copy()
+        except ValueError:
+            raise ValueError(
+                f"`{where}` should be a scalar or have shape {shape}, but got shape {arr.shape}"
+            ) from None
+    if family.name == "Uniform":
+        if not (out["lower"] >= 0).all():
+            raise ValueError(
+                f"`priors[{name!r}]['lower']` should be >= 0 (a scale is positive), "
+                f"but got {out['lower'].tolist()}"
+            )
+        if not (out["upper"] > out["lower"]).all():
+            raise ValueError(
+                f"`priors[{name!r}]['upper']` should be > lower, but got "
+                f"upper={out['upper'].tolist()} and lower={out['lower'].tolist()}"
+            )
+    return Prior(family.name, out)
+
+
+def resolve_priors(
+    priors, defaults: dict[str, Prior], shapes: dict[str, tuple]
+) -> dict[str, Prior]:
+    """Merge user `priors` over `defaults` (precedence user > data-derived default).
+
+    An entry without ``dist`` updates the default's parameters; one naming another ``dist``
+    replaces the entry whole. Unknown keys, unknown families, missing or extra parameters,
+    non-finite values and non-positive scales are refused here, at build time.
+
+    Parameters
+    ----------
+    priors : dict or None
+        The user's overrides, e.g. ``{"sigma": {"dist": "HalfCauchy", "beta": 5}}``.
+    defaults : dict of str to Prior
+        The resolved defaults, one per free parameter.
+    shapes : dict of str to tuple
+        The shape each parameter's prior parameters broadcast to.
+
+    Returns
+    -------
+    dict of str to Prior
+    """
+    if priors is None:
+        return dict(defaults)
+    if not isinstance(priors, Mapping):
+        raise ValueError(f"`priors` should be a dict, but got {type(priors).__name__}")
+    unknown = sorted(set(priors) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"`priors` keys should be among {list(defaults)}, but got unknown key(s) {unknown}"
+        )
+    out = dict(defaults)
+    for name, entry in priors.items():
+        out[name] = _resolve_one(name, entry, defaults[name], PRIOR_FAMILIES[name], shapes[name])
+    return out
