@@ -14,6 +14,7 @@ from mixtures.inference import (
     sample,
     sample_posterior_predictive,
 )
+from mixtures.interrupt import SamplingInterrupted
 from mixtures.models import OrderedGaps, full_mixture, known_params_mixture, shared_sd_mixture
 from mixtures.multivariate import OrderedColumn, effective_components, mv_mixture
 from mixtures.plots import plot_ppc, plot_trace
@@ -35,6 +36,7 @@ __all__ = [
     "OrderedColumn",
     "OrderedGaps",
     "Prior",
+    "SamplingInterrupted",
     "available_samplers",
     "choose_sampler",
     "compile_model",

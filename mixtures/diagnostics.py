@@ -7,6 +7,8 @@ import warnings
 import arviz as az
 import numpy as np
 
+from mixtures.models import PROPER_AT_ZERO
+
 __all__ = ["ConvergenceWarning", "check_degenerate", "warn_convergence"]
 
 #: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ.
@@ -14,9 +16,6 @@ RHAT_MAX = 1.01
 ESS_BULK_MIN = 400
 
 _PARAMS = ("weights", "means", "sigma")
-
-#: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
-_PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
 
 
 class ConvergenceWarning(UserWarning):
@@ -29,7 +28,9 @@ def check_degenerate(y: np.ndarray, spec) -> None:
     With per-component sds, a component holding two or more tied values alone has a
     likelihood that grows without bound as its sd goes to 0, and under a prior with positive
     density at 0 the posterior is improper (samplers spin there). The case is detected up
-    front when the data have fewer than 2 k distinct values (k or fewer for a shared sd).
+    front when the data have fewer than 2 k distinct values (k or fewer for a shared sd), and
+    the sd prior is not truncated away from 0 (``sigma_floor``; tied data with at least two
+    distinct values get one by default) and does not vanish at 0 itself.
 
     Raises
     ------
@@ -38,8 +39,10 @@ def check_degenerate(y: np.ndarray, spec) -> None:
     """
     if spec is None or spec.family != "normal" or "sigma" not in spec.priors:
         return
+    if spec.sigma_floor > 0:  # the sd prior is truncated: the posterior is proper
+        return
     prior = spec.priors["sigma"]
-    if prior.dist in _PROPER_AT_ZERO or (
+    if prior.dist in PROPER_AT_ZERO or (
         prior.dist == "Uniform" and (prior.params["lower"] > 0).all()
     ):
         return

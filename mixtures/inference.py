@@ -44,6 +44,7 @@ def sample(
     latent_sampler: str = "gibbs",
     log_likelihood: bool | str = "auto",
     tempering="auto",
+    warn: bool = True,
     **kwargs,
 ) -> az.InferenceData:
     """Sample the posterior of a mixture model built by a `mixtures` factory.
@@ -94,6 +95,8 @@ def sample(
         (:func:`mixtures.engines.gibbs.default_ladder`), an array the inverse temperatures
         (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
         uses ``clip(2 sqrt(N), 8, 32)`` temperatures when N k <= 60,000 and none above.
+    warn : bool, default True
+        Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs
         Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
         ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
@@ -142,6 +145,7 @@ def sample(
         random_seed=random_seed,
         progressbar=progressbar,
         log_likelihood=log_likelihood,
+        warn=warn,
         **kwargs,
     )
 

@@ -77,7 +77,9 @@ def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
     # axis comes first so that the reductions run over contiguous (draw, obs) slabs
     inv_sd = np.moveaxis(1.0 / sd, -1, 0)[..., None]  # (k, chain, draw, 1)
     mu = np.moveaxis(mu, -1, 0)[..., None]
-    const = np.moveaxis(np.log(w), -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
+    with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
+        log_w = np.log(w)
+    const = np.moveaxis(log_w, -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
     for c in range(chains):
         for start in range(0, draws, block):
             sl = slice(start, start + block)

@@ -44,6 +44,7 @@ __all__ = [
     "full_mixture",
     "known_params_mixture",
     "shared_sd_mixture",
+    "tie_floor",
 ]
 
 
@@ -149,21 +150,81 @@ class OrderedGaps(Ordered):
         return super().forward(pt.switch(increasing, value, start), *inputs)
 
 
-def _resolve(y, k, *, shared_sd, ordered, marginalized, priors, known) -> MixtureSpec:
+#: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
+PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
+
+
+def tie_floor(y: np.ndarray) -> float:
+    r"""Return the default sd floor: the sd of rounding to the data's resolution, if tied.
+
+    Data rounded to a resolution :math:`h` (the smallest gap between distinct values) carry
+    no information about spreads below the rounding error, whose sd is :math:`h/\sqrt{12}`;
+    and with per-component sds the posterior is improper on tied data (a component holding
+    tied values alone has a likelihood that grows without bound as its sd goes to 0). So
+    ``sigma_floor="auto"`` truncates the sd prior at :math:`h/\sqrt{12}` when the data have
+    ties, and at 0 (no floor) when they have none.
+
+    Parameters
+    ----------
+    y : numpy.ndarray of shape (n_obs,)
+
+    Returns
+    -------
+    float
+    """
+    distinct = np.unique(y)
+    if distinct.size == y.size or distinct.size < 2:
+        return 0.0
+    return float(np.min(np.diff(distinct)) / np.sqrt(12.0))
+
+
+def _check_floor(sigma_floor, y, prior) -> float:
+    if isinstance(sigma_floor, str):
+        if sigma_floor != "auto":
+            raise ValueError(
+                f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
+            )
+        if prior is None or prior.dist in PROPER_AT_ZERO:
+            return 0.0
+        floor = tie_floor(y)
+        return 0.0 if prior.dist == "HalfStudentT" else floor
+    if (
+        isinstance(sigma_floor, bool)
+        or not np.isscalar(sigma_floor)
+        or not np.isfinite(sigma_floor)
+        or sigma_floor < 0
+    ):
+        raise ValueError(
+            f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
+        )
+    if sigma_floor > 0 and prior is not None and prior.dist == "HalfStudentT":
+        raise ValueError(
+            "`sigma_floor` should be 0 with a HalfStudentT sigma prior (PyMC cannot truncate "
+            f"it), but got {sigma_floor}"
+        )
+    return float(sigma_floor)
+
+
+def _resolve(
+    y, k, *, shared_sd, ordered, marginalized, priors, known, sigma_floor="auto"
+) -> MixtureSpec:
     """Resolve a univariate spec: defaults scaled to `y`, user priors merged over them."""
     defaults = default_priors(y, k, shared_sd=shared_sd)
     for name in known:
         defaults.pop(name)
     shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,)}
+    resolved = resolve_priors(priors, defaults, shapes)
+    floor = _check_floor(sigma_floor, y, resolved.get("sigma"))
     return MixtureSpec(
         family="normal",
         k=k,
         marginalized=bool(marginalized),
         ordered=bool(ordered) and "means" not in known and k > 1,
         shared_sd=shared_sd,
-        priors=resolve_priors(priors, defaults, shapes),
+        priors=resolved,
         known=known,
         built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
+        sigma_floor=floor,
     )
 
 
@@ -200,6 +261,11 @@ def build_model(y: np.ndarray, spec: MixtureSpec) -> pm.Model:
         sd_dims = {} if spec.shared_sd else {"dims": "component"}
         if "sigma" in spec.known:
             sigma = pm.Data("sigma", spec.known["sigma"], **sd_dims)
+        elif spec.sigma_floor > 0:
+            prior = spec.priors["sigma"]
+            shape = () if spec.shared_sd else (k,)
+            base = getattr(pm, prior.dist).dist(**dict(prior.params), shape=shape)
+            sigma = pm.Truncated("sigma", base, lower=spec.sigma_floor, **sd_dims)
         else:
             sigma = _prior_rv("sigma", spec.priors["sigma"], **sd_dims)
         _observe(y_data, weights, means, pt.as_tensor(sigma), spec.marginalized)
@@ -281,7 +347,9 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = True, priors=Non
     return build_model(y, spec)
 
 
-def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd, sigma) -> pm.Model:
+def _unknown_params_mixture(
+    y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor
+) -> pm.Model:
     y = check_observations(y)
     k = check_k(k, y.shape[0])
     known = {} if sigma is None else {"sigma": _known_sigma(sigma, k, shared_sd)}
@@ -293,12 +361,20 @@ def _unknown_params_mixture(y, k, marginalized, ordered, priors, shared_sd, sigm
         marginalized=marginalized,
         priors=priors,
         known=known,
+        sigma_floor=sigma_floor,
     )
     return build_model(y, spec)
 
 
 def shared_sd_mixture(
-    y, k: int, *, marginalized: bool = True, ordered: bool = True, priors=None, sigma=None
+    y,
+    k: int,
+    *,
+    marginalized: bool = True,
+    ordered: bool = True,
+    priors=None,
+    sigma=None,
+    sigma_floor="auto",
 ) -> pm.Model:
     r"""Mixture with unknown means and one standard deviation shared by all components.
 
@@ -329,6 +405,11 @@ def shared_sd_mixture(
         (``Uniform`` with ``lower >= 0`` included).
     sigma : float, optional
         A known shared sd: the means are then the only unknowns besides the weights.
+    sigma_floor : "auto" or float, default "auto"
+        Truncate the sd prior below this value. ``"auto"`` uses :func:`tie_floor`: the sd of
+        rounding (resolution / sqrt(12)) when the data have ties, none otherwise (and none
+        under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
+        in the spec; 0 turns it off.
 
     Returns
     -------
@@ -342,11 +423,18 @@ def shared_sd_mixture(
     >>> model["sigma"].ndim
     0
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, True, sigma)
+    return _unknown_params_mixture(y, k, marginalized, ordered, priors, True, sigma, sigma_floor)
 
 
 def full_mixture(
-    y, k: int, *, marginalized: bool = True, ordered: bool = True, priors=None, sigma=None
+    y,
+    k: int,
+    *,
+    marginalized: bool = True,
+    ordered: bool = True,
+    priors=None,
+    sigma=None,
+    sigma_floor="auto",
 ) -> pm.Model:
     r"""Dirichlet-Categorical-Normal mixture with per-component means and sds.
 
@@ -371,6 +459,11 @@ def full_mixture(
     sigma : float or array-like of shape (k,), optional
         Known component sds (the model ``normal_mixture`` of the Stan reference set with
         known scales): the means and weights are then the unknowns.
+    sigma_floor : "auto" or float, default "auto"
+        Truncate the sd prior below this value. ``"auto"`` uses :func:`tie_floor`: the sd of
+        rounding (resolution / sqrt(12)) when the data have ties, none otherwise (and none
+        under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
+        in the spec; 0 turns it off.
 
     Returns
     -------
@@ -384,4 +477,4 @@ def full_mixture(
     >>> model.coords["component"]
     (np.int64(0), np.int64(1), np.int64(2))
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, False, sigma)
+    return _unknown_params_mixture(y, k, marginalized, ordered, priors, False, sigma, sigma_floor)

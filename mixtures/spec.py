@@ -24,8 +24,9 @@ from types import MappingProxyType
 
 import numpy as np
 import pymc as pm
-from numba import njit, vectorize
 from scipy import stats
+
+from mixtures._kernels import scale_logpdf_ufunc
 
 __all__ = ["PRIOR_FAMILIES", "MixtureSpec", "Prior", "PriorFamily", "resolve_priors", "spec_of"]
 
@@ -76,39 +77,6 @@ class _HalfT:
 
     def rvs(self, size=None, random_state=None):
         return np.abs(self._t.rvs(size=size, random_state=random_state))
-
-
-def _scale_logpdf(code, x, p0, p1):
-    """Unnormalised log-density of scale family `code` at `x` > 0 (parameters p0, p1).
-
-    One definition, compiled twice: :func:`scale_logpdf` for the Gibbs engine's kernels and
-    :func:`scale_logpdf_ufunc` for NumPy arrays.
-    """
-    if not x > 0.0:
-        return -np.inf
-    if code == 0:  # HalfNormal(sigma)
-        return -0.5 * (x / p0) ** 2
-    if code == 1:  # HalfCauchy(beta)
-        return -np.log1p((x / p0) ** 2)
-    if code == 2:  # HalfStudentT(nu, sigma)
-        return -0.5 * (p0 + 1.0) * np.log1p((x / p1) ** 2 / p0)
-    if code == 3:  # Exponential(lam)
-        return -p0 * x
-    if code == 4:  # Gamma(alpha, beta)
-        return (p0 - 1.0) * np.log(x) - p1 * x
-    if code == 5:  # InverseGamma(alpha, beta)
-        return -(p0 + 1.0) * np.log(x) - p1 / x
-    if code == 6:  # LogNormal(mu, sigma)
-        return -np.log(x) - 0.5 * ((np.log(x) - p0) / p1) ** 2
-    if code == 7:  # Uniform(lower, upper)
-        return 0.0 if p0 < x < p1 else -np.inf
-    return np.nan
-
-
-scale_logpdf = njit(cache=True)(_scale_logpdf)
-scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], cache=True)(
-    _scale_logpdf
-)
 
 
 def _scale_family(code, name, params, positive, scipy, aliases=None):
@@ -228,7 +196,7 @@ def _readonly(value) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prior:
     """A resolved prior: a family name and its canonical parameters as numbers.
 
@@ -263,6 +231,9 @@ class Prior:
         """Return the frozen SciPy distribution (elementwise, broadcast over the parameters)."""
         return self.family.scipy(**self.params)
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Prior) and self.to_dict() == other.to_dict()
+
     def to_dict(self) -> dict:
         """JSON-ready form: ``{"dist": ..., <param>: list or float}``."""
         out = {"dist": self.dist}
@@ -271,7 +242,7 @@ class Prior:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MixtureSpec:
     """Everything a factory decided about a model, resolved to numbers at build time.
 
@@ -301,6 +272,9 @@ class MixtureSpec:
     built_on : mapping
         Facts of the data the model was built on (``n_obs``, ``mean``, ``sd``): a record, not
         an input; nothing re-derives priors from it.
+    sigma_floor : float
+        Lower bound of the sds (their prior is truncated there); 0 for none. See
+        :func:`mixtures.models.tie_floor`.
     """
 
     family: str
@@ -314,6 +288,7 @@ class MixtureSpec:
     covariance: str | None = None
     ordered_by: int | None = None
     built_on: Mapping[str, object] = field(default_factory=dict)
+    sigma_floor: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
@@ -356,7 +331,11 @@ class MixtureSpec:
             "covariance": self.covariance,
             "ordered_by": self.ordered_by,
             "built_on": dict(self.built_on),
+            "sigma_floor": self.sigma_floor,
         }
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MixtureSpec) and self.to_dict() == other.to_dict()
 
     def to_json(self) -> str:
         """:meth:`to_dict` as a JSON string (InferenceData attrs must be str or numbers)."""

@@ -35,6 +35,7 @@ from mixtures.engines.gibbs import GibbsEngine
 from mixtures.engines.numpyro import NumpyroEngine
 from mixtures.engines.nutpie import NutpieEngine
 from mixtures.engines.pymc import PymcEngine, is_latent
+from mixtures.interrupt import stop_on_interrupt
 from mixtures.progress import default_progressbar
 from mixtures.spec import has_spec, spec_of
 
@@ -208,7 +209,12 @@ class CompiledMixture:
         t0 = time.perf_counter()
         # Divergent trajectories overflow exp() inside PyTensor's Python ops; PyMC treats the
         # non-finite log-density as a divergence, so NumPy's warnings are noise here.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with (
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+            stop_on_interrupt(f"Sampling with {self.sampler!r}") as flag,
+        ):
+            if self.sampler == "pymc":
+                kwargs.setdefault("callback", flag.callback)
             raw = self.engine.sample(
                 draws=draws,
                 tune=tune,

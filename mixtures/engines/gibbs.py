@@ -5,7 +5,7 @@ any positive sd prior, latent or marginalised, the engine samples the assignment
 (data augmentation; for a marginalised model only the continuous parameters are kept, whose
 posterior is the marginal model's). One iteration is
 
-1. one fused pass over the data (:mod:`mixtures.engines._kernels`): draw every assignment
+1. one fused pass over the data (:mod:`mixtures._kernels`): draw every assignment
    from its exact conditional and accumulate counts and centred sums;
 2. exact draws of the weights, :math:`w \mid z \sim \text{Dirichlet}(a + n)`, and the means,
    Normal (restricted to increasing vectors when ordered: joint rejection, then
@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from mixtures.engines._kernels import run
+from mixtures._kernels import run, run_threaded
 from mixtures.progress import progress_bar
 
 __all__ = ["GibbsEngine", "default_ladder"]
@@ -112,6 +112,7 @@ class GibbsEngine:
             if bad.any():  # e.g. outside a Uniform's support: start inside it
                 draws = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)
                 sd = np.where(bad, np.broadcast_to(draws, shape), sd)
+            sd = np.maximum(sd, 1.5 * spec.sigma_floor)
             sd = np.broadcast_to(sd, (n_rep, k)).copy()
         return logw, mu, sd
 
@@ -156,10 +157,10 @@ class GibbsEngine:
             "swap_accept": np.full((chains, draws, max(n_temps - 1, 0)), np.nan),
             "sigma_accept": np.zeros((chains, draws)),
         }
-        prior_a = np.asarray(spec.priors["weights"].params["a"], dtype=float)
+        prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
         if "means" in free:
-            m0 = np.asarray(spec.priors["means"].params["mu"], dtype=float)
-            s0 = np.asarray(spec.priors["means"].params["sigma"], dtype=float)
+            m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
+            s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
         else:
             m0 = s0 = np.ones(k)
         code, p0, p1 = -1, np.ones(k), np.ones(k)
@@ -173,60 +174,43 @@ class GibbsEngine:
             ["means" in free, "sigma" in free, spec.shared_sd, spec.ordered, store_z],
             dtype=np.bool_,
         )
-        threads = _N_BLOCKS if n_rep * n_obs >= _PARALLEL_MIN else 1
+        floor = float(spec.sigma_floor) if "sigma" in free else 0.0
         scale = float(np.std(y)) or 1.0
-        total = tune + draws
-        tries, accepts = (
-            np.zeros(max(n_temps - 1, 1), np.int64),
-            np.zeros(max(n_temps - 1, 1), np.int64),
+        model = (prior_a, m0, s0, code, p0, p1, flags, floor, 1e-10 * scale)
+        n_tries = max(n_temps - 1, 1)
+        tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
+        state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
+        out = (out_w, out_mu, out_sd, out_z)
+        stats = tuple(
+            st[name]
+            for name in (
+                "n_changed",
+                "complete_loglik",
+                "tempered_loglik",
+                "swap_accept",
+                "sigma_accept",
+            )
         )
+        threaded = n_rep * n_obs >= _PARALLEL_MIN
+        total = tune + draws
         rounds = _adaptation_rounds(tune) if adapt and n_temps > 2 else []
-        stops = sorted(set(rounds) | set(range(0, total, max(1, total // 50))) | {total})
-        it = 0
-        with progress_bar(
-            total, progressbar, f"Gibbs: {chains} chains x {n_temps} temperatures"
-        ) as bar:
-            for stop in stops[1:]:
-                collapsed = run(
-                    y,
-                    it,
-                    stop,
-                    tune,
-                    logw,
-                    mu,
-                    sd,
-                    z,
-                    state,
-                    swap_state,
-                    temp_of,
-                    rep_at,
-                    betas,
-                    prior_a,
-                    m0,
-                    s0,
-                    code,
-                    p0,
-                    p1,
-                    flags,
-                    threads,
-                    out_w,
-                    out_mu,
-                    out_sd,
-                    out_z,
-                    st["n_changed"],
-                    st["complete_loglik"],
-                    st["tempered_loglik"],
-                    st["swap_accept"],
-                    st["sigma_accept"],
-                    tries,
-                    accepts,
-                    1e-10 * scale,
-                )
+        it, chunk = 0, 10
+        label = f"Gibbs: {chains} chains x {n_temps} temperatures"
+        with progress_bar(total, progressbar, label) as bar:
+            while it < total:
+                # chunks of about 0.1 s: the bar moves and Ctrl-C is answered promptly
+                stop = min([total, it + chunk, *(r for r in rounds if r > it)])
+                t0 = time.perf_counter()
+                args = (y, it, stop, tune, model, tuple(state_arrays), out, stats)
+                collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
                 if collapsed >= 0:
                     raise DegenerateDataError(_collapse_message(collapsed, scale))
+                per_iteration = (time.perf_counter() - t0) / (stop - it)
+                chunk = int(np.clip(0.1 / max(per_iteration, 1e-9), 1, 100_000))
                 bar.advance(stop - it)
                 if stop in rounds:  # equalise the swap rejection between adjacent rungs
-                    betas = adapt_ladder(betas, 1.0 - accepts / np.maximum(tries, 1))
+                    rejection = 1.0 - accepts / np.maximum(tries, 1)
+                    state_arrays[8] = betas = adapt_ladder(betas, rejection)
                     tries[:], accepts[:] = 0, 0
                 it = stop
         posterior = {"weights": out_w}

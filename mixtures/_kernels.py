@@ -1,4 +1,4 @@
-"""Numba kernels of the Gibbs engine: the whole iteration, for every replica, compiled.
+"""Numba kernels: the Gibbs engine's whole iteration, and the scale priors' log-densities.
 
 One iteration of replica r (chain x temperature) is a fused pass over the data that draws every
 assignment from its exact (tempered) conditional and accumulates counts and the sums of
@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
-
-from mixtures.spec import scale_logpdf
+from numba import njit, prange, vectorize
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -32,6 +30,41 @@ _TWO53 = 1.0 / 9007199254740992.0
 _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
+
+
+def _scale_logpdf(code, x, p0, p1):
+    """Unnormalised log-density of scale family `code` at `x` > 0 (parameters p0, p1).
+
+    One definition, compiled twice: :func:`scale_logpdf` for the Gibbs kernels below and
+    :func:`scale_logpdf_ufunc` for NumPy arrays (:class:`mixtures.spec.PriorFamily`). It lives
+    in this file because Numba's on-disk cache checks only the file of a cached function, so a
+    kernel and everything it calls must change together.
+    """
+    if not x > 0.0:
+        return -np.inf
+    if code == 0:  # HalfNormal(sigma)
+        return -0.5 * (x / p0) ** 2
+    if code == 1:  # HalfCauchy(beta)
+        return -np.log1p((x / p0) ** 2)
+    if code == 2:  # HalfStudentT(nu, sigma)
+        return -0.5 * (p0 + 1.0) * np.log1p((x / p1) ** 2 / p0)
+    if code == 3:  # Exponential(lam)
+        return -p0 * x
+    if code == 4:  # Gamma(alpha, beta)
+        return (p0 - 1.0) * np.log(x) - p1 * x
+    if code == 5:  # InverseGamma(alpha, beta)
+        return -(p0 + 1.0) * np.log(x) - p1 / x
+    if code == 6:  # LogNormal(mu, sigma)
+        return -np.log(x) - 0.5 * ((np.log(x) - p0) / p1) ** 2
+    if code == 7:  # Uniform(lower, upper)
+        return 0.0 if p0 < x < p1 else -np.inf
+    return np.nan
+
+
+scale_logpdf = njit(cache=True)(_scale_logpdf)
+scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], cache=True)(
+    _scale_logpdf
+)
 
 
 @njit(inline="always")
@@ -184,7 +217,7 @@ def _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, pro
 
 
 @njit
-def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, state):
+def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, floor, state):
     """Metropolis-within-Gibbs for replica r's sds; returns the fraction accepted."""
     k = sd.shape[1]
     m = 1 if shared else k
@@ -216,7 +249,7 @@ def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, state):
                 1.0 / (prop * prop) - 1.0 / (cur * cur)
             )
             log_ratio += math.log(prop / cur)
-        if math.log(_uniform(state, r)) < log_ratio:
+        if prop > floor and math.log(_uniform(state, r)) < log_ratio:
             cur = prop
             accepted += 1.0
         if shared:
@@ -228,47 +261,38 @@ def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, state):
 
 
 @njit(cache=True, nogil=True)
-def run(
-    y,
-    it0,
-    it1,
-    tune,
-    logw,
-    mu,
-    sd,
-    z,
-    state,
-    swap_state,
-    temp_of,
-    rep_at,
-    betas,
-    prior_a,
-    m0,
-    s0,
-    code,
-    p0,
-    p1,
-    flags,
-    threads,
-    out_w,
-    out_mu,
-    out_sd,
-    out_z,
-    st_changed,
-    st_cll,
-    st_tll,
-    st_swap,
-    st_sigacc,
-    swap_tries,
-    swap_accepts,
-    collapse_at,
-):
-    """Run iterations it0..it1-1 of every replica; record draws from iteration `tune` on.
+def _prepare(logw, sd, state, temp_of, betas, a, c, keys):
+    """Logit coefficients of every replica's sweep, and this sweep's random keys."""
+    n_rep, k = sd.shape
+    for r in range(n_rep):
+        beta = betas[temp_of[r]]
+        for j in range(k):
+            a[r, j] = logw[r, j] - beta * math.log(sd[r, j])
+            c[r, j] = -0.5 * beta / (sd[r, j] * sd[r, j])
+        keys[r] = _next(state, r)
 
-    `flags` = (means free, sigma free, shared sd, ordered, store assignments); the state
-    arrays are updated in place so the run continues across calls (progress bar, Ctrl-C).
-    Returns the iteration at which an sd collapsed below `collapse_at`, or -1.
+
+@njit(cache=True, nogil=True)
+def _sweep_serial(y, a, c, mu, keys, z, n, s1, s2, changed):
+    logp = np.empty(a.shape[1])
+    for r in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            n[r, j] = 0.0
+            s1[r, j] = 0.0
+            s2[r, j] = 0.0
+        changed[r] = _sweep_range(y, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
+
+
+@njit(cache=True, nogil=True)
+def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+    """Parameter updates, replica exchange and recording, after the sweep of iteration `it`.
+
+    Returns False if an sd fell below the collapse threshold.
     """
+    prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
+    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain
+    out_w, out_mu, out_sd, out_z = out
+    st_changed, st_cll, st_tll, st_swap, st_sigacc = stats
     n_rep, k = mu.shape
     chains, n_temps = rep_at.shape
     free_means, free_sigma, shared, ordered, store_z = (
@@ -278,13 +302,6 @@ def run(
         flags[3],
         flags[4],
     )
-    a = np.empty((n_rep, k))
-    c = np.empty((n_rep, k))
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n = np.zeros((n_rep, k))
-    s1 = np.zeros((n_rep, k))
-    s2 = np.zeros((n_rep, k))
-    changed = np.zeros(n_rep, dtype=np.int64)
     loglik = np.empty(n_rep)
     sigacc = np.zeros(n_rep)
     ss = np.empty(k)
@@ -293,86 +310,116 @@ def run(
     prop = np.empty(k)
     logg = np.empty(k)
     old = np.empty(k)
-    logp = np.empty(k)
-    for it in range(it0, it1):
-        for r in range(n_rep):
-            beta = betas[temp_of[r]]
+    for r in range(n_rep):
+        beta = betas[temp_of[r]]
+        # weights | z ~ Dirichlet(a + n), drawn as normalised log-Gammas
+        top = -np.inf
+        for j in range(k):
+            logg[j] = _log_gamma(prior_a[j] + n[r, j], state, r)
+            top = max(top, logg[j])
+        total = 0.0
+        for j in range(k):
+            total += math.exp(logg[j] - top)
+        for j in range(k):
+            logw[r, j] = logg[j] - top - math.log(total)
+        if free_means:
             for j in range(k):
-                a[r, j] = logw[r, j] - beta * math.log(sd[r, j])
-                c[r, j] = -0.5 * beta / (sd[r, j] * sd[r, j])
-            keys[r] = _next(state, r)
-        if threads > 1:
-            _sweep_threads(y, a, c, mu, keys, z, n, s1, s2, changed, threads)
+                old[j] = mu[r, j]  # the sums are centred on the old means
+            _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, prop)
+            for j in range(k):
+                shift = old[j] - mu[r, j]
+                ss[j] = s2[r, j] + 2.0 * shift * s1[r, j] + n[r, j] * shift * shift
         else:
-            for r in range(n_rep):
-                for j in range(k):
-                    n[r, j] = 0.0
-                    s1[r, j] = 0.0
-                    s2[r, j] = 0.0
-                changed[r] = _sweep_range(
-                    y, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp
-                )
-        for r in range(n_rep):
-            beta = betas[temp_of[r]]
-            # weights | z ~ Dirichlet(a + n), drawn as normalised log-Gammas
-            top = -np.inf
             for j in range(k):
-                logg[j] = _log_gamma(prior_a[j] + n[r, j], state, r)
-                top = max(top, logg[j])
-            total = 0.0
+                ss[j] = s2[r, j]
+        if free_sigma:
+            sigacc[r] = _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, floor, state)
             for j in range(k):
-                total += math.exp(logg[j] - top)
-            for j in range(k):
-                logw[r, j] = logg[j] - top - math.log(total)
-            if free_means:
-                for j in range(k):
-                    old[j] = mu[r, j]  # the sums are centred on the old means
-                _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, prop)
-                for j in range(k):
-                    shift = old[j] - mu[r, j]
-                    ss[j] = s2[r, j] + 2.0 * shift * s1[r, j] + n[r, j] * shift * shift
-            else:
-                for j in range(k):
-                    ss[j] = s2[r, j]
-            if free_sigma:
-                sigacc[r] = _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, state)
-                for j in range(k):
-                    if sd[r, j] < collapse_at:
-                        return it
-            ll = 0.0
-            for j in range(k):
-                ll -= n[r, j] * (math.log(sd[r, j]) + 0.5 * _LOG_2PI) + ss[j] / (
-                    2.0 * sd[r, j] ** 2
-                )
-            loglik[r] = ll
-        d = it - tune
-        # even-odd replica exchange, per chain
-        for ch in range(chains):
-            cold_before = rep_at[ch, n_temps - 1]
+                if sd[r, j] < collapse_at:
+                    return False
+        ll = 0.0
+        for j in range(k):
+            ll -= n[r, j] * (math.log(sd[r, j]) + 0.5 * _LOG_2PI) + ss[j] / (2.0 * sd[r, j] ** 2)
+        loglik[r] = ll
+    d = it - tune
+    # even-odd replica exchange, per chain
+    for ch in range(chains):
+        cold_before = rep_at[ch, n_temps - 1]
+        if d >= 0:
+            st_changed[ch, d] = changed[cold_before]
+            for t in range(n_temps):
+                st_tll[ch, d, t] = loglik[rep_at[ch, t]]
+        for t in range(it % 2, n_temps - 1, 2):
+            lo_r, hi_r = rep_at[ch, t], rep_at[ch, t + 1]
+            log_alpha = (betas[t] - betas[t + 1]) * (loglik[hi_r] - loglik[lo_r])
+            ok = math.log(_uniform(swap_state, ch)) < log_alpha
+            swap_tries[t] += 1
+            if ok:
+                swap_accepts[t] += 1
+                rep_at[ch, t], rep_at[ch, t + 1] = hi_r, lo_r
+                temp_of[hi_r], temp_of[lo_r] = t, t + 1
             if d >= 0:
-                st_changed[ch, d] = changed[cold_before]
-                for t in range(n_temps):
-                    st_tll[ch, d, t] = loglik[rep_at[ch, t]]
-            for t in range(it % 2, n_temps - 1, 2):
-                lo_r, hi_r = rep_at[ch, t], rep_at[ch, t + 1]
-                log_alpha = (betas[t] - betas[t + 1]) * (loglik[hi_r] - loglik[lo_r])
-                ok = math.log(_uniform(swap_state, ch)) < log_alpha
-                swap_tries[t] += 1
-                if ok:
-                    swap_accepts[t] += 1
-                    rep_at[ch, t], rep_at[ch, t + 1] = hi_r, lo_r
-                    temp_of[hi_r], temp_of[lo_r] = t, t + 1
-                if d >= 0:
-                    st_swap[ch, d, t] = 1.0 if ok else 0.0
-            if d >= 0:
-                cold = rep_at[ch, n_temps - 1]
-                for j in range(k):
-                    out_w[ch, d, j] = math.exp(logw[cold, j])
-                    out_mu[ch, d, j] = mu[cold, j]
-                    out_sd[ch, d, j] = sd[cold, j]
-                st_cll[ch, d] = loglik[cold]
-                st_sigacc[ch, d] = sigacc[cold]
-                if store_z:
-                    for i in range(y.shape[0]):
-                        out_z[ch, d, i] = z[cold, i]
+                st_swap[ch, d, t] = 1.0 if ok else 0.0
+        if d >= 0:
+            cold = rep_at[ch, n_temps - 1]
+            for j in range(k):
+                out_w[ch, d, j] = math.exp(logw[cold, j])
+                out_mu[ch, d, j] = mu[cold, j]
+                out_sd[ch, d, j] = sd[cold, j]
+            st_cll[ch, d] = loglik[cold]
+            st_sigacc[ch, d] = sigacc[cold]
+            if store_z:
+                for i in range(z.shape[1]):
+                    out_z[ch, d, i] = z[cold, i]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def run(y, it0, it1, tune, model, chain, out, stats):
+    """Run iterations it0..it1-1 of every replica on one thread; record from `tune` on.
+
+    ``model`` = (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at) with `flags` =
+    (means free, sigma free, shared sd, ordered, store assignments); ``chain`` = the state
+    arrays (logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries,
+    swap_accepts), updated in place so a run continues across calls (progress bar, Ctrl-C);
+    ``out`` and ``stats`` the arrays draws are recorded in. Returns the iteration at which an
+    sd collapsed, or -1.
+    """
+    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k = mu.shape
+    a = np.empty((n_rep, k))
+    c = np.empty((n_rep, k))
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n = np.zeros((n_rep, k))
+    s1 = np.zeros((n_rep, k))
+    s2 = np.zeros((n_rep, k))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    for it in range(it0, it1):
+        _prepare(logw, sd, state, temp_of, betas, a, c, keys)
+        _sweep_serial(y, a, c, mu, keys, z, n, s1, s2, changed)
+        if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+            return it
+    return -1
+
+
+def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
+    """As :func:`run`, with each sweep split over threads (large N).
+
+    Driven from Python: Numba cannot cache a function that calls a ``parallel=True`` one (the
+    cached code would point at a stale gufunc), and at this N one Python call per iteration is
+    negligible.
+    """
+    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k = mu.shape
+    a, c = np.empty((n_rep, k)), np.empty((n_rep, k))
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k)), np.zeros((n_rep, k))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    for it in range(it0, it1):
+        _prepare(logw, sd, state, temp_of, betas, a, c, keys)
+        _sweep_threads(y, a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+        if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+            return it
     return -1
