@@ -128,15 +128,17 @@ def _sweep_range(y, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
     for i in range(lo, hi):
         yi = y[i]
         top = -np.inf
+        best = 0
         for j in range(k):
             d = yi - mu[r, j]
             v = a[r, j] + c[r, j] * d * d
             logp[j] = v
             if v > top:
                 top = v
+                best = j
         total = 0.0
-        for j in range(k):
-            total += math.exp(logp[j] - top)
+        for j in range(k):  # the largest term is exp(0) = 1: one exponential fewer
+            total += 1.0 if j == best else math.exp(logp[j] - top)
             logp[j] = total
         u = _counter_uniform(key, i) * total
         pick = k - 1
@@ -283,6 +285,46 @@ def _sweep_serial(y, a, c, mu, keys, z, n, s1, s2, changed):
         changed[r] = _sweep_range(y, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
 
 
+@njit(inline="always")
+def _update_weights(r, logw, prior_a, n, state, logg):
+    """Weights | z ~ Dirichlet(a + n), as normalised log-Gammas (exact for tiny a)."""
+    k = logw.shape[1]
+    top = -np.inf
+    for j in range(k):
+        logg[j] = _log_gamma(prior_a[j] + n[r, j], state, r)
+        top = max(top, logg[j])
+    total = 0.0
+    for j in range(k):
+        total += math.exp(logg[j] - top)
+    for j in range(k):
+        logw[r, j] = logg[j] - top - math.log(total)
+
+
+@njit
+def _exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap):
+    """Even-odd replica exchange between adjacent temperatures, per chain; record its stats."""
+    swap_state, temp_of, rep_at, betas = chain[5], chain[6], chain[7], chain[8]
+    swap_tries, swap_accepts = chain[9], chain[10]
+    chains, n_temps = rep_at.shape
+    for ch in range(chains):
+        cold_before = rep_at[ch, n_temps - 1]
+        if d >= 0:
+            st_changed[ch, d] = changed[cold_before]
+            for t in range(n_temps):
+                st_tll[ch, d, t] = loglik[rep_at[ch, t]]
+        for t in range(it % 2, n_temps - 1, 2):
+            lo_r, hi_r = rep_at[ch, t], rep_at[ch, t + 1]
+            log_alpha = (betas[t] - betas[t + 1]) * (loglik[hi_r] - loglik[lo_r])
+            ok = math.log(_uniform(swap_state, ch)) < log_alpha
+            swap_tries[t] += 1
+            if ok:
+                swap_accepts[t] += 1
+                rep_at[ch, t], rep_at[ch, t + 1] = hi_r, lo_r
+                temp_of[hi_r], temp_of[lo_r] = t, t + 1
+            if d >= 0:
+                st_swap[ch, d, t] = 1.0 if ok else 0.0
+
+
 @njit(cache=True, nogil=True)
 def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
     """Parameter updates, replica exchange and recording, after the sweep of iteration `it`.
@@ -312,16 +354,7 @@ def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
     old = np.empty(k)
     for r in range(n_rep):
         beta = betas[temp_of[r]]
-        # weights | z ~ Dirichlet(a + n), drawn as normalised log-Gammas
-        top = -np.inf
-        for j in range(k):
-            logg[j] = _log_gamma(prior_a[j] + n[r, j], state, r)
-            top = max(top, logg[j])
-        total = 0.0
-        for j in range(k):
-            total += math.exp(logg[j] - top)
-        for j in range(k):
-            logw[r, j] = logg[j] - top - math.log(total)
+        _update_weights(r, logw, prior_a, n, state, logg)
         if free_means:
             for j in range(k):
                 old[j] = mu[r, j]  # the sums are centred on the old means
@@ -342,24 +375,8 @@ def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             ll -= n[r, j] * (math.log(sd[r, j]) + 0.5 * _LOG_2PI) + ss[j] / (2.0 * sd[r, j] ** 2)
         loglik[r] = ll
     d = it - tune
-    # even-odd replica exchange, per chain
+    _exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap)
     for ch in range(chains):
-        cold_before = rep_at[ch, n_temps - 1]
-        if d >= 0:
-            st_changed[ch, d] = changed[cold_before]
-            for t in range(n_temps):
-                st_tll[ch, d, t] = loglik[rep_at[ch, t]]
-        for t in range(it % 2, n_temps - 1, 2):
-            lo_r, hi_r = rep_at[ch, t], rep_at[ch, t + 1]
-            log_alpha = (betas[t] - betas[t + 1]) * (loglik[hi_r] - loglik[lo_r])
-            ok = math.log(_uniform(swap_state, ch)) < log_alpha
-            swap_tries[t] += 1
-            if ok:
-                swap_accepts[t] += 1
-                rep_at[ch, t], rep_at[ch, t + 1] = hi_r, lo_r
-                temp_of[hi_r], temp_of[lo_r] = t, t + 1
-            if d >= 0:
-                st_swap[ch, d, t] = 1.0 if ok else 0.0
         if d >= 0:
             cold = rep_at[ch, n_temps - 1]
             for j in range(k):
@@ -423,3 +440,348 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
+
+
+# --------------------------------------------------------------------------- multivariate
+# State of replica r: log weights logw[r] (k,), means mu[r] (k, d), and per component a factor
+# F of the precision, Lambda = F F^T (k, d, d), with logdet[r] = log |Lambda| (k,). The prior
+# is semi-conjugate: means ~ N(m0, diag(s0^2)), Lambda ~ Wishart(nu, psi^-1), i.e. the
+# covariance is inverse-Wishart(nu, psi).
+
+
+@njit(inline="always")
+def _cholesky(a, out):
+    """Lower Cholesky factor of the small SPD matrix `a` into `out`."""
+    d = a.shape[0]
+    for i in range(d):
+        for j in range(i + 1):
+            acc = a[i, j]
+            for m in range(j):
+                acc -= out[i, m] * out[j, m]
+            if i == j:
+                out[i, i] = math.sqrt(max(acc, 1e-300))
+            else:
+                out[i, j] = acc / out[j, j]
+        for j in range(i + 1, d):
+            out[i, j] = 0.0
+
+
+@njit(inline="always")
+def _solve_lower(low, b, out):
+    """Solve low @ out = b (forward substitution)."""
+    d = low.shape[0]
+    for i in range(d):
+        acc = b[i]
+        for m in range(i):
+            acc -= low[i, m] * out[m]
+        out[i] = acc / low[i, i]
+
+
+@njit(inline="always")
+def _solve_upper_t(low, b, out):
+    """Solve low.T @ out = b (back substitution on the transpose of a lower factor)."""
+    d = low.shape[0]
+    for i in range(d - 1, -1, -1):
+        acc = b[i]
+        for m in range(i + 1, d):
+            acc -= low[m, i] * out[m]
+        out[i] = acc / low[i, i]
+
+
+@njit(inline="always")
+def _mv_sweep_range(x, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, diff):
+    k, d = mu.shape[1], mu.shape[2]
+    changed = 0
+    for i in range(lo, hi):
+        top = -np.inf
+        best = 0
+        for j in range(k):
+            q = 0.0
+            for col in range(d):  # (F^T (x - mu))_col
+                u = 0.0
+                for row in range(d):
+                    u += fac[r, j, row, col] * (x[i, row] - mu[r, j, row])
+                q += u * u
+            v = a[r, j] - 0.5 * beta[r] * q
+            logp[j] = v
+            if v > top:
+                top = v
+                best = j
+        total = 0.0
+        for j in range(k):
+            total += 1.0 if j == best else math.exp(logp[j] - top)
+            logp[j] = total
+        u = _counter_uniform(key, i) * total
+        pick = k - 1
+        for j in range(k - 1):
+            if u < logp[j]:
+                pick = j
+                break
+        if z[r, i] != pick:
+            changed += 1
+            z[r, i] = pick
+        n[r, pick] += 1.0
+        for row in range(d):
+            diff[row] = x[i, row] - mu[r, pick, row]
+            s1[r, pick, row] += diff[row]
+        for row in range(d):
+            for col in range(d):
+                s2[r, pick, row, col] += diff[row] * diff[col]
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def _mv_sweep_serial(x, a, beta, mu, fac, keys, z, n, s1, s2, changed):
+    k, d = mu.shape[1], mu.shape[2]
+    logp = np.empty(k)
+    diff = np.empty(d)
+    n[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    for r in range(a.shape[0]):
+        changed[r] = _mv_sweep_range(
+            x, 0, x.shape[0], r, a, beta, mu, fac, keys[r], z, n, s1, s2, logp, diff
+        )
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _mv_sweep_threads(x, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
+    n_rep, k, d = mu.shape
+    n_obs = x.shape[0]
+    size = (n_obs + n_blocks - 1) // n_blocks
+    bn = np.zeros((n_blocks, n_rep, k))
+    b1 = np.zeros((n_blocks, n_rep, k, d))
+    b2 = np.zeros((n_blocks, n_rep, k, d, d))
+    bc = np.zeros((n_blocks, n_rep), dtype=np.int64)
+    for b in prange(n_blocks):
+        lo = b * size
+        hi = min(n_obs, lo + size)
+        logp = np.empty(k)
+        diff = np.empty(d)
+        for r in range(n_rep):
+            bc[b, r] = _mv_sweep_range(
+                x, lo, hi, r, a, beta, mu, fac, keys[r], z, bn[b], b1[b], b2[b], logp, diff
+            )
+    n[:] = bn.sum(axis=0)
+    s1[:] = b1.sum(axis=0)
+    s2[:] = b2.sum(axis=0)
+    changed[:] = bc.sum(axis=0)
+
+
+@njit(cache=True, nogil=True)
+def _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys):
+    n_rep, k = logw.shape
+    for r in range(n_rep):
+        beta[r] = betas[temp_of[r]]
+        for j in range(k):
+            a[r, j] = logw[r, j] + 0.5 * beta[r] * logdet[r, j]
+        keys[r] = _next(state, r)
+
+
+@njit
+def _mv_means(r, beta, mu, fac, n, s1, m0, s0, ordered_by, state, work):
+    """Exact conditional draws of replica r's means given the precisions.
+
+    Per component: precision P = diag(1/s0^2) + beta n Lambda, mean P^-1 (m0/s0^2 + beta
+    Lambda sum x). With ``ordered_by >= 0`` the components must increase along that feature:
+    independence proposals from these conditionals, accepted when the order holds (exact, as
+    the target is the conditional restricted to the order).
+    """
+    k, d = mu.shape[1], mu.shape[2]
+    lam, chol_p, mean, tmp, eps, prop = work
+    for j in range(k):
+        for row in range(d):  # Lambda = F F^T
+            for col in range(d):
+                acc = 0.0
+                for m in range(d):
+                    acc += fac[r, j, row, m] * fac[r, j, col, m]
+                lam[row, col] = acc
+        for row in range(d):  # b = m0 / s0^2 + beta Lambda (s1 + n mu_old)
+            acc = 0.0
+            for col in range(d):
+                acc += lam[row, col] * (s1[r, j, col] + n[r, j] * mu[r, j, col])
+            tmp[row] = m0[j, row] / s0[j, row] ** 2 + beta * acc
+        for row in range(d):
+            for col in range(d):
+                lam[row, col] *= beta * n[r, j]
+            lam[row, row] += 1.0 / s0[j, row] ** 2
+        _cholesky(lam, chol_p[j])
+        _solve_lower(chol_p[j], tmp, eps)
+        _solve_upper_t(chol_p[j], eps, mean[j])
+    tries = 5 if ordered_by >= 0 else 1
+    for _ in range(tries):  # all components jointly
+        for j in range(k):
+            for row in range(d):
+                eps[row] = _normal(state, r)
+            _solve_upper_t(chol_p[j], eps, tmp)
+            for row in range(d):
+                prop[j, row] = mean[j, row] + tmp[row]
+        ok = True
+        if ordered_by >= 0:
+            for j in range(1, k):
+                if prop[j, ordered_by] <= prop[j - 1, ordered_by]:
+                    ok = False
+        if ok:
+            for j in range(k):
+                for row in range(d):
+                    mu[r, j, row] = prop[j, row]
+            return
+    for j in range(k):  # one component at a time, between its neighbours
+        for _ in range(5):
+            for row in range(d):
+                eps[row] = _normal(state, r)
+            _solve_upper_t(chol_p[j], eps, tmp)
+            v = mean[j, ordered_by] + tmp[ordered_by]
+            below = j == 0 or v > mu[r, j - 1, ordered_by]
+            above = j == k - 1 or v < mu[r, j + 1, ordered_by]
+            if below and above:
+                for row in range(d):
+                    mu[r, j, row] = mean[j, row] + tmp[row]
+                break
+
+
+@njit
+def _mv_precision(r, j, beta, fac, logdet, n, scatter, nu, psi, state, work):
+    """Draw Lambda_j ~ Wishart(nu + beta n, (psi + beta S)^-1) by Bartlett's decomposition.
+
+    With M = psi + beta S = U U^T (U lower), Lambda = U^-T A A^T U^-1 for A lower triangular
+    with A_ii^2 ~ chi^2(nu + beta n - i) and A_il ~ N(0, 1) below the diagonal; the factor
+    F = U^-T A is kept, and log |Lambda| = 2 sum log A_ii - 2 sum log U_ii.
+    """
+    m_mat, u_mat, a_mat, col_in, col_out = work
+    d = psi.shape[0]
+    for row in range(d):
+        for col in range(d):
+            m_mat[row, col] = psi[row, col] + beta * scatter[row, col]
+    _cholesky(m_mat, u_mat)
+    dof = nu + beta * n
+    logdet_val = 0.0
+    for row in range(d):
+        for col in range(d):
+            if col == row:
+                a_mat[row, col] = math.sqrt(2.0 * math.exp(_log_gamma(0.5 * (dof - row), state, r)))
+                logdet_val += 2.0 * math.log(a_mat[row, col]) - 2.0 * math.log(u_mat[row, row])
+            elif col < row:
+                a_mat[row, col] = _normal(state, r)
+            else:
+                a_mat[row, col] = 0.0
+    for col in range(d):  # F[:, col] solves U^T f = A[:, col]
+        for row in range(d):
+            col_in[row] = a_mat[row, col]
+        _solve_upper_t(u_mat, col_in, col_out)
+        for row in range(d):
+            fac[r, j, row, col] = col_out[row]
+    logdet[r, j] = logdet_val
+
+
+@njit(cache=True, nogil=True)
+def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+    prior_a, m0, s0, nu, psi, ordered_by, store_z = model
+    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
+    temp_of, rep_at, betas = chain[6], chain[7], chain[8]
+    out_w, out_mu, out_lam, out_z = out
+    st_changed, st_cll, st_tll, st_swap = stats
+    n_rep, k, d = mu.shape
+    chains, n_temps = rep_at.shape
+    loglik = np.empty(n_rep)
+    logg = np.empty(k)
+    old = np.empty((k, d))
+    scatter = np.empty((d, d))
+    mean_work = (
+        np.empty((d, d)),
+        np.empty((k, d, d)),
+        np.empty((k, d)),
+        np.empty(d),
+        np.empty(d),
+        np.empty((k, d)),
+    )
+    prec_work = (np.empty((d, d)), np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
+    log_2pi = math.log(2.0 * math.pi)
+    for r in range(n_rep):
+        beta = betas[temp_of[r]]
+        _update_weights(r, logw, prior_a, n, state, logg)
+        for j in range(k):
+            for row in range(d):
+                old[j, row] = mu[r, j, row]
+        _mv_means(r, beta, mu, fac, n, s1, m0, s0, ordered_by, state, mean_work)
+        ll = 0.0
+        for j in range(k):
+            for row in range(d):  # scatter about the new mean, from sums about the old one
+                sh_r = old[j, row] - mu[r, j, row]
+                for col in range(d):
+                    sh_c = old[j, col] - mu[r, j, col]
+                    scatter[row, col] = (
+                        s2[r, j, row, col]
+                        + sh_r * s1[r, j, col]
+                        + s1[r, j, row] * sh_c
+                        + n[r, j] * sh_r * sh_c
+                    )
+            _mv_precision(r, j, beta, fac, logdet, n[r, j], scatter, nu, psi, state, prec_work)
+            trace = 0.0  # tr(Lambda S) = sum over columns of |F^T s|
+            for row in range(d):
+                for col in range(d):
+                    lam = 0.0
+                    for m in range(d):
+                        lam += fac[r, j, row, m] * fac[r, j, col, m]
+                    trace += lam * scatter[row, col]
+            ll += n[r, j] * (0.5 * logdet[r, j] - 0.5 * d * log_2pi) - 0.5 * trace
+        loglik[r] = ll
+    dd = it - tune
+    _exchange(it, dd, chain, loglik, changed, st_changed, st_tll, st_swap)
+    if dd >= 0:
+        for ch in range(chains):
+            cold = rep_at[ch, n_temps - 1]
+            st_cll[ch, dd] = loglik[cold]
+            for j in range(k):
+                out_w[ch, dd, j] = math.exp(logw[cold, j])
+                for row in range(d):
+                    out_mu[ch, dd, j, row] = mu[cold, j, row]
+                    for col in range(d):
+                        lam = 0.0
+                        for m in range(d):
+                            lam += fac[cold, j, row, m] * fac[cold, j, col, m]
+                        out_lam[ch, dd, j, row, col] = lam
+            if store_z:
+                for i in range(z.shape[1]):
+                    out_z[ch, dd, i] = z[cold, i]
+
+
+@njit(cache=True, nogil=True)
+def mv_run(x, it0, it1, tune, model, chain, out, stats):
+    """Run iterations of the multivariate sampler on one thread (see :func:`run`).
+
+    ``chain`` = (logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, swap_tries,
+    swap_accepts, state); ``model`` = (prior_a, m0, s0, nu, psi, ordered_by, store_z).
+    """
+    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k, d = mu.shape
+    a = np.empty((n_rep, k))
+    beta = np.empty(n_rep)
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n = np.zeros((n_rep, k))
+    s1 = np.zeros((n_rep, k, d))
+    s2 = np.zeros((n_rep, k, d, d))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    for it in range(it0, it1):
+        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+        _mv_sweep_serial(x, a, beta, mu, fac, keys, z, n, s1, s2, changed)
+        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+
+
+def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
+    """As :func:`mv_run`, each sweep split over threads (driven from Python).
+
+    See :func:`run_threaded` for why this loop is not compiled.
+    """
+    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k, d = mu.shape
+    a, beta = np.empty((n_rep, k)), np.empty(n_rep)
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    for it in range(it0, it1):
+        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+        _mv_sweep_threads(x, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks)
+        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)

@@ -51,7 +51,13 @@ def test_free_variables_per_factory(y3):
     free = lambda m: sorted(v.name for v in m.free_RVs)  # noqa: E731
     assert free(FACTORIES["known"](y3, marginalized=True)) == ["weights"]
     assert free(FACTORIES["shared"](y3, marginalized=True)) == ["means", "sigma", "weights"]
-    assert free(FACTORIES["full"](y3)) == ["assignment", "means", "sigma", "weights"]
+    assert free(FACTORIES["full"](y3)) == ["means", "sigma", "weights"]  # marginalised by default
+    assert free(FACTORIES["full"](y3, marginalized=False)) == [
+        "assignment",
+        "means",
+        "sigma",
+        "weights",
+    ]
     assert mixtures.shared_sd_mixture(y3, 3)["sigma"].ndim == 0
     assert mixtures.full_mixture(y3, 3)["sigma"].ndim == 1
 

@@ -14,7 +14,7 @@ import mixtures
 
 def _tiny_model():
     y = np.array([8.0, 15.0, 22.0])
-    return mixtures.full_mixture(y, 3, priors={"means": {"sigma": 10.0}})
+    return mixtures.full_mixture(y, 3, priors={"means": {"sigma": 10.0}}, marginalized=False)
 
 
 def test_draws_follow_the_exact_joint_conditional():
@@ -67,9 +67,9 @@ def test_conditional_logits_match_enumeration(path):
 @pytest.mark.parametrize(
     "factory",
     [
-        lambda y: mixtures.known_params_mixture(y, [10, 20, 35], [2, 3, 4]),
-        lambda y: mixtures.shared_sd_mixture(y, 3),
-        lambda y: mixtures.full_mixture(y, 3, ordered=False),
+        lambda y: mixtures.known_params_mixture(y, [10, 20, 35], [2, 3, 4], marginalized=False),
+        lambda y: mixtures.shared_sd_mixture(y, 3, marginalized=False),
+        lambda y: mixtures.full_mixture(y, 3, ordered=False, marginalized=False),
     ],
 )
 def test_fast_path_used_for_every_factory(y3, factory):
@@ -131,7 +131,7 @@ def test_refuses_dependent_assignments(likelihood, message):
 
 
 def test_refuses_non_categorical(y3):
-    model = mixtures.full_mixture(y3, 3)
+    model = mixtures.full_mixture(y3, 3, marginalized=False)
     with model, pytest.raises(ValueError, match=r"`weights` should be a Categorical variable"):
         mixtures.AssignmentGibbs([model["weights"]])
 
@@ -148,7 +148,7 @@ def test_pickles_like_pymc_steps():
 
 
 def test_sampling_is_reproducible_and_uses_both_cores(y3):
-    model = mixtures.shared_sd_mixture(y3, 3)
+    model = mixtures.shared_sd_mixture(y3, 3, marginalized=False)
     kwargs = dict(draws=50, tune=50, chains=2, cores=2, random_seed=7, progressbar=False)
     with pytest.warns(mixtures.ConvergenceWarning):
         a = mixtures.sample(model, **kwargs)
@@ -161,7 +161,7 @@ def test_sampling_is_reproducible_and_uses_both_cores(y3):
 
 def test_user_can_choose_pymc_step(y3):
     y = y3[::20]  # PyMC's own step is O(N^2): keep it tiny
-    model = mixtures.known_params_mixture(y, [10, 20, 35], [2, 2, 2])
+    model = mixtures.known_params_mixture(y, [10, 20, 35], [2, 2, 2], marginalized=False)
     with model:
         step = pm.CategoricalGibbsMetropolis([model["assignment"]])
     with pytest.warns(mixtures.ConvergenceWarning):

@@ -46,7 +46,9 @@ def _point(model, means, sigma):
 
 
 def test_weights_follow_dirichlet_of_counts():
-    model = mixtures.full_mixture(Y, 3, priors={"weights": {"a": [1.0, 2.0, 0.5]}})
+    model = mixtures.full_mixture(
+        Y, 3, priors={"weights": {"a": [1.0, 2.0, 0.5]}}, marginalized=False
+    )
     draws = _run(model, ["weights"], _point(model, [9, 21, 35], [1, 1, 1]), 4000, seed=1)["weights"]
     alpha = np.array([1.0, 2.0, 0.5]) + np.bincount(Z)
     for j in range(3):
@@ -56,7 +58,7 @@ def test_weights_follow_dirichlet_of_counts():
 
 def test_unordered_means_follow_the_normal_closed_form():
     model = mixtures.full_mixture(
-        Y, 3, ordered=False, priors={"means": {"mu": 20.0, "sigma": 10.0}}
+        Y, 3, ordered=False, priors={"means": {"mu": 20.0, "sigma": 10.0}}, marginalized=False
     )
     sd = np.array([1.5, 2.0, 2.5])
     draws = _run(model, ["means"], _point(model, [9, 21, 35], sd), 4000, seed=2)["means"]
@@ -72,7 +74,9 @@ def test_ordered_means_match_rejection_sampling():
     """Overlapping components: the ordering truncation matters; compare with rejection draws."""
     y = np.array([9.0, 10.0, 10.5, 11.0])
     z = np.array([0, 1, 0, 1])
-    model = mixtures.full_mixture(y, 2, priors={"means": {"mu": 10.0, "sigma": 3.0}})
+    model = mixtures.full_mixture(
+        y, 2, priors={"means": {"mu": 10.0, "sigma": 3.0}}, marginalized=False
+    )
     point = model.initial_point()
     point["assignment"] = z
     point["sigma_log__"] = np.log([2.0, 2.0])
@@ -101,7 +105,7 @@ def test_ordered_means_match_rejection_sampling():
 )
 def test_sigma_update_matches_numerical_conditional(prior, logpdf):
     """n = 8 points: the independence MH move from the likelihood's Gamma form."""
-    model = mixtures.shared_sd_mixture(Y, 3, priors={"sigma": prior})
+    model = mixtures.shared_sd_mixture(Y, 3, priors={"sigma": prior}, marginalized=False)
     mu = np.array([9.0, 21.0, 35.0])
     draws = _run(model, ["sigma"], _point(model, mu, 1.0), 3000, seed=4, thin=3)["sigma"]
     ss = ((Y - mu[Z]) ** 2).sum()
@@ -119,7 +123,7 @@ def test_sigma_update_matches_numerical_conditional(prior, logpdf):
 def test_sigma_slice_fallback_for_a_one_point_component():
     """Component 2 holds one point: its sd takes the slice-sampling path."""
     z = np.array([0, 0, 0, 1, 1, 1, 1, 2])
-    model = mixtures.full_mixture(Y, 3, priors={"sigma": {"sigma": 3.0}})
+    model = mixtures.full_mixture(Y, 3, priors={"sigma": {"sigma": 3.0}}, marginalized=False)
     mu = np.array([9.0, 21.0, 35.0])
     point = _point(model, mu, [1.0, 1.0, 1.0])
     point["assignment"] = z
@@ -167,10 +171,15 @@ def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
 def test_conjugate_vars_by_model():
     y = Y
     names = lambda m: [v.name for v in conjugate_vars(m)]  # noqa: E731
-    assert names(mixtures.full_mixture(y, 3)) == ["weights", "means", "sigma"]
-    assert names(mixtures.known_params_mixture(y, [9, 21, 35], [2, 2, 2])) == ["weights"]
+    assert names(mixtures.full_mixture(y, 3, marginalized=False)) == ["weights", "means", "sigma"]
+    assert names(mixtures.known_params_mixture(y, [9, 21, 35], [2, 2, 2], marginalized=False)) == [
+        "weights"
+    ]
     t_means = mixtures.full_mixture(
-        y, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}}
+        y,
+        3,
+        priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}},
+        marginalized=False,
     )
     assert names(t_means) == ["weights", "sigma"]
     assert names(mixtures.full_mixture(y, 3, marginalized=True)) == []
@@ -186,7 +195,10 @@ def test_refuses_foreign_models():
 
 def test_studentt_means_fall_back_to_nuts(y3):
     model = mixtures.full_mixture(
-        y3, 3, priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}}
+        y3,
+        3,
+        priors={"means": {"dist": "StudentT", "nu": 3, "mu": 20, "sigma": 10}},
+        marginalized=False,
     )
     idata = mixtures.sample(model, draws=1000, tune=500, chains=2, random_seed=1, progressbar=False)
     assert "diverging" in idata.sample_stats  # NUTS ran for the means

@@ -121,7 +121,7 @@ def test_bad_prior_family_and_parameters():
     ):
         mixtures.full_mixture(y, 2, priors={"sigma": {"dist": "Normal", "sigma": 1}})
     with pytest.raises(
-        ValueError, match=r"`priors\['sigma'\]` should hold parameters of HalfCauchy"
+        ValueError, match=r"`priors\['sigma'\]` should hold the parameters \['beta'\] of HalfCauchy"
     ):
         mixtures.full_mixture(y, 2, priors={"sigma": {"dist": "HalfCauchy", "scale": 1}})
     with pytest.raises(ValueError, match=r"`priors\['means'\]` should be a dict"):

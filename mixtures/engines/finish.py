@@ -63,9 +63,14 @@ def _from_arrays(model, posterior: dict, stats: dict) -> az.InferenceData:
         "component": np.asarray(model.coords["component"]),
         "obs_id": np.arange(model["y_data"].get_value().shape[0]),
     }
-    dims = {name: ["component"] for name in ("weights", "means")}
+    dims = {"weights": ["component"], "means": ["component"], "assignment": ["obs_id"]}
     dims["sigma"] = ["component"] if posterior.get("sigma", np.empty((1, 1))).ndim == 3 else []
-    dims["assignment"] = ["obs_id"]
+    if "chol_cov" in posterior:  # multivariate
+        for name in ("feature", "feature_bis"):
+            coords[name] = np.asarray(model.coords[name])
+        dims["means"] = ["component", "feature"]
+        dims["sigma"] = ["component", "feature"]
+        dims["chol_cov"] = ["component", "feature", "feature_bis"]
     stat_dims = {}
     if "tempered_loglik" in stats:
         n_temps = stats["tempered_loglik"].shape[-1]

@@ -15,10 +15,13 @@ posterior is the marginal model's). One iteration is
    :math:`\log\sigma` when a component has too few points;
 4. replica exchange between adjacent temperatures (below).
 
-**Tempering.** Replica t targets :math:`p(\theta)\,p(z \mid w)\,p(y \mid z, \theta)^{\beta_t}`
-with :math:`0 = \beta_0 < \dots < \beta_{T-1} = 1`: at small :math:`\beta` the assignments
-are nearly free and chains cross between modes, and swaps (even-odd scheme) carry those states
-up to :math:`\beta = 1`, which alone is stored. The complete-data log-likelihood at every rung
+**Tempering.** Replica t targets
+:math:`p(\theta)\,p(z \mid w)\,p(y \mid z, \theta)^{\beta_t}` with
+:math:`0 = \beta_0 < \dots < \beta_{T-1} = 1`: at small :math:`\beta` the assignments are
+nearly free of the data, chains cross between modes, and swaps (even-odd scheme) carry those
+states up to :math:`\beta = 1`, which alone is stored. (Tempering :math:`p(z \mid w)` too was
+tried and measured worse on the galaxies: r_hat 1.47 against 1.01.) The ladder is adapted during tuning so
+that every adjacent pair swaps equally often (Syed et al. 2021). The complete-data log-likelihood at every rung
 gives the log marginal likelihood by stepping-stone sampling (:func:`mixtures.log_evidence`).
 
 Nothing is cached between calls: the data are read from the model's ``pm.Data`` and the
@@ -33,6 +36,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import run, run_threaded
+from mixtures.engines.gibbs_mv import sample_mv
 from mixtures.progress import progress_bar
 
 __all__ = ["GibbsEngine", "default_ladder"]
@@ -67,7 +71,14 @@ class GibbsEngine:
         if spec is None:
             return False, "not built by a mixtures factory"
         if spec.family != "normal":
-            return False, "multivariate model (LKJ covariances have no exact update)"
+            if "wishart" not in spec.priors:
+                return False, (
+                    "multivariate model with LKJ covariances (no exact update; "
+                    "covariance_prior='wishart' has one)"
+                )
+            if spec.priors["weights"].dist != "Dirichlet":
+                return False, "weights prior is not Dirichlet"
+            return True, "multivariate mixture with the inverse-Wishart prior: our Gibbs engine"
         if spec.priors["weights"].dist != "Dirichlet":
             return False, "weights prior is not Dirichlet"
         if "means" in spec.priors and spec.priors["means"].dist != "Normal":
@@ -131,6 +142,24 @@ class GibbsEngine:
         """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``."""
         t_start = time.perf_counter()
         spec = self.spec
+        if spec.family != "normal":
+            x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
+            betas = _ladder(tempering, x.shape[0], spec.k)
+            adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
+            return sample_mv(
+                self,
+                x,
+                betas,
+                adapt,
+                _adaptation_rounds,
+                adapt_ladder,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                rng=np.random.default_rng(random_seed),
+                progressbar=progressbar,
+                store_assignments=store_assignments,
+            )
         y, known = self._read()
         betas = _ladder(tempering, y.shape[0], spec.k)
         adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
@@ -304,5 +333,5 @@ def _ladder(tempering, n_obs: int, k: int) -> np.ndarray:
 
 
 def auto_temperatures(n_obs: int) -> int:
-    """Return the number of temperatures of ``tempering="auto"``: clip(2 sqrt(N), 8, 32)."""
-    return int(np.clip(np.ceil(2.0 * np.sqrt(n_obs)), 8, 32))
+    """Return the number of temperatures of ``tempering="auto"``: clip(1.3 sqrt(N), 8, 24)."""
+    return int(np.clip(np.ceil(1.3 * np.sqrt(n_obs)), 8, 24))
