@@ -35,6 +35,11 @@ def _quiet_sample(model, **kwargs):
         return mixtures.sample(model, **QUIET, **kwargs)
 
 
+def _mixture_mean(idata):
+    """Posterior mean of sum_j w_j mu_j: the model's mean of y, whatever the labels."""
+    return float((idata.posterior["weights"] * idata.posterior["means"]).sum("component").mean())
+
+
 def _set_data(model, y):
     with model:
         pm.set_data({"y_data": y}, coords={"obs_id": np.arange(len(y))})
@@ -201,12 +206,10 @@ def test_sampling_after_set_data_uses_the_new_data(y3, name):
     _set_data(model, y3 + 100.0)
     second = _quiet_sample(model, **kw)
     assert second.observed_data["y"].values.mean() == pytest.approx(y3.mean() + 100.0)
-    # the true component means of three_gaussians are 9, 21, 35; the new data's are 100 more
-    np.testing.assert_allclose(
-        np.median(second.posterior["means"].values.reshape(-1, 3), axis=0),
-        np.median(first.posterior["means"].values.reshape(-1, 3), axis=0) + 100.0,
-        atol=1.5,
-    )
+    # the mixture's mean, sum_j w_j mu_j, follows the data (also where a NUTS chain leaves a
+    # component empty at the prior, far from the shifted data)
+    assert _mixture_mean(first) == pytest.approx(y3.mean(), abs=1.0)
+    assert _mixture_mean(second) == pytest.approx(y3.mean() + 100.0, abs=1.0)
 
 
 @pytest.mark.parametrize("name", ["gibbs", "pymc"])
@@ -406,4 +409,7 @@ def test_nutpie_refit_does_not_recompile(y3):
     seconds = compiled.compile_seconds
     idata = compiled.sample(y3 + 50.0, **kw)
     assert compiled.compile_seconds == seconds
-    assert abs(float(idata.posterior["means"].mean()) - float(y3.mean()) - 50.0) < 2.0
+    mix_mean = float(
+        (idata.posterior["weights"] * idata.posterior["means"]).sum("component").mean()
+    )
+    assert abs(mix_mean - float(y3.mean()) - 50.0) < 1.0

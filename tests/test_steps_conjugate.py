@@ -150,8 +150,8 @@ FACTORIES = {
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
     kw = dict(draws=2000, tune=500, chains=2, random_seed=8, progressbar=False)
-    latent = mixtures.sample(FACTORIES[kind](y3, False), **kw)
-    assert latent.posterior.attrs["mixtures_latent_sampler"] == "gibbs"
+    latent = mixtures.sample(FACTORIES[kind](y3, False), sampler="pymc", **kw)
+    assert latent.posterior.attrs["mixtures_sampler"] == "pymc"
     assert latent.posterior.attrs["mixtures_steps"].startswith("AssignmentGibbs[assignment] + Conj")
     marginal = mixtures.sample(FACTORIES[kind](y3, True), sampler="pymc", **kw)
     assert marginal.posterior.attrs["mixtures_steps"] == "NUTS"

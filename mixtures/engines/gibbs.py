@@ -19,10 +19,11 @@ posterior is the marginal model's). One iteration is
 :math:`p(\theta)\,p(z \mid w)\,p(y \mid z, \theta)^{\beta_t}` with
 :math:`0 = \beta_0 < \dots < \beta_{T-1} = 1`: at small :math:`\beta` the assignments are
 nearly free of the data, chains cross between modes, and swaps (even-odd scheme) carry those
-states up to :math:`\beta = 1`, which alone is stored. (Tempering :math:`p(z \mid w)` too was
-tried and measured worse on the galaxies: r_hat 1.47 against 1.01.) The ladder is adapted during tuning so
-that every adjacent pair swaps equally often (Syed et al. 2021). The complete-data log-likelihood at every rung
-gives the log marginal likelihood by stepping-stone sampling (:func:`mixtures.log_evidence`).
+states up to :math:`\beta = 1`, which alone is stored. (Tempering :math:`p(z \mid w)` too
+was tried and measured worse on the galaxies: r_hat 1.47 against 1.01.) The ladder is adapted
+during tuning so that every adjacent pair swaps equally often (Syed et al. 2021). The
+complete-data log-likelihood at every rung gives the log marginal likelihood by stepping-stone
+sampling (:func:`mixtures.log_evidence`).
 
 Nothing is cached between calls: the data are read from the model's ``pm.Data`` and the
 priors from its spec (:func:`mixtures.spec_of`) on every call. The Numba kernels are compiled

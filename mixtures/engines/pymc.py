@@ -186,4 +186,4 @@ def _refresh_start(model) -> None:
     if "means" in model.named_vars and model["means"] in model.free_RVs:
         transform = model.rvs_to_transforms.get(model["means"])
         if hasattr(transform, "set_start_from"):
-            transform.set_start_from(y if y.ndim == 1 else y[:, getattr(transform, "column", 0)])
+            transform.set_start_from(y)  # OrderedColumn picks its own column of 2-D data
