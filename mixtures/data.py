@@ -17,6 +17,7 @@ import pandas as pd
 __all__ = [
     "list_datasets",
     "load_dataset",
+    "make_far_group",
     "make_four_clusters_2d",
     "make_three_clusters_2d",
     "make_three_gaussians",
@@ -28,6 +29,7 @@ _DESCRIPTIONS = {
     "four_clusters_2d": "2-D: 50 draws from each of four Gaussians, two sharing a mean (synthetic)",
     "old_faithful": "2-D: 272 Old Faithful eruptions (min) and waiting times (min) (real)",
     "galaxies": "1-D: velocities (km/s) of 82 galaxies in the Corona Borealis region (real)",
+    "far_group": "1-D: 80 points, 4 of them in a small group far out: a multimodal test (synthetic)",
 }
 
 
@@ -55,6 +57,30 @@ def make_three_gaussians(seed: int = 0) -> pd.DataFrame:
     component = np.repeat(np.arange(3), sizes)
     x = rng.normal(means[component], sds[component])
     return pd.DataFrame({"x": x, "component": component})
+
+
+def make_far_group(seed: int = 0) -> pd.DataFrame:
+    """Draw 80 points with a small separated group: a posterior with several modes for k = 3.
+
+    46 from N(0, 1), 30 from N(4, 1.5) and 4 from N(14, 0.5). With three components the small
+    far group can be a component of its own, or be absorbed by a wide one while the two big
+    groups share the other two: the modes that make chains stick.
+
+    Parameters
+    ----------
+    seed : int, default 0
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``x`` and ``component`` (0-2).
+    """
+    sizes = np.array([46, 30, 4])
+    means = np.array([0.0, 4.0, 14.0])
+    sds = np.array([1.0, 1.5, 0.5])
+    rng = np.random.default_rng(seed)
+    component = np.repeat(np.arange(3), sizes)
+    return pd.DataFrame({"x": rng.normal(means[component], sds[component]), "component": component})
 
 
 def _draw_gaussians_2d(means, covs, n_each: int, seed: int) -> pd.DataFrame:
@@ -138,6 +164,7 @@ _GENERATORS = {
     "three_gaussians": make_three_gaussians,
     "three_clusters_2d": make_three_clusters_2d,
     "four_clusters_2d": make_four_clusters_2d,
+    "far_group": make_far_group,
 }
 
 
@@ -156,7 +183,7 @@ def list_datasets() -> dict[str, str]:
     --------
     >>> import mixtures
     >>> sorted(mixtures.list_datasets())
-    ['four_clusters_2d', 'galaxies', 'old_faithful', 'three_clusters_2d', 'three_gaussians']
+    ['far_group', 'four_clusters_2d', 'galaxies', 'old_faithful', 'three_clusters_2d', 'three_gaussians']
     """
     return dict(_DESCRIPTIONS)
 

@@ -94,7 +94,7 @@ def sample(
         between modes. An int sets the number of temperatures on the default ladder
         (:func:`mixtures.engines.gibbs.default_ladder`), an array the inverse temperatures
         (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
-        uses ``clip(1.3 sqrt(N), 8, 24)`` temperatures when N k <= 60,000 and none above.
+        uses 16 temperatures when N k <= 60,000 and none above.
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs

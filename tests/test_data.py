@@ -14,6 +14,7 @@ GENERATED = {
     "three_gaussians": mdata.make_three_gaussians,
     "three_clusters_2d": mdata.make_three_clusters_2d,
     "four_clusters_2d": mdata.make_four_clusters_2d,
+    "far_group": mdata.make_far_group,
 }
 
 
@@ -23,6 +24,7 @@ def test_list_datasets_names():
         "three_clusters_2d",
         "four_clusters_2d",
         "galaxies",
+        "far_group",
         "old_faithful",
     }
 

@@ -52,6 +52,10 @@ def finish(raw, model, spec, *, sampler, reason, seconds, log_likelihood="auto")
         mixtures_seconds=float(seconds),
         **{k: v if not isinstance(v, list) else np.asarray(v) for k, v in extra.items()},
     )
+    # PyMC's name for it, set by every engine (ours: the sampling loop alone)
+    idata.posterior.attrs.setdefault(
+        "sampling_time", float(extra.get("mixtures_sampling_seconds", seconds))
+    )
     if spec is not None:
         idata.posterior.attrs["mixtures_spec"] = spec.to_json()
     add_log_likelihood(idata, log_likelihood)

@@ -1,0 +1,254 @@
+"""Our Gibbs engine against the plain-PyMC way, side by side in one run (issue 10's targets).
+
+Sections (each timed measurement in a fresh process, so caches and peak memory are its own):
+
+1. **per iteration** at N = 215, K = 3: PyMC's default steps on the latent model
+   (CategoricalGibbsMetropolis + NUTS) against ours (one chain, no tempering; and 4 chains with
+   the default tempering, per chain-iteration).
+2. **model to summary table** at N = 215, warm caches: ``mixtures.sample`` (defaults: Gibbs,
+   tempering "auto") + ``summary_table`` against a hand-written model + ``pm.sample()`` +
+   ``az.summary``. Then the same with **empty compile caches** (fresh PYTENSOR compiledir and
+   NUMBA_CACHE_DIR).
+3. **refit** of a kept handle on new data of the same size, 4 x (1000 + 1000), with the default
+   tempering and without.
+4. **N = 1e6**, 2 x (500 + 500): wall time and peak memory; the sweep against its floor.
+5. **2-D**: old_faithful (K = 2), three_clusters_2d (K = 3, against PyMC's LKJ/NUTS at 2 x
+   (300 + 300) and scikit-learn's ARI), four_clusters_2d (K = 10, sparse Dirichlet), with the
+   inverse-Wishart prior on our engine.
+
+Run: ``python bench/gibbs_engine.py [--quick]``; figures go to stdout and
+``bench/gibbs_engine.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+PRELUDE = textwrap.dedent(
+    """
+    import json, os, resource, sys, time, warnings
+    warnings.simplefilter("ignore")
+    os.environ["MIXTURES_PROGRESSBAR"] = "0"
+    import numpy as np, pymc as pm, arviz as az, mixtures
+    import logging; logging.getLogger("pymc").setLevel(logging.ERROR)
+    y = mixtures.load_dataset("three_gaussians")["x"].to_numpy()
+
+    def plain_model(y):
+        scale = float(np.std(y))
+        coords = {"component": np.arange(3), "obs_id": np.arange(len(y))}
+        with pm.Model(coords=coords) as model:
+            w = pm.Dirichlet("weights", a=np.ones(3), dims="component")
+            mu = pm.Normal("means", mu=float(np.mean(y)), sigma=2 * scale, dims="component",
+                           transform=pm.distributions.transforms.ordered,
+                           initval=np.quantile(y, [1 / 6, 1 / 2, 5 / 6]))
+            sd = pm.HalfNormal("sigma", sigma=scale, dims="component")
+            pm.NormalMixture("y", w=w, mu=mu, sigma=sd, observed=y, dims="obs_id")
+        return model
+
+    def out(**kw):
+        kw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(kw))
+    """
+)
+
+SNIPPETS = {
+    "ours_summary": """
+        t0 = time.perf_counter()
+        model = mixtures.full_mixture(y, 3)
+        idata = mixtures.sample(model, random_seed=1)
+        table = mixtures.summary_table(idata)
+        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
+            max_rhat=float(table["r_hat"].max()),
+            tempering=idata.posterior.attrs["mixtures_tempering"])
+    """,
+    "plain_summary": """
+        t0 = time.perf_counter()
+        model = plain_model(y)
+        with model:
+            idata = pm.sample(random_seed=1, progressbar=False)
+        table = az.summary(idata, var_names=["weights", "means", "sigma"])
+        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
+            max_rhat=float(table["r_hat"].max()))
+    """,
+    "per_iteration": """
+        lat = mixtures.full_mixture(y, 3, marginalized=False)
+        with lat:  # PyMC's default steps: CategoricalGibbsMetropolis + NUTS
+            t0 = time.perf_counter()
+            idata = pm.sample(draws=40, tune=0, chains=1, random_seed=1, progressbar=False,
+                              compute_convergence_checks=False)
+        pymc_per_it = idata.posterior.attrs["sampling_time"] / 40
+        one = mixtures.sample(lat, draws=20000, tune=0, chains=1, tempering=False,
+                              random_seed=1, warn=False, log_likelihood=False)
+        ours_per_it = one.posterior.attrs["mixtures_sampling_seconds"] / 20000
+        four = mixtures.sample(lat, draws=1000, tune=1000, chains=4, random_seed=1, warn=False,
+                               log_likelihood=False)
+        temps = len(four.posterior.attrs["mixtures_betas"])
+        ours_tempered = four.posterior.attrs["mixtures_sampling_seconds"] / (4 * 2000)
+        out(pymc_default_steps_s=pymc_per_it, ours_one_chain_s=ours_per_it,
+            ours_tempered_per_chain_iteration_s=ours_tempered, temperatures=temps)
+    """,
+    "refit": """
+        model = mixtures.full_mixture(y, 3)
+        handle = mixtures.compile_model(model)
+        rng = np.random.default_rng(0)
+        res = {}
+        for label, kw in (("default", {}), ("no_tempering", {"tempering": False})):
+            handle.sample(rng.choice(y, y.size), random_seed=0, warn=False, **kw)  # warm
+            times = []
+            for r in range(3):
+                t0 = time.perf_counter()
+                handle.sample(rng.choice(y, y.size), random_seed=r, warn=False, **kw)
+                times.append(time.perf_counter() - t0)
+            res[label] = times
+        out(**res)
+    """,
+    "million": """
+        rng = np.random.default_rng(0)
+        comp = rng.choice(3, size=1_000_000, p=np.array([90, 50, 75]) / 215)
+        big = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
+        t0 = time.perf_counter()
+        model = mixtures.full_mixture(big, 3)
+        idata = mixtures.sample(model, draws=500, tune=500, chains=2, random_seed=1, warn=False)
+        table = mixtures.summary_table(idata)
+        total = time.perf_counter() - t0
+        sampling = idata.posterior.attrs["mixtures_sampling_seconds"]
+        # the floor: 2 exponentials per point and chain (K - 1), vectorised by NumPy
+        x = rng.random(4_000_000)
+        t1 = time.perf_counter(); np.exp(x); floor = (time.perf_counter() - t1)
+        out(seconds=total, sampling_seconds=sampling, per_sweep_s=sampling / 1000,
+            numpy_exp_of_2x2e6_s=floor, max_rhat=float(table["r_hat"].max()),
+            means=idata.posterior["means"].mean(("chain", "draw")).values.tolist())
+    """,
+    "two_d": """
+        from sklearn.metrics import adjusted_rand_score
+        from sklearn.mixture import GaussianMixture
+        from scipy import stats
+        res = {}
+        X = mixtures.load_dataset("old_faithful")
+        t0 = time.perf_counter()
+        idata = mixtures.sample(mixtures.mv_mixture(X, 2, covariance_prior="wishart"), random_seed=1)
+        table = mixtures.summary_table(idata)
+        res["old_faithful_s"] = time.perf_counter() - t0
+        res["old_faithful_max_rhat"] = float(table["r_hat"].max())
+        D = mixtures.load_dataset("three_clusters_2d")
+        X3, labels = D[["x1", "x2"]], D["component"].to_numpy()
+        t0 = time.perf_counter()
+        ours = mixtures.sample(mixtures.mv_mixture(X3, 3, covariance_prior="wishart"), random_seed=1)
+        mixtures.summary_table(ours)
+        res["three_ours_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lkj = mixtures.sample(mixtures.mv_mixture(X3, 3), draws=300, tune=300, chains=2,
+                              random_seed=5, warn=False)
+        mixtures.summary_table(lkj)
+        res["three_lkj_nuts_2x300_s"] = time.perf_counter() - t0
+        def ari(idata):
+            w = idata.posterior["weights"].mean(("chain", "draw")).values
+            mu = idata.posterior["means"].mean(("chain", "draw")).values
+            chol = idata.posterior["chol_cov"].values
+            cov = (chol @ np.swapaxes(chol, -1, -2)).mean(axis=(0, 1))
+            logp = np.stack([np.log(w[j]) + stats.multivariate_normal(mu[j], cov[j]).logpdf(X3)
+                             for j in range(3)])
+            return adjusted_rand_score(labels, logp.argmax(axis=0))
+        res["three_ari_ours"] = ari(ours)
+        res["three_ari_lkj"] = ari(lkj)
+        res["three_ari_sklearn"] = adjusted_rand_score(
+            labels, GaussianMixture(3, n_init=5, random_state=0).fit(X3).predict(X3))
+        F = mixtures.load_dataset("four_clusters_2d")[["x1", "x2"]]
+        t0 = time.perf_counter()
+        m4 = mixtures.mv_mixture(F, 10, ordered_by=None, covariance_prior="wishart",
+                                 priors={"weights": {"a": 1e-5}})
+        i4 = mixtures.sample(m4, random_seed=1, warn=False)
+        res["four_s"] = time.perf_counter() - t0
+        counts = mixtures.effective_components(i4)
+        res["four_share_at_4_per_chain"] = [float((counts.sel(chain=c) == 4).mean())
+                                            for c in range(counts.sizes["chain"])]
+        out(**res)
+    """,
+}
+
+
+def run(name: str, env_extra: dict | None = None) -> dict:
+    code = PRELUDE + textwrap.dedent(SNIPPETS[name])
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip N = 1e6 and the 2-D section")
+    args = parser.parse_args()
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    results["per_iteration"] = run("per_iteration")
+    r = results["per_iteration"]
+    print(
+        f"per iteration, N=215: PyMC default steps {r['pymc_default_steps_s'] * 1e3:.1f} ms; "
+        f"ours {r['ours_one_chain_s'] * 1e6:.1f} us (x{r['pymc_default_steps_s'] / r['ours_one_chain_s']:.0f}); "
+        f"ours tempered ({r['temperatures']} temps) {r['ours_tempered_per_chain_iteration_s'] * 1e6:.0f} us per chain-iteration"
+    )
+    run("ours_summary")  # warm the caches
+    run("plain_summary")
+    warm = {
+        "ours": [run("ours_summary") for _ in range(2)],
+        "plain": [run("plain_summary") for _ in range(2)],
+    }
+    results["summary_warm"] = warm
+    o = min(x["seconds"] for x in warm["ours"])
+    p = min(x["seconds"] for x in warm["plain"])
+    print(f"model to summary, warm: ours {o:.2f} s, plain PyMC {p:.2f} s (x{p / o:.1f})")
+    with tempfile.TemporaryDirectory() as tmp:
+        cold_ours = run(
+            "ours_summary",
+            {"NUMBA_CACHE_DIR": f"{tmp}/numba", "PYTENSOR_FLAGS": f"compiledir={tmp}/pt_ours"},
+        )
+        cold_plain = run("plain_summary", {"PYTENSOR_FLAGS": f"compiledir={tmp}/pt_plain"})
+    results["summary_cold"] = {"ours": cold_ours, "plain": cold_plain}
+    print(
+        f"first fit, empty caches: ours {cold_ours['seconds']:.1f} s, plain PyMC "
+        f"{cold_plain['seconds']:.1f} s (x{cold_plain['seconds'] / cold_ours['seconds']:.1f})"
+    )
+    results["refit"] = run("refit")
+    print(
+        "refit 4 x (1000 + 1000), N=215: default "
+        + ", ".join(f"{t:.2f}" for t in results["refit"]["default"])
+        + " s; no tempering "
+        + ", ".join(f"{t:.3f}" for t in results["refit"]["no_tempering"])
+        + " s"
+    )
+    if not args.quick:
+        results["million"] = run("million")
+        m = results["million"]
+        print(
+            f"N=1e6, 2 x (500 + 500): {m['seconds']:.1f} s to summary ({m['sampling_seconds']:.1f} s "
+            f"sampling, {m['per_sweep_s'] * 1e3:.1f} ms per iteration), peak {m['peak_rss_mb']:.0f} MB; "
+            f"NumPy exp of 4e6 values {m['numpy_exp_of_2x2e6_s'] * 1e3:.1f} ms"
+        )
+        results["two_d"] = run("two_d")
+        print("2-D:", json.dumps(results["two_d"], indent=1))
+    out = HERE / ("gibbs_engine_quick.json" if args.quick else "gibbs_engine.json")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
