@@ -4,24 +4,69 @@ Model factories return plain :class:`pymc.Model` objects, sampling returns
 :class:`arviz.InferenceData`, and the summary and plot helpers take either.
 """
 
-from mixtures.data import list_datasets, load_dataset
+import importlib
+
+# `em` is both a module and the function it defines: bind the function now, so that a later
+# `import mixtures.em` elsewhere cannot shadow it (em imports NumPy and SciPy only).
 from mixtures.em import EMResult, em
-from mixtures.engines import CompiledMixture, available_samplers, choose_sampler, compile_model
-from mixtures.evidence import log_evidence
-from mixtures.inference import (
-    ConvergenceWarning,
-    fit_advi,
-    sample,
-    sample_posterior_predictive,
-)
-from mixtures.interrupt import SamplingInterrupted
-from mixtures.models import OrderedGaps, full_mixture, known_params_mixture, shared_sd_mixture
-from mixtures.multivariate import OrderedColumn, effective_components, mv_mixture
-from mixtures.plots import plot_ppc, plot_trace
-from mixtures.plots2d import plot_em_history, plot_mixture_2d, plot_ppc_2d
-from mixtures.spec import MixtureSpec, Prior, spec_of
-from mixtures.steps import AssignmentGibbs, ConjugateMixtureGibbs, MvConjugateGibbs
-from mixtures.summaries import summary_table
+
+#: Public names and the module each lives in; imported on first use (PEP 562), so that
+#: ``import mixtures.cli`` (and ``mixtures --help``) does not pay PyMC's import time.
+_LAZY = {
+    "list_datasets": "mixtures.data",
+    "load_dataset": "mixtures.data",
+    "CompiledMixture": "mixtures.engines",
+    "available_samplers": "mixtures.engines",
+    "choose_sampler": "mixtures.engines",
+    "compile_model": "mixtures.engines",
+    "log_evidence": "mixtures.evidence",
+    "ConvergenceWarning": "mixtures.inference",
+    "fit_advi": "mixtures.inference",
+    "sample": "mixtures.inference",
+    "sample_posterior_predictive": "mixtures.inference",
+    "SamplingInterrupted": "mixtures.interrupt",
+    "OrderedGaps": "mixtures.models",
+    "full_mixture": "mixtures.models",
+    "known_params_mixture": "mixtures.models",
+    "shared_sd_mixture": "mixtures.models",
+    "OrderedColumn": "mixtures.multivariate",
+    "effective_components": "mixtures.multivariate",
+    "mv_mixture": "mixtures.multivariate",
+    "plot_ppc": "mixtures.plots",
+    "plot_trace": "mixtures.plots",
+    "plot_em_history": "mixtures.plots2d",
+    "plot_mixture_2d": "mixtures.plots2d",
+    "plot_ppc_2d": "mixtures.plots2d",
+    "MixtureSpec": "mixtures.spec",
+    "Prior": "mixtures.spec",
+    "spec_of": "mixtures.spec",
+    "AssignmentGibbs": "mixtures.steps",
+    "ConjugateMixtureGibbs": "mixtures.steps",
+    "MvConjugateGibbs": "mixtures.steps",
+    "summary_table": "mixtures.summaries",
+}
+
+
+_SUBMODULES = {
+    "cli", "data", "diagnostics", "engines", "evidence", "inference", "interrupt",
+    "loglik", "models", "multivariate", "plots", "plots2d", "progress", "spec", "steps",
+    "summaries",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mixtures.{name}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mixtures' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
 
 __version__ = "0.1.0"
 

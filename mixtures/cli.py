@@ -1,13 +1,494 @@
-"""Command line: ``mixtures demo`` fits the reference model and writes a PPC figure."""
+"""The ``mixtures`` command: fit a mixture to your own CSV, list the shipped data, run the demo.
+
+Exit codes: 0 success; 2 bad input (a one-line message on stderr, no traceback); 3 finished,
+outputs written, but the convergence checks failed (r_hat, ESS or divergences: the message says
+what to try); 130 interrupted (Ctrl-C; nothing half-written is left).
+
+PyMC is imported only when a fit starts, so ``--help`` and ``datasets`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+EXIT_OK, EXIT_INPUT, EXIT_CONVERGENCE, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+EPILOG = """\
+exit codes: 0 success; 2 bad input; 3 finished with convergence problems (outputs written);
+130 interrupted (Ctrl-C)
+
+examples:
+  mixtures fit data.csv --column x --k 3 --out fit_x
+  mixtures fit data.csv --columns x1,x2 --model mv --k 2 --out fit_2d --overwrite
+  mixtures datasets
+  mixtures demo --draws 500
+"""
+
+FIT_EPILOG = """\
+writes into --out: summary.csv (full precision), summary.md, ppc.png, trace.png (mixture_2d.png
+for two columns), posterior.nc (the whole InferenceData) and run.json (arguments, resolved spec,
+versions, engine and why, diagnostics, timings). Files are written atomically.
+
+examples:
+  mixtures fit galaxies.csv --column velocity --k 3 --out galaxies_k3
+  mixtures fit faithful.csv --columns eruptions,waiting --model mv --k 2 --out faithful
+  mixtures fit data.csv --column x --model known --means 10,20,35 --sds 2,2,2 --out known
+  mixtures fit data.csv --column x --k 3 --priors priors.json --drop-missing --out fit
+"""
+
+
+class InputError(Exception):
+    """A user error: reported on one line, exit code 2."""
+
+
+# ------------------------------------------------------------------------------ parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("mixtures")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        ver = "unknown"
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="mixtures",
+        description="Bayesian Gaussian mixture models on PyMC and ArviZ.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"mixtures {ver}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a mixture to columns of a CSV file and write every output",
+        description="Fit a Bayesian Gaussian mixture to your own CSV file.",
+        epilog=FIT_EPILOG,
+        formatter_class=fmt,
+    )
+    fit.add_argument("data", help="the CSV file (header row, comma-separated)")
+    fit.add_argument(
+        "--column", action="append", default=[], help="a column to model (repeat for several)"
+    )
+    fit.add_argument("--columns", default=None, help="comma-separated columns, e.g. x1,x2")
+    fit.add_argument(
+        "--model",
+        choices=("known", "shared", "full", "mv"),
+        default=None,
+        help="known means and sds, shared sd, full (one sd per component), or multivariate "
+        "(default: full for one column, mv for several)",
+    )
+    fit.add_argument("--k", type=int, default=None, help="number of components (required "
+                     "except for --model known, where it is the number of --means)")  # fmt: skip
+    fit.add_argument("--means", default=None, help="--model known: the means, e.g. 10,20,35")
+    fit.add_argument("--sds", default=None, help="--model known: the sds, e.g. 2,2,2")
+    fit.add_argument(
+        "--latent", action="store_true", help="keep the assignments as draws (default: off)"
+    )
+    fit.add_argument(
+        "--sampler",
+        choices=("auto", "gibbs", "pymc", "nutpie", "numpyro"),
+        default="auto",
+        help="the engine (default: auto)",
+    )
+    fit.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
+    fit.add_argument("--tune", type=int, default=1000, help="tuning iterations (default: 1000)")
+    fit.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
+    fit.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
+    fit.add_argument(
+        "--priors", default=None, help="a JSON or TOML file of priors (the Python API's dict)"
+    )
+    fit.add_argument(
+        "--covariance-prior",
+        choices=("lkj", "wishart"),
+        default="wishart",
+        help="--model mv: covariance prior (default: wishart, which our Gibbs engine samples)",
+    )
+    fit.add_argument("--out", required=True, help="output directory")
+    fit.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of a non-empty --out"
+    )
+    fit.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="drop rows with empty or NaN cells in the modelled columns (and say how many)",
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser(
+        "datasets",
+        help="list the shipped datasets, one line each",
+        description="List the shipped datasets (load one with mixtures.load_dataset).",
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        help="fit full_mixture on the shipped three_gaussians, print, plot",
+        description="Fit a three-component mixture to three_gaussians; print its summary table "
+        "and write a posterior predictive figure.",
+        epilog="example:\n  mixtures demo --draws 500 --out ppc.png",
+        formatter_class=fmt,
+    )
+    demo.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
+    demo.add_argument("--tune", type=int, default=1000, help="tuning iterations (default: 1000)")
+    demo.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
+    demo.add_argument("--seed", type=int, default=2017, help="random seed (default: 2017)")
+    demo.add_argument(
+        "--out", default="mixtures_demo_ppc.png", help="PPC figure (default: mixtures_demo_ppc.png)"
+    )
+    demo.add_argument("--netcdf", default=None, help="also save the InferenceData here")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+# ------------------------------------------------------------------------------ input
+
+
+def _columns(args) -> list[str]:
+    cols = list(args.column)
+    if args.columns:
+        cols += [c.strip() for c in args.columns.split(",") if c.strip()]
+    if not cols:
+        raise InputError("give the column(s) to model with --column NAME or --columns A,B")
+    return cols
+
+
+def read_table(path: str, columns: list[str], drop_missing: bool):
+    """Read `columns` of the CSV at `path` as floats; refuse anything that is not clean data."""
+    import numpy as np
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(4096)
+        if b"\x00" in head:
+            raise InputError(f"{path}: not a text CSV file (it holds binary data)")
+        frame = pd.read_csv(file)
+    except InputError:
+        raise
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot be read as CSV ({err})") from None
+    except pd.errors.ParserError as err:
+        raise InputError(f"{path}: cannot be read as CSV ({str(err).splitlines()[0]})") from None
+    if frame.empty:
+        raise InputError(f"{path}: no data rows")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        hint = ""
+        if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
+            hint = " (the file may not be comma-separated)"
+        raise InputError(
+            f"{path}: no column {', '.join(map(repr, missing))}; the columns are "
+            f"{', '.join(map(repr, map(str, frame.columns)))}{hint}"
+        )
+    data = frame[columns]
+    empty = data.isna()
+    numeric = data.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & ~empty
+    if bad.any().any():
+        rows = np.flatnonzero(bad.any(axis=1).to_numpy())
+        first = [f"row {r + 2}: {data.iloc[r][bad.iloc[r]].to_dict()}" for r in rows[:3]]
+        raise InputError(
+            f"{path}: non-numeric values in {int(bad.sum().sum())} cell(s), first at "
+            + "; ".join(first)
+            + " (rows counted from the header as row 1)"
+        )
+    values = numeric.to_numpy(dtype=float)
+    nonfinite = ~np.isfinite(values)
+    dropped = 0
+    if nonfinite.any():
+        rows = np.flatnonzero(nonfinite.any(axis=1))
+        if not drop_missing:
+            shown = ", ".join(str(r + 2) for r in rows[:10])
+            more = f" and {rows.size - 10} more" if rows.size > 10 else ""
+            raise InputError(
+                f"{path}: {rows.size} row(s) with empty, NaN or infinite cells (rows {shown}"
+                f"{more}, counted from the header as row 1); fix them or pass --drop-missing"
+            )
+        values = values[~nonfinite.any(axis=1)]
+        dropped = int(rows.size)
+    return values, dropped
+
+
+def read_priors(path: str | None) -> dict | None:
+    """Read a JSON or TOML priors file into the Python API's dict."""
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{path}: no such priors file")
+    text = file.read_text()
+    try:
+        if file.suffix.lower() == ".toml":
+            import tomllib
+
+            priors = tomllib.loads(text)
+        else:
+            priors = json.loads(text)
+    except Exception as err:  # noqa: BLE001 - any parse error is the user's file
+        raise InputError(f"{path}: not valid {file.suffix.lstrip('.') or 'JSON'} ({err})") from None
+    if not isinstance(priors, dict):
+        raise InputError(
+            f"{path}: should hold a table of priors, but holds {type(priors).__name__}"
+        )
+    return priors
+
+
+def _numbers(text: str | None, name: str) -> list[float]:
+    if text is None:
+        raise InputError(f"--model known needs --{name}, e.g. --{name} 10,20,35")
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"--{name} should be comma-separated numbers, but got {text!r}") from None
+
+
+def build(args, values):
+    """Build the model the arguments describe (the factories validate at their boundary)."""
+    import mixtures
+
+    n_cols = values.shape[1]
+    kind = args.model or ("full" if n_cols == 1 else "mv")
+    priors = read_priors(args.priors)
+    marginalized = not args.latent
+    if kind != "mv" and n_cols != 1:
+        raise InputError(f"--model {kind} takes one column, but got {n_cols}; use --model mv")
+    if kind == "mv" and n_cols < 2:
+        raise InputError("--model mv takes two or more columns, but got 1")
+    if kind != "known" and args.k is None:
+        raise InputError("give the number of components with --k")
+    y = values[:, 0]
+    if kind == "known":
+        means, sds = _numbers(args.means, "means"), _numbers(args.sds, "sds")
+        return mixtures.known_params_mixture(
+            y, means, sds, marginalized=marginalized, priors=priors
+        )
+    if kind == "shared":
+        return mixtures.shared_sd_mixture(y, args.k, marginalized=marginalized, priors=priors)
+    if kind == "full":
+        return mixtures.full_mixture(y, args.k, marginalized=marginalized, priors=priors)
+    return mixtures.mv_mixture(
+        values,
+        args.k,
+        marginalized=marginalized,
+        priors=priors,
+        covariance_prior=args.covariance_prior,
+    )
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str = "w"):
+    """Write to a temporary file in the same directory, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _save_figure(fig, path: Path) -> None:
+    with _atomic(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+def write_outputs(out: Path, model, idata, record: dict) -> list[Path]:
+    """Write every output into a staging directory beside `out`, then swap it in.
+
+    An interrupted or failed run leaves the previous outputs (or none) untouched; the swap is
+    two renames.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
+    try:
+        names = _write_all(staging, idata, record)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _write_all(out: Path, idata, record: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import mixtures
+
+    written = []
+    table = mixtures.summary_table(idata)
+    for name, text in (
+        ("summary.csv", table.to_csv()),
+        ("summary.md", mixtures.summary_table(idata, fmt="markdown") + "\n"),
+    ):
+        with _atomic(out / name) as tmp:
+            tmp.write_text(text)
+        written.append(out / name)
+    if idata.observed_data["y"].ndim == 1:
+        ax = mixtures.plot_ppc(idata, figsize=(7, 4))
+        _save_figure(ax.figure, out / "ppc.png")
+        plt.close(ax.figure)
+        written.append(out / "ppc.png")
+    else:
+        X = idata.observed_data["y"].values
+        ax = mixtures.plot_mixture_2d(idata, X)
+        _save_figure(ax.figure, out / "mixture_2d.png")
+        plt.close(ax.figure)
+        written.append(out / "mixture_2d.png")
+        ax = mixtures.plot_ppc_2d(idata)
+        _save_figure(ax.figure, out / "ppc.png")
+        plt.close(ax.figure)
+        written.append(out / "ppc.png")
+    axes = mixtures.plot_trace(idata)
+    fig = axes.ravel()[0].figure
+    _save_figure(fig, out / "trace.png")
+    plt.close(fig)
+    written.append(out / "trace.png")
+    with _atomic(out / "posterior.nc") as tmp:
+        idata.to_netcdf(tmp)
+    written.append(out / "posterior.nc")
+    with _atomic(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+    written.append(out / "run.json")
+    return [p.name for p in written]
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("mixtures", "pymc", "pytensor", "arviz", "numpy", "numba", "nutpie"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _fit(args) -> int:
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    columns = _columns(args)
+    values, dropped = read_table(args.data, columns, args.drop_missing)
+    if dropped:
+        print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
+    for name in ("draws", "chains"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name} should be >= 1, but got {getattr(args, name)}")
+    if args.tune < 0:
+        raise InputError(f"--tune should be >= 0, but got {args.tune}")
+    import warnings
+
+    import mixtures
+
+    t0 = time.perf_counter()
+    try:
+        model = build(args, values)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    spec = mixtures.spec_of(model)
+    print(
+        f"{args.data}: {values.shape[0]} rows, columns {columns}; {spec.kind} mixture, "
+        f"k = {spec.k}, {'latent' if args.latent else 'marginalised'}"
+    )
+    t_build = time.perf_counter() - t0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", mixtures.ConvergenceWarning)
+        try:
+            idata = mixtures.sample(
+                model,
+                draws=args.draws,
+                tune=args.tune,
+                chains=args.chains,
+                random_seed=args.seed,
+                sampler=args.sampler,
+                progressbar=not args.quiet,
+            )
+        except mixtures.SamplingInterrupted:
+            raise
+        except ValueError as err:
+            raise InputError(str(err)) from None
+    problems = [
+        str(w.message) for w in caught if issubclass(w.category, mixtures.ConvergenceWarning)
+    ]
+    t_sample = time.perf_counter() - t0 - t_build
+    mixtures.sample_posterior_predictive(model, idata, random_seed=args.seed, progressbar=False)
+    attrs = idata.posterior.attrs
+    record = {
+        "command": sys.argv,
+        "arguments": vars(args),
+        "data": {
+            "file": str(Path(args.data).resolve()),
+            "rows": int(values.shape[0]),
+            "dropped_rows": dropped,
+            "columns": columns,
+        },  # fmt: skip
+        "spec": spec.to_dict(),
+        "engine": {
+            "sampler": attrs.get("mixtures_sampler"),
+            "reason": attrs.get("mixtures_sampler_reason"),
+            "steps": attrs.get("mixtures_steps"),
+            "tempering": attrs.get("mixtures_tempering"),
+        },
+        "diagnostics": {"problems": problems},
+        "timings_s": {"build": t_build, "sample": t_sample},
+        "versions": _versions(),
+    }
+    written = write_outputs(out, model, idata, record)
+    print()
+    print(mixtures.summary_table(idata, fmt="markdown"))
+    print(f"\nengine: {attrs.get('mixtures_sampler')} ({attrs.get('mixtures_sampler_reason')})")
+    print(f"wrote {len(written)} files to {out}/: " + ", ".join(p.name for p in written))
+    if problems:
+        print(
+            "convergence problems: " + "; ".join(problems) + ". Try more --draws and --tune, "
+            "fewer components (--k), or see the trace plot.",
+            file=sys.stderr,
+        )
+        return EXIT_CONVERGENCE
+    return EXIT_OK
+
+
+def _datasets(args) -> int:
+    from mixtures.data import list_datasets
+
+    for name, description in list_datasets().items():
+        print(f"{name:18s} {description}")
+    return EXIT_OK
 
 
 def _demo(args) -> int:
@@ -19,11 +500,9 @@ def _demo(args) -> int:
     import mixtures
 
     data = mixtures.load_dataset("three_gaussians")
-    print(
-        f"three_gaussians: {len(data)} observations, fitting full_mixture(k=3, marginalized=True)"
-    )
+    print(f"three_gaussians: {len(data)} observations, fitting full_mixture(k=3)")
     start = time.perf_counter()
-    model = mixtures.full_mixture(data["x"], 3, marginalized=True)
+    model = mixtures.full_mixture(data["x"], 3)
     idata = mixtures.sample(
         model,
         draws=args.draws,
@@ -39,29 +518,31 @@ def _demo(args) -> int:
     ax.set_title("three_gaussians: posterior predictive check (full mixture, k=3)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(out, dpi=120, bbox_inches="tight")
+    _save_figure(ax.figure, out)
     plt.close(ax.figure)
     print(f"\nPPC figure written to {out}")
     if args.netcdf:
-        idata.to_netcdf(args.netcdf)
+        with _atomic(Path(args.netcdf)) as tmp:
+            idata.to_netcdf(tmp)
         print(f"InferenceData written to {args.netcdf}")
-    return 0
+    return EXIT_OK
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``mixtures`` console command."""
-    parser = argparse.ArgumentParser(prog="mixtures", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit full_mixture on three_gaussians, print, plot")
-    demo.add_argument("--draws", type=int, default=1000)
-    demo.add_argument("--tune", type=int, default=1000)
-    demo.add_argument("--chains", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=2017)
-    demo.add_argument("--out", default="mixtures_demo_ppc.png", help="PPC figure path")
-    demo.add_argument("--netcdf", default=None, help="also save the InferenceData here")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    return _demo(args)
+    """Entry point of the ``mixtures`` console command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    run = {"fit": _fit, "datasets": _datasets, "demo": _demo}[args.command]
+    try:
+        return run(args)
+    except InputError as err:
+        print(f"mixtures {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(
+            f"mixtures {args.command}: interrupted (Ctrl-C); no output was written or changed",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

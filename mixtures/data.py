@@ -29,7 +29,7 @@ _DESCRIPTIONS = {
     "four_clusters_2d": "2-D: 50 draws from each of four Gaussians, two sharing a mean (synthetic)",
     "old_faithful": "2-D: 272 Old Faithful eruptions (min) and waiting times (min) (real)",
     "galaxies": "1-D: velocities (km/s) of 82 galaxies in the Corona Borealis region (real)",
-    "far_group": "1-D: 80 points, 4 of them in a small group far out: a multimodal test (synthetic)",
+    "far_group": "1-D: 80 points, 4 of them in a small group far out (synthetic, multimodal)",
 }
 
 
@@ -182,8 +182,8 @@ def list_datasets() -> dict[str, str]:
     Examples
     --------
     >>> import mixtures
-    >>> sorted(mixtures.list_datasets())
-    ['far_group', 'four_clusters_2d', 'galaxies', 'old_faithful', 'three_clusters_2d', 'three_gaussians']
+    >>> sorted(mixtures.list_datasets())[:3]
+    ['far_group', 'four_clusters_2d', 'galaxies']
     """
     return dict(_DESCRIPTIONS)
 

@@ -495,9 +495,7 @@ def mv_pointwise_loglik(idata) -> xr.Dataset:
         logdet = 2 * np.log(np.abs(np.diagonal(chol[:, j], axis1=-2, axis2=-1))).sum(-1)
         with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
             log_w = np.log(w[:, j, None])
-        comp[j] = log_w - 0.5 * (
-            (z**2).sum(-1) + logdet[:, None] + d * np.log(2 * np.pi)
-        )
+        comp[j] = log_w - 0.5 * ((z**2).sum(-1) + logdet[:, None] + d * np.log(2 * np.pi))
     top = comp.max(axis=0)
     out = top + np.log(np.exp(comp - top).sum(axis=0))
     coords = {

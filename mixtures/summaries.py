@@ -55,7 +55,9 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
                 f"`var_names` should name posterior variables {list(idata.posterior.data_vars)}, "
                 f"but got {missing}"
             )
-    table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, kind="all")
+    # full precision in the DataFrame (and CSV); significant digits in the text formats, so
+    # data in units of 1e-9 do not print as 0.000
+    table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, kind="all", round_to="none")
     if fmt is None:
         return table
     if fmt == "csv":
@@ -65,9 +67,18 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
     return _to_latex(table)
 
 
+def _significant(value: float, digits: int = 4) -> str:
+    """Format with four significant digits (whole numbers from 10,000 on)."""
+    if value != value:  # NaN
+        return "nan"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["", *map(str, table.columns)]
-    rows = [[str(idx), *(f"{v:g}" for v in row)] for idx, row in zip(table.index, table.values)]
+    rows = [[str(idx), *map(_significant, row)] for idx, row in zip(table.index, table.values)]
     return header, rows
 
 

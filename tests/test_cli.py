@@ -1,29 +1,226 @@
+"""The command line, driven as a user would: a real subprocess per case, files checked after."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import arviz as az
 import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
 import pytest
 
+import mixtures
 from mixtures.cli import main
+
+ENV = {**os.environ, "MIXTURES_PROGRESSBAR": "0", "PYTHONUNBUFFERED": "1"}
+FAST = ["--draws", "200", "--tune", "200", "--chains", "2", "--seed", "1", "--quiet"]
+
+
+def run(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "mixtures", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    y = mixtures.load_dataset("three_gaussians")["x"]
+    path = folder / "data.csv"
+    pd.DataFrame({"x": y, "label": "a"}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fit_run(csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "out"
+    proc = run("fit", csv, "--column", "x", "--k", "3", "--out", out, *FAST)
+    return proc, out
+
+
+def test_fit_writes_every_output(fit_run, csv):
+    proc, out = fit_run
+    assert proc.returncode in (0, 3), proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        ["summary.csv", "summary.md", "ppc.png", "trace.png", "posterior.nc", "run.json"]
+    )
+    table = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(table.index[:3]) == ["weights[0]", "weights[1]", "weights[2]"]
+    idata = az.from_netcdf(out / "posterior.nc")
+    # the CSV keeps full precision: the posterior means, unrounded
+    np.testing.assert_allclose(
+        table.loc["means[1]", "mean"], float(idata.posterior["means"][..., 1].mean()), rtol=1e-9
+    )
+    record = json.loads((out / "run.json").read_text())
+    assert record["spec"]["kind"] == "full" and record["spec"]["k"] == 3
+    assert record["engine"]["sampler"] == "gibbs" and record["engine"]["reason"]
+    assert record["versions"]["pymc"] and record["data"]["rows"] == 215
+    assert mpimg.imread(out / "ppc.png").shape[0] > 100
+    assert "| means[1] |" in proc.stdout and f"to {out}/" in proc.stdout
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_existing_outputs_are_not_overwritten_without_the_flag(fit_run, csv):
+    _, out = fit_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    proc = run("fit", csv, "--column", "x", "--k", "2", "--out", out, *FAST)
+    assert proc.returncode == 2
+    assert "exists and is not empty; pass --overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_two_columns_fit_the_multivariate_model(tmp_path):
+    path = tmp_path / "faithful.csv"
+    mixtures.load_dataset("old_faithful").to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = run("fit", path, "--columns", "eruptions,waiting", "--k", "2", "--out", out, *FAST)
+    assert proc.returncode in (0, 3), proc.stderr
+    assert (out / "mixture_2d.png").is_file() and (out / "ppc.png").is_file()
+    record = json.loads((out / "run.json").read_text())
+    assert record["spec"]["kind"] == "mv" and record["spec"]["n_features"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, ["--column", "x", "--k", "2"], "no such file"),
+        (b"\x00\x01\x02binary", ["--column", "x", "--k", "2"], "binary data"),
+        (b"", ["--column", "x", "--k", "2"], "cannot be read as CSV"),
+        (b"x;y\n1;2\n3;4\n", ["--column", "x", "--k", "2"], "may not be comma-separated"),
+        (
+            b"a,b\n1,2\n3,4\n",
+            ["--column", "x", "--k", "2"],
+            "no column 'x'; the columns are 'a', 'b'",
+        ),
+        (b"x\n1\n2\nabc\n4\n", ["--column", "x", "--k", "2"], "non-numeric values in 1 cell"),
+        (b"x\n1\n\n2\nnan\n5\n6\n", ["--column", "x", "--k", "2"], "row(s) with empty, NaN"),
+        (b"x\n1\n2\n3\n", ["--column", "x", "--k", "5"], "`k` should be at most the number"),
+        (b"x\n1\n2\n3\n", ["--column", "x", "--k", "0"], "`k` should be an integer >= 1"),
+        (b"x\n1\n2\n3\n", ["--column", "x"], "give the number of components with --k"),
+        (b"x\n1\n2\n3\n", ["--k", "2"], "give the column(s) to model"),
+        (
+            b"x,y\n1,2\n3,4\n5,6\n",
+            ["--columns", "x,y", "--model", "full", "--k", "2"],
+            "takes one column",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, content, args, message):
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_bytes(content)
+    proc = run("fit", path, *args, "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_priors_file_names_the_key(tmp_path):
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"x": mixtures.load_dataset("three_gaussians")["x"]}).to_csv(path, index=False)
+    bad_json = tmp_path / "priors.json"
+    bad_json.write_text("{not json")
+    proc = run(
+        "fit", path, "--column", "x", "--k", "3", "--priors", bad_json, "--out", tmp_path / "o"
+    )
+    assert proc.returncode == 2 and "not valid json" in proc.stderr
+    bad_key = tmp_path / "priors.toml"
+    bad_key.write_text("[sigma]\nsigma = -1.0\n")
+    proc = run(
+        "fit", path, "--column", "x", "--k", "3", "--priors", bad_key, "--out", tmp_path / "o"
+    )
+    assert proc.returncode == 2
+    assert "`priors['sigma']['sigma']` should be > 0, but got -1.0" in proc.stderr
+
+
+def test_drop_missing_reports_what_it_dropped(tmp_path):
+    y = mixtures.load_dataset("three_gaussians")["x"].to_numpy().copy()
+    y[[3, 10]] = np.nan
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"x": y}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = run("fit", path, "--column", "x", "--k", "3", "--drop-missing", "--out", out, *FAST)
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "dropped 2 row(s)" in proc.stdout
+    assert json.loads((out / "run.json").read_text())["data"]["dropped_rows"] == 2
+
+
+def test_tiny_scales_print_readable_numbers(tmp_path):
+    y = mixtures.load_dataset("three_gaussians")["x"].to_numpy() * 1e-9
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"x": y}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    proc = run("fit", path, "--column", "x", "--k", "3", "--out", out, *FAST)
+    assert proc.returncode in (0, 3), proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| means[1] |"))
+    mean = row.split("|")[2].strip()
+    assert mean != "0.000" and float(mean) == pytest.approx(2.1e-8, rel=0.05)
+
+
+def test_convergence_problems_exit_3_with_outputs_written(csv, tmp_path):
+    out = tmp_path / "out"
+    proc = run("fit", csv, "--column", "x", "--k", "3", "--out", out, "--draws", "20",
+               "--tune", "20", "--chains", "2", "--quiet")  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "convergence problems" in proc.stderr and "Try more --draws" in proc.stderr
+    assert (out / "posterior.nc").is_file()
+
+
+def test_sigint_mid_sampling_exits_130_and_writes_nothing(csv, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixtures", "fit", str(csv), "--column", "x", "--k", "3",
+         "--out", str(out), "--draws", "1000000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    assert "rows" in proc.stdout.readline()  # the model is built; sampling starts
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted (Ctrl-C); no output was written" in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_help_is_fast_and_complete():
+    t0 = time.perf_counter()
+    proc = run("fit", "--help")
+    assert time.perf_counter() - t0 < 2.5  # PyMC is not imported for --help
+    text = proc.stdout
+    for option in ("--column", "--columns", "--model", "--k", "--latent", "--sampler", "--draws",
+                   "--tune", "--chains", "--seed", "--priors", "--out", "--overwrite",
+                   "--drop-missing"):  # fmt: skip
+        assert option in text
+    assert "default: 1000" in text and "examples:" in text
+    top = run("--help").stdout
+    assert "exit codes: 0 success; 2 bad input; 3 finished with convergence problems" in top
+
+
+def test_version_and_datasets():
+    assert run("--version").stdout.startswith("mixtures ")
+    listing = run("datasets").stdout.splitlines()
+    assert any(line.startswith("galaxies ") for line in listing)
+    assert len(listing) == len(mixtures.list_datasets())
 
 
 @pytest.mark.filterwarnings("ignore::mixtures.ConvergenceWarning")  # 200 draws on purpose
 def test_demo_prints_table_and_writes_figure(tmp_path, capsys):
     out = tmp_path / "ppc.png"
     nc = tmp_path / "fit.nc"
-    code = main(
-        [
-            "demo",
-            "--draws",
-            "200",
-            "--tune",
-            "200",
-            "--chains",
-            "2",
-            "--quiet",
-            "--out",
-            str(out),
-            "--netcdf",
-            str(nc),
-        ]
-    )
+    code = main(["demo", "--draws", "200", "--tune", "200", "--chains", "2", "--quiet",
+                 "--out", str(out), "--netcdf", str(nc)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
     assert "| means[1] |" in text and "| sigma[2] |" in text

@@ -38,12 +38,19 @@ def nested_reference(y, spec, seed=0, nlive=1500):
         return float(special.logsumexp(comp, axis=1).sum())
 
     sampler = dynesty.NestedSampler(
-        loglike, prior_transform, 3 * k, nlive=nlive, sample="rslice", rstate=np.random.default_rng(seed)
+        loglike,
+        prior_transform,
+        3 * k,
+        nlive=nlive,
+        sample="rslice",
+        rstate=np.random.default_rng(seed),
     )
     sampler.run_nested(print_progress=False, dlogz=0.05)
     res = sampler.results
     weights = np.exp(res.logwt - res.logz[-1])
-    draws = dynesty.utils.resample_equal(res.samples, weights / weights.sum(), rstate=np.random.default_rng(seed))
+    draws = dynesty.utils.resample_equal(
+        res.samples, weights / weights.sum(), rstate=np.random.default_rng(seed)
+    )
     return draws, float(res.logz[-1]), float(res.logzerr[-1])
 
 

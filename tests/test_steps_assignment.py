@@ -149,7 +149,9 @@ def test_pickles_like_pymc_steps():
 
 def test_sampling_is_reproducible_and_uses_both_cores(y3):
     model = mixtures.shared_sd_mixture(y3, 3, marginalized=False)
-    kwargs = dict(draws=50, tune=50, chains=2, cores=2, random_seed=7, progressbar=False)
+    # forkserver: JAX (imported by the numpyro tests) warns on a plain fork
+    kwargs = dict(draws=50, tune=50, chains=2, cores=2, random_seed=7, progressbar=False,
+                  mp_ctx="forkserver")  # fmt: skip
     a = mixtures.sample(model, sampler="pymc", warn=False, **kwargs)
     b = mixtures.sample(model, sampler="pymc", warn=False, **kwargs)
     for name in ("assignment", "means", "sigma", "weights"):

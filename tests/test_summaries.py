@@ -50,10 +50,13 @@ def test_text_formats(fitted):
     assert md[0].startswith("|  | mean | sd | hdi_3% | hdi_97% |")
     assert set(md[1]) <= set("|-:")
     assert len(md) == 2 + len(table)
-    assert md[2].startswith(f"| weights[0] | {table.iloc[0, 0]:g} |")
+    # four significant digits in text; the DataFrame (and CSV) keep full precision
+    assert md[2].startswith(f"| weights[0] | {table.iloc[0, 0]:.4g} | {table.iloc[0, 1]:.4g} |")
+    assert float(md[2].split("|")[2]) == pytest.approx(table.iloc[0, 0], rel=1e-3)
     csv = mixtures.summary_table(idata, fmt="csv").splitlines()
     assert csv[0] == ",mean,sd,hdi_3%,hdi_97%,mcse_mean,mcse_sd,ess_bulk,ess_tail,r_hat"
     assert csv[4].startswith("means[0],")
+    assert float(csv[1].split(",")[1]) == table.iloc[0, 0]  # unrounded
     latex = mixtures.summary_table(idata, fmt="latex")
     assert latex.startswith("\\begin{tabular}{lrrrrrrrrr}")
     assert "hdi\\_3\\%" in latex and "means[0] &" in latex
