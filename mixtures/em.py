@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from mixtures._validation import check_k, check_observations
+from mixtures.families import mvnormal_logpdf
 
 __all__ = ["EMResult", "em"]
 
@@ -71,14 +72,8 @@ class EMResult:
 
 
 def _log_gauss(X, means, covariances):
-    """(n, k) log N(x_n | mu_k, Sigma_k) via Cholesky factors."""
-    n, d = X.shape
-    out = np.empty((n, means.shape[0]))
-    for j, (mu, cov) in enumerate(zip(means, covariances)):
-        chol = np.linalg.cholesky(cov)
-        z = np.linalg.solve(chol, (X - mu).T)
-        out[:, j] = -0.5 * (z**2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * d * np.log(2 * np.pi)
-    return out
+    """(n, k) log N(x_n | mu_k, Sigma_k)."""
+    return mvnormal_logpdf(X, means, np.linalg.cholesky(covariances)).T
 
 
 def _m_step(X, resp, reg_covar):

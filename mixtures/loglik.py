@@ -12,6 +12,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from mixtures.families import normal_logpdf
 from mixtures.multivariate import mv_pointwise_loglik
 
 __all__ = ["LOGLIK_MAX_VALUES", "add_log_likelihood", "pointwise_loglik"]
@@ -72,22 +73,18 @@ def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
     yv = y.values
     out = np.empty((chains, draws, n_obs))
     block = max(1, _LOGLIK_CHUNK // max(1, n_obs * k))
-    # log w_j - log sd_j - log(2 pi) / 2 - ((y - mu_j) / sd_j)^2 / 2, then a max-shifted
-    # logsumexp over the components, in place on one block of draws at a time; the component
-    # axis comes first so that the reductions run over contiguous (draw, obs) slabs
-    inv_sd = np.moveaxis(1.0 / sd, -1, 0)[..., None]  # (k, chain, draw, 1)
+    # log w_j + log N(y | mu_j, sd_j), then a max-shifted logsumexp over the components, one
+    # block of draws at a time; the component axis comes first so that the reductions run over
+    # contiguous (draw, obs) slabs
+    sd = np.moveaxis(sd, -1, 0)[..., None]  # (k, chain, draw, 1)
     mu = np.moveaxis(mu, -1, 0)[..., None]
     with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
-        log_w = np.log(w)
-    const = np.moveaxis(log_w, -1, 0)[..., None] + np.log(inv_sd) - 0.5 * np.log(2 * np.pi)
+        log_w = np.moveaxis(np.log(w), -1, 0)[..., None]
     for c in range(chains):
         for start in range(0, draws, block):
             sl = slice(start, start + block)
-            comp = yv - mu[:, c, sl]  # (k, block, n_obs)
-            comp *= inv_sd[:, c, sl]
-            np.square(comp, out=comp)
-            comp *= -0.5
-            comp += const[:, c, sl]
+            comp = normal_logpdf(yv, mu[:, c, sl], sd[:, c, sl])  # (k, block, n_obs)
+            comp += log_w[:, c, sl]
             top = comp.max(axis=0)
             comp -= top
             np.exp(comp, out=comp)

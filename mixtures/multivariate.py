@@ -40,6 +40,7 @@ import xarray as xr
 from pymc.logprob.transforms import Transform
 
 from mixtures._validation import check_k, check_observations
+from mixtures.families import mvnormal_logpdf
 from mixtures.models import _increasing_start
 from mixtures.spec import MixtureSpec, Prior, attach
 
@@ -483,19 +484,13 @@ def mv_pointwise_loglik(idata) -> xr.Dataset:
     mu = post["means"].transpose("chain", "draw", "component", ...).values
     chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
     chains, draws, k = w.shape
-    d = x.shape[1]
     flat = lambda a: a.reshape(chains * draws, *a.shape[2:])  # noqa: E731
     w, mu, chol = flat(w), flat(mu), flat(chol)
     comp = np.empty((k, chains * draws, x.shape[0]))
     for j in range(k):
-        # L^{-1} (x - mu) for every draw; log det Sigma = 2 sum log diag L
-        inv = np.linalg.inv(chol[:, j])  # (S, d, d), triangular
-        diff = x[None, :, :] - mu[:, j, None, :]  # (S, n, d)
-        z = np.einsum("sde,sne->snd", inv, diff)
-        logdet = 2 * np.log(np.abs(np.diagonal(chol[:, j], axis1=-2, axis2=-1))).sum(-1)
         with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
             log_w = np.log(w[:, j, None])
-        comp[j] = log_w - 0.5 * ((z**2).sum(-1) + logdet[:, None] + d * np.log(2 * np.pi))
+        comp[j] = log_w + mvnormal_logpdf(x, mu[:, j], chol[:, j])
     top = comp.max(axis=0)
     out = top + np.log(np.exp(comp - top).sum(axis=0))
     coords = {

@@ -10,6 +10,7 @@ from scipy.stats import gaussian_kde
 
 from mixtures._validation import check_observations
 from mixtures.em import EMResult
+from mixtures.families import mvnormal_logpdf
 
 __all__ = ["plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
 
@@ -22,12 +23,6 @@ def _ellipse(mean, cov, scale, **kwargs) -> Ellipse:
     angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
     width, height = 2 * scale * np.sqrt(vals[::-1])
     return Ellipse(mean, width, height, angle=angle, **kwargs)
-
-
-def _log_gauss(X, mean, cov):
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (X - mean).T)
-    return -0.5 * (z**2).sum(0) - np.log(np.diag(chol)).sum() - np.log(2 * np.pi)
 
 
 def _posterior_draws(idata, features, rng):
@@ -110,7 +105,11 @@ def plot_mixture_2d(
     resp = np.zeros((x2.shape[0], k))
     for s in idx:
         logp = np.stack(
-            [np.log(max(w[s, j], 1e-300)) + _log_gauss(x2, mu[s, j], cov[s, j]) for j in range(k)],
+            [
+                np.log(max(w[s, j], 1e-300))
+                + mvnormal_logpdf(x2, mu[s, j], np.linalg.cholesky(cov[s, j]))
+                for j in range(k)
+            ],
             axis=1,
         )
         resp += np.exp(logp - logsumexp(logp, axis=1, keepdims=True))

@@ -351,3 +351,60 @@ def test_one_sigint_ends_the_run(tmp_path, sampler):
     assert proc.returncode == 130, (out, err)
     assert "interrupted:" in out and "nothing is returned" in out
     assert "finished" not in out
+
+
+# --- the kernels against the one log-density per family -----------------------------------------
+
+
+def test_families_match_scipy():
+    from mixtures.families import mvnormal_logpdf, normal_logpdf
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=7)
+    np.testing.assert_allclose(
+        normal_logpdf(y, 0.3, 1.7), stats.norm.logpdf(y, 0.3, 1.7), rtol=1e-12
+    )
+    X = rng.normal(size=(9, 3))
+    a = rng.normal(size=(2, 3, 3))
+    cov = a @ np.swapaxes(a, -1, -2) + np.eye(3)
+    mean = rng.normal(size=(2, 3))
+    got = mvnormal_logpdf(X, mean, np.linalg.cholesky(cov))
+    for j in range(2):
+        ref = stats.multivariate_normal(mean[j], cov[j]).logpdf(X)
+        np.testing.assert_allclose(got[j], ref, rtol=1e-10)
+
+
+def test_kernel_sweep_draws_the_exact_conditional_of_the_family():
+    from mixtures import _kernels
+    from mixtures.families import normal_logpdf
+
+    y = np.array([-1.0, 0.4, 1.1, 3.0])
+    logw, mu, sd, beta = (
+        np.log([0.2, 0.5, 0.3]),
+        np.array([-1.0, 0.5, 2.5]),
+        np.array([0.7, 1.0, 1.5]),
+        0.6,
+    )
+    reps = 20000
+    a = np.broadcast_to(logw - beta * np.log(sd), (reps, 3)).copy()
+    c = np.broadcast_to(-0.5 * beta / sd**2, (reps, 3)).copy()
+    mus = np.broadcast_to(mu, (reps, 3)).copy()
+    keys = np.random.default_rng(1).integers(0, 2**63, size=reps, dtype=np.uint64)
+    z = np.full((reps, y.size), -1, dtype=np.int8)
+    n, s1, s2 = (np.zeros((reps, 3)) for _ in range(3))
+    changed = np.zeros(reps, dtype=np.int64)
+    _kernels._sweep_serial(y, a, c, mus, keys, z, n, s1, s2, changed)
+    # tempered conditional: w_j N(y | mu_j, sd_j)^beta, from the family's log-density
+    logits = logw[:, None] + beta * normal_logpdf(y[None, :], mu[:, None], sd[:, None])
+    probs = np.exp(logits - logits.max(0))
+    probs /= probs.sum(0)
+    for i in range(y.size):
+        counts = np.bincount(z[:, i], minlength=3)
+        assert stats.chisquare(counts, probs[:, i] * reps).pvalue > 1e-3
+    # and the sufficient statistics are the sums over the drawn assignments
+    r = 7
+    for j in range(3):
+        members = y[z[r] == j]
+        assert n[r, j] == members.size
+        np.testing.assert_allclose(s1[r, j], (members - mu[j]).sum())
+        np.testing.assert_allclose(s2[r, j], ((members - mu[j]) ** 2).sum())

@@ -30,6 +30,8 @@ from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import CategoricalRV
 
+from mixtures.families import normal_logpdf
+
 __all__ = ["AssignmentGibbs", "observed_reader"]
 
 _N_PROBES = 8
@@ -235,8 +237,7 @@ class AssignmentGibbs(BlockedStep):
             w, mu, sd = fast["params"](*[point[n] for n in fast["inputs"]])
             y = fast["y"]()
             sd = np.broadcast_to(sd, mu.shape)[:, None]
-            z = (y[None, :] - mu[:, None]) / sd
-            return (np.log(w) - 0.5 * np.log(2 * np.pi))[:, None] - np.log(sd) - 0.5 * z * z
+            return np.log(w)[:, None] + normal_logpdf(y[None, :], mu[:, None], sd)
         n = np.shape(point[self._name])[0]
         candidates = np.broadcast_to(
             np.arange(self.k, dtype=point[self._name].dtype)[:, None], (self.k, n)

@@ -1,0 +1,64 @@
+r"""One log-density per component family, in NumPy: used by everything outside the kernels.
+
+The stored log-likelihood, the assignment step's fast path, EM, the 2-D labels and the
+multivariate log-likelihood all call these; the Gibbs engine's Numba kernels
+(:mod:`mixtures._kernels`) evaluate the same densities in compiled loops and are tested against
+them. SciPy's ``norm.logpdf`` and ``multivariate_normal.logpdf`` compute the same values but do
+not broadcast over stacks of covariances (draws x components), which every caller here needs.
+
+.. math::
+
+    \log N(y \mid \mu, \sigma) = -\tfrac12 \big(\tfrac{y - \mu}{\sigma}\big)^2 - \log\sigma
+        - \tfrac12 \log 2\pi, \qquad
+    \log N(x \mid \mu, L L^\top) = -\tfrac12 \lVert L^{-1}(x - \mu) \rVert^2
+        - \textstyle\sum_i \log L_{ii} - \tfrac d2 \log 2\pi
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mvnormal_logpdf", "normal_logpdf"]
+
+_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+
+
+def normal_logpdf(y, mu, sd):
+    """Return log N(y | mu, sd), broadcast over the arguments.
+
+    Parameters
+    ----------
+    y, mu, sd : array-like
+        Broadcastable; ``sd`` > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    z = (np.asarray(y) - mu) / sd
+    return -0.5 * z * z - np.log(sd) - _HALF_LOG_2PI
+
+
+def mvnormal_logpdf(x, mean, chol):
+    """Return log N(x_n | mean, chol chol^T) for every observation and every stacked parameter.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_obs, d)
+    mean : array-like of shape (..., d)
+    chol : array-like of shape (..., d, d)
+        Lower Cholesky factors of the covariances (same leading shape as `mean`).
+
+    Returns
+    -------
+    numpy.ndarray of shape (..., n_obs)
+    """
+    x = np.asarray(x, dtype=float)
+    mean = np.asarray(mean, dtype=float)
+    chol = np.asarray(chol, dtype=float)
+    d = x.shape[-1]
+    inv = np.linalg.inv(chol)  # triangular, small d
+    diff = x - mean[..., None, :]  # (..., n, d)
+    z = np.einsum("...de,...ne->...nd", inv, diff)
+    logdet = np.log(np.abs(np.diagonal(chol, axis1=-2, axis2=-1))).sum(-1)
+    return -0.5 * (z * z).sum(-1) - logdet[..., None] - d * _HALF_LOG_2PI
