@@ -7,7 +7,7 @@ import numpy as np
 import pymc as pm
 
 from mixtures.diagnostics import ConvergenceWarning, warn_convergence
-from mixtures.engines import CompiledMixture, is_latent
+from mixtures.engines import CompiledMixture, check_model, is_latent
 from mixtures.engines.finish import finish
 from mixtures.progress import default_progressbar
 
@@ -19,17 +19,6 @@ __all__ = [
     "sample_posterior_predictive",
     "warn_convergence",
 ]
-
-
-def _check_model(model) -> pm.Model:
-    if not isinstance(model, pm.Model):
-        raise ValueError(f"`model` should be a pymc.Model, but got {type(model).__name__}")
-    if "y" not in model.named_vars or model["y"] not in model.observed_RVs:
-        raise ValueError(
-            "`model` should be built by a mixtures factory (observed variable `y`), "
-            f"but got a model with observed variables {[v.name for v in model.observed_RVs]}"
-        )
-    return model
 
 
 def sample(
@@ -92,7 +81,7 @@ def sample(
     tempering : "auto", False, int or array-like, default "auto"
         Gibbs engine only: replica exchange over powers of the likelihood, so chains cross
         between modes. An int sets the number of temperatures on the default ladder
-        (:func:`mixtures.engines.gibbs.default_ladder`), an array the inverse temperatures
+        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse temperatures
         (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
         uses 16 temperatures when N k <= 60,000 and none above.
     warn : bool, default True
@@ -120,7 +109,7 @@ def sample(
     >>> model = mixtures.full_mixture(y, 3, marginalized=True)
     >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
     """
-    _check_model(model)
+    check_model(model)
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(
             f"`log_likelihood` should be True, False or 'auto', but got {log_likelihood!r}"
@@ -192,7 +181,7 @@ def fit_advi(
     -------
     arviz.InferenceData
     """
-    _check_model(model)
+    check_model(model)
     if is_latent(model):
         raise ValueError(
             "`model` should be marginalised for ADVI (its discrete `assignment` has no "
@@ -251,7 +240,7 @@ def sample_posterior_predictive(
     arviz.InferenceData
         `idata`, with a ``posterior_predictive`` group holding ``y``.
     """
-    _check_model(model)
+    check_model(model)
     var_names = ["assignment", "y"] if is_latent(model) else ["y"]
     if progressbar is None:
         progressbar = default_progressbar()

@@ -249,7 +249,8 @@ def _check_draws(draws, tune, chains) -> None:
         raise ValueError(f"`draws` and `chains` should be >= 1, but got {draws} and {chains}")
 
 
-def _check_sampler_args(model, sampler, latent_sampler) -> None:
+def check_model(model) -> pm.Model:
+    """Check that `model` is a mixture model (a ``pm.Model`` with the observed variable ``y``)."""
     if not isinstance(model, pm.Model):
         raise ValueError(f"`model` should be a pymc.Model, but got {type(model).__name__}")
     if "y" not in model.named_vars or model["y"] not in model.observed_RVs:
@@ -257,6 +258,11 @@ def _check_sampler_args(model, sampler, latent_sampler) -> None:
             "`model` should be built by a mixtures factory (observed variable `y`), "
             f"but got a model with observed variables {[v.name for v in model.observed_RVs]}"
         )
+    return model
+
+
+def _check_sampler_args(model, sampler, latent_sampler) -> None:
+    check_model(model)
     if sampler not in SAMPLERS:
         raise ValueError(f"`sampler` should be one of {list(SAMPLERS)}, but got {sampler!r}")
     if latent_sampler not in ("gibbs", "nuts"):

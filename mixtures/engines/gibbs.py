@@ -38,27 +38,23 @@ import numpy as np
 
 from mixtures._kernels import run, run_threaded
 from mixtures.engines.gibbs_mv import sample_mv
-from mixtures.progress import progress_bar
+from mixtures.engines.tempering import (
+    adapt_ladder,
+    adaptation_rounds,
+    drive,
+    replica_state,
+    resolve_ladder,
+    stores_assignments,
+)
 
-__all__ = ["GibbsEngine", "default_ladder"]
+__all__ = ["DegenerateDataError", "GibbsEngine"]
 
 _PARALLEL_MIN = 200_000  # replicas x observations from which the sweep uses threads
 _N_BLOCKS = 8
-_MAX_STORED_ASSIGNMENTS = 50_000_000
 
 
 class DegenerateDataError(ValueError):
     """The posterior is improper for these data (an sd can collapse onto tied values)."""
-
-
-def default_ladder(n_temps: int) -> np.ndarray:
-    """Inverse temperatures ``(t / (T - 1)) ** (1 / 0.3)``: quantiles of Beta(0.3, 1).
-
-    The ladder of Xie et al. (2011) for stepping-stone sampling, dense near the prior.
-    """
-    if n_temps == 1:
-        return np.ones(1)
-    return (np.arange(n_temps) / (n_temps - 1)) ** (1 / 0.3)
 
 
 class GibbsEngine:
@@ -145,15 +141,13 @@ class GibbsEngine:
         spec = self.spec
         if spec.family != "normal":
             x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
-            betas = _ladder(tempering, x.shape[0], spec.k)
+            betas = resolve_ladder(tempering, x.shape[0], spec.k)
             adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
             return sample_mv(
                 self,
                 x,
                 betas,
                 adapt,
-                _adaptation_rounds,
-                adapt_ladder,
                 draws=draws,
                 tune=tune,
                 chains=chains,
@@ -162,21 +156,14 @@ class GibbsEngine:
                 store_assignments=store_assignments,
             )
         y, known = self._read()
-        betas = _ladder(tempering, y.shape[0], spec.k)
+        betas = resolve_ladder(tempering, y.shape[0], spec.k)
         adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
         n_temps = betas.size
         rng = np.random.default_rng(random_seed)
         n_rep, k, n_obs = chains * n_temps, spec.k, y.shape[0]
         logw, mu, sd = self._init(y, known, n_rep, rng)
-        z = np.full((n_rep, n_obs), -1, dtype=np.int8 if k < 127 else np.int32)
-        state = rng.integers(0, 2**63, size=n_rep, dtype=np.uint64)
-        swap_state = rng.integers(0, 2**63, size=chains, dtype=np.uint64)
-        temp_of = np.tile(np.arange(n_temps), chains)
-        rep_at = np.arange(n_rep).reshape(chains, n_temps)
-        latent = not spec.marginalized
-        if store_assignments == "auto":
-            store_assignments = latent and chains * draws * n_obs <= _MAX_STORED_ASSIGNMENTS
-        store_z = bool(store_assignments) and latent
+        z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, k)
+        store_z = stores_assignments(store_assignments, spec, chains * draws * n_obs)
         free = spec.free
         out_w, out_mu, out_sd = (np.empty((chains, draws, k)) for _ in range(3))
         out_z = np.empty((chains, draws if store_z else 0, n_obs), dtype=z.dtype)
@@ -222,27 +209,21 @@ class GibbsEngine:
             )
         )
         threaded = n_rep * n_obs >= _PARALLEL_MIN
-        total = tune + draws
-        rounds = _adaptation_rounds(tune) if adapt and n_temps > 2 else []
-        it, chunk = 0, 10
+        rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
+
+        def run_chunk(start, stop):
+            args = (y, start, stop, tune, model, tuple(state_arrays), out, stats)
+            collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
+            if collapsed >= 0:
+                raise DegenerateDataError(_collapse_message(collapsed, scale))
+
+        def adapt_round():  # equalise the swap rejection between adjacent rungs
+            state_arrays[8] = adapt_ladder(state_arrays[8], 1.0 - accepts / np.maximum(tries, 1))
+            tries[:], accepts[:] = 0, 0
+
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-        with progress_bar(total, progressbar, label) as bar:
-            while it < total:
-                # chunks of about 0.1 s: the bar moves and Ctrl-C is answered promptly
-                stop = min([total, it + chunk, *(r for r in rounds if r > it)])
-                t0 = time.perf_counter()
-                args = (y, it, stop, tune, model, tuple(state_arrays), out, stats)
-                collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
-                if collapsed >= 0:
-                    raise DegenerateDataError(_collapse_message(collapsed, scale))
-                per_iteration = (time.perf_counter() - t0) / (stop - it)
-                chunk = int(np.clip(0.1 / max(per_iteration, 1e-9), 1, 100_000))
-                bar.advance(stop - it)
-                if stop in rounds:  # equalise the swap rejection between adjacent rungs
-                    rejection = 1.0 - accepts / np.maximum(tries, 1)
-                    state_arrays[8] = betas = adapt_ladder(betas, rejection)
-                    tries[:], accepts[:] = 0, 0
-                it = stop
+        drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
+        betas = state_arrays[8]
         posterior = {"weights": out_w}
         if "means" in free:
             posterior["means"] = out_mu
@@ -277,68 +258,3 @@ def _collapse_message(it, scale):
         "bound. Use fewer components, a sigma prior that vanishes at 0 (e.g. InverseGamma, or "
         "Uniform with lower > 0), or known sds (sigma=...)"
     )
-
-
-def _adaptation_rounds(tune: int) -> list[int]:
-    """Tuning iterations after which the ladder is adapted: 50, 100, 200, ... < 0.8 tune."""
-    rounds, at = [], 50
-    while at < 0.8 * tune:
-        rounds.append(at)
-        at *= 2
-    return rounds
-
-
-def adapt_ladder(betas: np.ndarray, rejection: np.ndarray) -> np.ndarray:
-    r"""Place the rungs so that each pair has the same swap rejection (Syed et al. 2021).
-
-    The cumulative rejection along the ladder estimates the communication barrier
-    :math:`\Lambda(\beta)`; the new rungs sit at equal steps of it (piecewise-linear inverse).
-    """
-    barrier = np.concatenate([[0.0], np.cumsum(np.maximum(rejection, 1e-3))])
-    targets = np.linspace(0.0, barrier[-1], betas.size)
-    new = np.interp(targets, barrier, betas)
-    new[0], new[-1] = betas[0], 1.0
-    return np.maximum.accumulate(new)
-
-
-def _ladder(tempering, n_obs: int, k: int) -> np.ndarray:
-    """Resolve the ``tempering`` argument to inverse temperatures ending at 1."""
-    if tempering is None or tempering is False:
-        return np.ones(1)
-    if isinstance(tempering, str):
-        if tempering != "auto":
-            raise ValueError(
-                f"`tempering` should be 'auto', False, an int or an increasing array of inverse "
-                f"temperatures ending at 1, but got {tempering!r}"
-            )
-        if k == 1:
-            return np.ones(1)
-        return default_ladder(auto_temperatures(n_obs)) if n_obs * k <= 60_000 else np.ones(1)
-    if isinstance(tempering, int | np.integer) and not isinstance(tempering, bool):
-        if tempering < 1:
-            raise ValueError(f"`tempering` should be an int >= 1, but got {tempering}")
-        return default_ladder(int(tempering))
-    betas = np.asarray(tempering, dtype=float)
-    if (
-        betas.ndim != 1
-        or betas.size < 1
-        or betas[-1] != 1.0
-        or np.any(np.diff(betas) <= 0)
-        or betas[0] < 0
-    ):
-        raise ValueError(
-            "`tempering` should be an increasing array of inverse temperatures in [0, 1] "
-            f"ending at 1, but got {np.asarray(tempering).tolist()}"
-        )
-    return betas
-
-
-def auto_temperatures(n_obs: int) -> int:
-    """Return the number of temperatures of ``tempering="auto"``: 16.
-
-    Measured on the multimodal sets (``bench/RESULTS.md``): with the adapted ladder, 10-12
-    temperatures already make chains agree on the galaxies, but the within-mode mixing of the
-    far-group set needs 16 for a bulk ESS >= 400 at the default draws; 24 gained little more.
-    """
-    del n_obs
-    return 16

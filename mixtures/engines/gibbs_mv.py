@@ -14,13 +14,18 @@ import time
 import numpy as np
 
 from mixtures._kernels import mv_run, mv_run_threaded
-from mixtures.progress import progress_bar
+from mixtures.engines.tempering import (
+    adapt_ladder,
+    adaptation_rounds,
+    drive,
+    replica_state,
+    stores_assignments,
+)
 
 __all__ = ["sample_mv"]
 
 _PARALLEL_MIN = 100_000
 _N_BLOCKS = 8
-_MAX_STORED_ASSIGNMENTS = 50_000_000
 
 
 def _init(x, spec, n_rep, rng):
@@ -46,8 +51,6 @@ def sample_mv(
     x,
     betas,
     adapt,
-    rounds_of,
-    adapt_ladder,
     *,
     draws,
     tune,
@@ -63,15 +66,8 @@ def sample_mv(
     n_temps = betas.size
     n_rep = chains * n_temps
     logw, mu, fac, logdet = _init(x, spec, n_rep, rng)
-    z = np.full((n_rep, n_obs), -1, dtype=np.int8 if k < 127 else np.int32)
-    state = rng.integers(0, 2**63, size=n_rep, dtype=np.uint64)
-    swap_state = rng.integers(0, 2**63, size=chains, dtype=np.uint64)
-    temp_of = np.tile(np.arange(n_temps), chains)
-    rep_at = np.arange(n_rep).reshape(chains, n_temps)
-    latent = not spec.marginalized
-    if store_assignments == "auto":
-        store_assignments = latent and chains * draws * n_obs <= _MAX_STORED_ASSIGNMENTS
-    store_z = bool(store_assignments) and latent
+    z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, k)
+    store_z = stores_assignments(store_assignments, spec, chains * draws * n_obs)
     out_w = np.empty((chains, draws, k))
     out_mu = np.empty((chains, draws, k, d))
     out_lam = np.empty((chains, draws, k, d, d))
@@ -95,26 +91,22 @@ def sample_mv(
     out = (out_w, out_mu, out_lam, out_z)
     stats = (st["n_changed"], st["complete_loglik"], st["tempered_loglik"], st["swap_accept"])
     threaded = n_rep * n_obs >= _PARALLEL_MIN
-    total = tune + draws
-    rounds = rounds_of(tune) if adapt and n_temps > 2 else []
-    it, chunk = 0, 10
+    rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
+
+    def run_chunk(start, stop):
+        args = (x, start, stop, tune, model, tuple(chain), out, stats)
+        if threaded:
+            mv_run_threaded(*args, _N_BLOCKS)
+        else:
+            mv_run(*args)
+
+    def adapt_round():
+        chain[8] = adapt_ladder(chain[8], 1.0 - accepts / np.maximum(tries, 1))
+        tries[:], accepts[:] = 0, 0
+
     label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-    with progress_bar(total, progressbar, label) as bar:
-        while it < total:
-            stop = min([total, it + chunk, *(r for r in rounds if r > it)])
-            t0 = time.perf_counter()
-            args = (x, it, stop, tune, model, tuple(chain), out, stats)
-            if threaded:
-                mv_run_threaded(*args, _N_BLOCKS)
-            else:
-                mv_run(*args)
-            per_iteration = (time.perf_counter() - t0) / (stop - it)
-            chunk = int(np.clip(0.1 / max(per_iteration, 1e-9), 1, 100_000))
-            bar.advance(stop - it)
-            if stop in rounds:
-                chain[8] = betas = adapt_ladder(betas, 1.0 - accepts / np.maximum(tries, 1))
-                tries[:], accepts[:] = 0, 0
-            it = stop
+    drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
+    betas = chain[8]
     cov = np.linalg.inv(out_lam)
     chol = np.linalg.cholesky(cov)
     posterior = {
