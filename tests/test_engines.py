@@ -315,7 +315,7 @@ def engine_fits(y3):
     fits = {}
     model = mixtures.full_mixture(y3, 3)
     for name in ENGINES:
-        kw = dict(draws=500, tune=500, chains=2, random_seed=21, sampler=name)
+        kw = dict(draws=400, tune=400, chains=2, random_seed=21, sampler=name)
         fits[name] = (_quiet_sample(model, **kw), _quiet_sample(model, **kw))
     return fits
 

@@ -226,6 +226,7 @@ def fit3(three):
     return model, idata
 
 
+@pytest.mark.slow  # ~50 s, mostly compiling the Bartlett model for NUTS
 def test_wishart_gibbs_equals_pymc_nuts_on_the_same_model():
     X = mixtures.load_dataset("old_faithful").iloc[::8]  # 34 rows: NUTS stays quick
     model = mixtures.mv_mixture(X, 2, covariance_prior="wishart")

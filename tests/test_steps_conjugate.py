@@ -149,7 +149,7 @@ FACTORIES = {
 
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
 def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
-    kw = dict(draws=2000, tune=500, chains=2, random_seed=8, progressbar=False)
+    kw = dict(draws=1000, tune=500, chains=2, random_seed=8, progressbar=False)
     latent = mixtures.sample(FACTORIES[kind](y3, False), sampler="pymc", **kw)
     assert latent.posterior.attrs["mixtures_sampler"] == "pymc"
     assert latent.posterior.attrs["mixtures_steps"].startswith("AssignmentGibbs[assignment] + Conj")
@@ -162,8 +162,8 @@ def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
     for name in ("weights", "means", "sigma"):
         if name not in latent.posterior:
             continue
-        a = latent.posterior[name].values.reshape(4000, -1)[::10]
-        b = marginal.posterior[name].values.reshape(4000, -1)[::10]
+        a = latent.posterior[name].values.reshape(2000, -1)[::5]
+        b = marginal.posterior[name].values.reshape(2000, -1)[::5]
         for j in range(a.shape[1]):
             assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-3, (name, j)
 
@@ -201,7 +201,11 @@ def test_studentt_means_fall_back_to_nuts(y3):
         marginalized=False,
     )
     idata = mixtures.sample(model, draws=1000, tune=500, chains=2, random_seed=1, progressbar=False)
-    assert "diverging" in idata.sample_stats  # NUTS ran for the means
+    steps = idata.posterior.attrs["mixtures_steps"]
+    assert "NUTS[means]" in steps and "ConjugateMixtureGibbs[weights, sigma]" in steps
+    # against the data themselves: each true group's sample mean (a weak prior barely moves it)
+    data = mixtures.load_dataset("three_gaussians")
+    group_means = data.groupby("component")["x"].mean().to_numpy()
     np.testing.assert_allclose(
-        idata.posterior["means"].mean(("chain", "draw")), [9.2, 21.0, 34.8], atol=0.6
+        idata.posterior["means"].mean(("chain", "draw")), group_means, atol=0.6
     )
