@@ -12,7 +12,8 @@ how it samples. :data:`REGISTRY` lists them in the order ``"auto"`` walks:
 ``"pymc"`` (:mod:`mixtures.engines.pymc`)
     Everything else: PyMC's loop, the reference implementation.
 
-``"numpyro"`` is never chosen by ``"auto"``; ``"advi"`` is :func:`mixtures.fit_advi`.
+``"numpyro"`` is never chosen by ``"auto"``; variational inference is :func:`mixtures.fit_advi`
+(:mod:`mixtures.engines.advi`).
 
 Nothing here is cached behind the user's back: :func:`mixtures.sample` builds a fresh handle per
 call (the Gibbs engine compiles nothing per model; PyTensor and Numba cache compiled code on

@@ -44,6 +44,8 @@ from mixtures.engines.tempering import (
     drive,
     replica_state,
     resolve_ladder,
+    run_record,
+    sample_stats_arrays,
     stores_assignments,
 )
 
@@ -141,13 +143,11 @@ class GibbsEngine:
         spec = self.spec
         if spec.family != "normal":
             x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
-            betas = resolve_ladder(tempering, x.shape[0], spec.k)
-            adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
             return sample_mv(
                 self,
                 x,
-                betas,
-                adapt,
+                resolve_ladder(tempering, x.shape[0], spec.k),
+                _adapts(tempering),
                 draws=draws,
                 tune=tune,
                 chains=chains,
@@ -157,7 +157,7 @@ class GibbsEngine:
             )
         y, known = self._read()
         betas = resolve_ladder(tempering, y.shape[0], spec.k)
-        adapt = isinstance(tempering, str) or isinstance(tempering, int | np.integer)
+        adapt = _adapts(tempering)
         n_temps = betas.size
         rng = np.random.default_rng(random_seed)
         n_rep, k, n_obs = chains * n_temps, spec.k, y.shape[0]
@@ -167,47 +167,14 @@ class GibbsEngine:
         free = spec.free
         out_w, out_mu, out_sd = (np.empty((chains, draws, k)) for _ in range(3))
         out_z = np.empty((chains, draws if store_z else 0, n_obs), dtype=z.dtype)
-        st = {
-            "n_changed": np.zeros((chains, draws), dtype=np.int64),
-            "complete_loglik": np.empty((chains, draws)),
-            "tempered_loglik": np.empty((chains, draws, n_temps)),
-            "swap_accept": np.full((chains, draws, max(n_temps - 1, 0)), np.nan),
-            "sigma_accept": np.zeros((chains, draws)),
-        }
-        prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
-        if "means" in free:
-            m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
-            s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
-        else:
-            m0 = s0 = np.ones(k)
-        code, p0, p1 = -1, np.ones(k), np.ones(k)
-        if "sigma" in free:
-            prior = spec.priors["sigma"]
-            code = prior.family.code
-            values = [np.broadcast_to(v, (k,)) for v in prior.params.values()]
-            p0 = np.ascontiguousarray(values[0], dtype=float)
-            p1 = np.ascontiguousarray(values[1] if len(values) > 1 else np.zeros(k), dtype=float)
-        flags = np.array(
-            ["means" in free, "sigma" in free, spec.shared_sd, spec.ordered, store_z],
-            dtype=np.bool_,
-        )
-        floor = float(spec.sigma_floor) if "sigma" in free else 0.0
+        st = sample_stats_arrays(chains, draws, n_temps, sigma_accept=True)
         scale = float(np.std(y)) or 1.0
-        model = (prior_a, m0, s0, code, p0, p1, flags, floor, 1e-10 * scale)
+        model = _kernel_model(spec, store_z, collapse_at=1e-10 * scale)
         n_tries = max(n_temps - 1, 1)
         tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
         state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
         out = (out_w, out_mu, out_sd, out_z)
-        stats = tuple(
-            st[name]
-            for name in (
-                "n_changed",
-                "complete_loglik",
-                "tempered_loglik",
-                "swap_accept",
-                "sigma_accept",
-            )
-        )
+        stats = tuple(st.values())
         threaded = n_rep * n_obs >= _PARALLEL_MIN
         rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
 
@@ -223,32 +190,47 @@ class GibbsEngine:
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
         drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
-        betas = state_arrays[8]
         posterior = {"weights": out_w}
         if "means" in free:
             posterior["means"] = out_mu
         if "sigma" in free:
             posterior["sigma"] = out_sd[:, :, 0] if spec.shared_sd else out_sd
+        else:
+            del st["sigma_accept"]
         if store_z:
             posterior["assignment"] = out_z
-        if "sigma" not in free:
-            del st["sigma_accept"]
-        if n_temps == 1:
-            del st["tempered_loglik"], st["swap_accept"]
-        attrs = {
-            "mixtures_betas": betas.tolist(),
-            "mixtures_tempering": (
-                f"{n_temps} temperatures" + (" (ladder adapted during tuning)" if rounds else "")
-                if n_temps > 1
-                else "off"
-            ),
-            "mixtures_assignments_stored": str(store_z),
-            "mixtures_sampling_seconds": time.perf_counter() - t_start,
-        }
+        attrs = run_record(st, state_arrays[8], bool(rounds), store_z, t_start)
         steps = "Gibbs[assignment, weights" + (", means" if "means" in free else "")
         steps += ", sigma (MH)" if "sigma" in free else ""
         steps += "]" + (f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else "")
         return posterior, st, attrs, steps
+
+
+def _adapts(tempering) -> bool:
+    """Whether the ladder is ours to adapt (an explicit array of temperatures is kept as is)."""
+    return isinstance(tempering, str) or isinstance(tempering, int | np.integer)
+
+
+def _kernel_model(spec, store_z: bool, collapse_at: float) -> tuple:
+    """Return the spec's priors as the arrays the univariate kernel takes (``_kernels.run``)."""
+    k, free = spec.k, spec.free
+    prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
+    m0 = s0 = np.ones(k)
+    if "means" in free:
+        m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
+        s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
+    code, p0, p1 = -1, np.ones(k), np.ones(k)
+    if "sigma" in free:
+        prior = spec.priors["sigma"]
+        code = prior.family.code
+        values = [np.broadcast_to(v, (k,)) for v in prior.params.values()]
+        p0 = np.ascontiguousarray(values[0], dtype=float)
+        p1 = np.ascontiguousarray(values[1] if len(values) > 1 else np.zeros(k), dtype=float)
+    flags = np.array(
+        ["means" in free, "sigma" in free, spec.shared_sd, spec.ordered, store_z], dtype=np.bool_
+    )
+    floor = float(spec.sigma_floor) if "sigma" in free else 0.0
+    return (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at)
 
 
 def _collapse_message(it, scale):

@@ -19,6 +19,8 @@ from mixtures.engines.tempering import (
     adaptation_rounds,
     drive,
     replica_state,
+    run_record,
+    sample_stats_arrays,
     stores_assignments,
 )
 
@@ -72,12 +74,7 @@ def sample_mv(
     out_mu = np.empty((chains, draws, k, d))
     out_lam = np.empty((chains, draws, k, d, d))
     out_z = np.empty((chains, draws if store_z else 0, n_obs), dtype=z.dtype)
-    st = {
-        "n_changed": np.zeros((chains, draws), dtype=np.int64),
-        "complete_loglik": np.empty((chains, draws)),
-        "tempered_loglik": np.empty((chains, draws, n_temps)),
-        "swap_accept": np.full((chains, draws, max(n_temps - 1, 0)), np.nan),
-    }
+    st = sample_stats_arrays(chains, draws, n_temps, sigma_accept=False)
     prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
     m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
     s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
@@ -89,7 +86,7 @@ def sample_mv(
     tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
     chain = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, tries, accepts, state]
     out = (out_w, out_mu, out_lam, out_z)
-    stats = (st["n_changed"], st["complete_loglik"], st["tempered_loglik"], st["swap_accept"])
+    stats = tuple(st.values())
     threaded = n_rep * n_obs >= _PARALLEL_MIN
     rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
 
@@ -106,7 +103,6 @@ def sample_mv(
 
     label = f"Gibbs: {chains} chains x {n_temps} temperatures"
     drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
-    betas = chain[8]
     cov = np.linalg.inv(out_lam)
     chol = np.linalg.cholesky(cov)
     posterior = {
@@ -117,14 +113,7 @@ def sample_mv(
     }
     if store_z:
         posterior["assignment"] = out_z
-    if n_temps == 1:
-        del st["tempered_loglik"], st["swap_accept"]
-    attrs = {
-        "mixtures_betas": betas.tolist(),
-        "mixtures_tempering": f"{n_temps} temperatures" if n_temps > 1 else "off",
-        "mixtures_assignments_stored": str(store_z),
-        "mixtures_sampling_seconds": time.perf_counter() - t_start,
-    }
+    attrs = run_record(st, chain[8], bool(rounds), store_z, t_start)
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
     return posterior, st, attrs, steps

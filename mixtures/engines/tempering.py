@@ -18,6 +18,8 @@ __all__ = [
     "drive",
     "replica_state",
     "resolve_ladder",
+    "run_record",
+    "sample_stats_arrays",
     "stores_assignments",
 ]
 
@@ -37,6 +39,37 @@ def replica_state(rng, chains: int, n_temps: int, n_obs: int, k: int):
     temp_of = np.tile(np.arange(n_temps), chains)
     rep_at = np.arange(n_rep).reshape(chains, n_temps)
     return z, state, swap_state, temp_of, rep_at
+
+
+def sample_stats_arrays(chains: int, draws: int, n_temps: int, *, sigma_accept: bool) -> dict:
+    """Allocate the per-draw statistics the kernels record, in the kernels' order."""
+    out = {
+        "n_changed": np.zeros((chains, draws), dtype=np.int64),
+        "complete_loglik": np.empty((chains, draws)),
+        "tempered_loglik": np.empty((chains, draws, n_temps)),
+        "swap_accept": np.full((chains, draws, max(n_temps - 1, 0)), np.nan),
+    }
+    if sigma_accept:
+        out["sigma_accept"] = np.zeros((chains, draws))
+    return out
+
+
+def run_record(stats: dict, betas, adapted: bool, store_z: bool, t_start: float) -> dict:
+    """Drop the tempering statistics of an untempered run; return the run's attrs."""
+    n_temps = len(betas)
+    if n_temps == 1:
+        del stats["tempered_loglik"], stats["swap_accept"]
+    tempering = "off"
+    if n_temps > 1:
+        tempering = f"{n_temps} temperatures" + (
+            " (ladder adapted during tuning)" if adapted else ""
+        )
+    return {
+        "mixtures_betas": np.asarray(betas).tolist(),
+        "mixtures_tempering": tempering,
+        "mixtures_assignments_stored": str(store_z),
+        "mixtures_sampling_seconds": time.perf_counter() - t_start,
+    }
 
 
 def stores_assignments(store_assignments, spec, n_values: int) -> bool:
