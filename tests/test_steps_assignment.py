@@ -147,6 +147,7 @@ def test_pickles_like_pymc_steps():
     )
 
 
+@pytest.mark.slow  # ~30 s: two worker processes started by forkserver
 def test_sampling_is_reproducible_and_uses_both_cores(y3):
     model = mixtures.shared_sd_mixture(y3, 3, marginalized=False)
     # forkserver: JAX (imported by the numpyro tests) warns on a plain fork

@@ -147,7 +147,15 @@ FACTORIES = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(FACTORIES))
+@pytest.mark.parametrize(
+    "kind",
+    # the full model in the default run; the other two (~15 s each) in the slow tier
+    [
+        pytest.param("known", marks=pytest.mark.slow),
+        "full",
+        pytest.param("shared", marks=pytest.mark.slow),
+    ],
+)
 def test_latent_gibbs_posterior_equals_marginal_nuts_posterior(y3, kind):
     kw = dict(draws=1000, tune=500, chains=2, random_seed=8, progressbar=False)
     latent = mixtures.sample(FACTORIES[kind](y3, False), sampler="pymc", **kw)
