@@ -301,13 +301,23 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic(path: Path, mode: str = "w"):
-    """Write to a temporary file in the same directory, then rename it over `path`."""
+    """Write to a temporary file in the same directory, then rename it over `path`.
+
+    The file gets the permissions a plain ``open`` would give it (mkstemp makes it 0600).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -329,6 +339,7 @@ def write_outputs(out: Path, model, idata, record: dict) -> list[Path]:
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
         names = _write_all(staging, idata, record)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -67,6 +67,10 @@ def test_fit_writes_every_output(fit_run, csv):
     assert mpimg.imread(out / "ppc.png").shape[0] > 100
     assert "| means[1] |" in proc.stdout and f"to {out}/" in proc.stdout
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "summary.csv").stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_existing_outputs_are_not_overwritten_without_the_flag(fit_run, csv):
