@@ -13,6 +13,8 @@ from mixtures.em import EMResult, em
 #: Public names and the module each lives in; imported on first use (PEP 562), so that
 #: ``import mixtures.cli`` (and ``mixtures --help``) does not pay PyMC's import time.
 _LAZY = {
+    "FitResults": "mixtures.batch",
+    "fit_many": "mixtures.batch",
     "list_datasets": "mixtures.data",
     "load_dataset": "mixtures.data",
     "CompiledMixture": "mixtures.engines",
@@ -48,7 +50,7 @@ _LAZY = {
 
 
 _SUBMODULES = {
-    "cli", "data", "diagnostics", "engines", "evidence", "inference", "interrupt",
+    "batch", "calibration", "cli", "data", "diagnostics", "engines", "evidence", "inference", "interrupt",
     "loglik", "models", "multivariate", "plots", "plots2d", "progress", "spec", "steps",
     "summaries",
 }  # fmt: skip
@@ -76,6 +78,7 @@ __all__ = [
     "ConjugateMixtureGibbs",
     "ConvergenceWarning",
     "EMResult",
+    "FitResults",
     "MixtureSpec",
     "MvConjugateGibbs",
     "OrderedColumn",
@@ -88,6 +91,7 @@ __all__ = [
     "effective_components",
     "em",
     "fit_advi",
+    "fit_many",
     "full_mixture",
     "known_params_mixture",
     "list_datasets",

@@ -16,7 +16,7 @@ def default_progressbar() -> bool:
 class _Bar:
     def __init__(self, progress, task, total):
         self._progress, self._task = progress, task
-        self._every = max(1, total // 100)
+        self._every = max(1, (total or 0) // 100)
         self._pending = 0
 
     def advance(self, n: int = 1) -> None:
@@ -27,8 +27,11 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, show: bool, description: str):
-    """Yield an object with ``advance()``; draw a rich bar when `show` is true."""
+def progress_bar(total: int | None, show: bool, description: str):
+    """Yield an object with ``advance()``; draw a rich bar when `show` is true.
+
+    `total` None (a generator of unknown length) draws a count without an end.
+    """
     if not show:
         yield _Bar(None, None, total)
         return
@@ -44,4 +47,5 @@ def progress_bar(total: int, show: bool, description: str):
         task = progress.add_task(description, total=total)
         bar = _Bar(progress, task, total)
         yield bar
-        progress.update(task, completed=total)
+        if total is not None:
+            progress.update(task, completed=total)

@@ -1,0 +1,644 @@
+"""Many fits at once: one model spec, many data sets, on this process or on a Dask cluster.
+
+:func:`fit_many` fits one model (its spec: priors, ``k``, variant) to many data sets. Three
+backends run the same code per fit:
+
+``"serial"``
+    In this process, one fit after another.
+``"processes"`` (the default)
+    A :class:`dask.distributed.LocalCluster` of single-threaded worker processes, started for
+    the call and closed after it.
+``client=...``
+    Any :class:`dask.distributed.Client` (a ``LocalCluster``, an HPC or Kubernetes cluster).
+
+Each task ships the pickled model (~100 KB) and one data set; each worker thread compiles the
+model once (:func:`mixtures.compile_model`) and refits it on every data set it receives. A
+fit's seed is derived from ``random_seed`` and the data set's name, so the same seed gives the
+same draws whichever backend ran it, in whatever order.
+
+With ``results_dir``, every finished fit is written at once (a JSON record with its summary
+rows, timings and any error; optionally its NetCDF), each file whole or not at all, so an
+interrupted run resumes where it stopped, and a failed fit is recorded without stopping the
+others. Dask re-runs the fits of a worker that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from distributed import WorkerPlugin
+
+from mixtures.progress import default_progressbar, progress_bar
+
+__all__ = ["FitResults", "fit_many"]
+
+_PLUGIN = "mixtures-fit-many"
+_BACKENDS = ("serial", "processes")
+_RECORD_FIELDS = ("name", "status", "seed", "seconds", "sampler", "warnings", "error", "worker")
+
+
+# ---------------------------------------------------------------------------------- the fit
+def _fit_seed(entropy: int, name) -> int:
+    """One fit's seed: from the run's entropy and the data set's name (not its position)."""
+    key = zlib.crc32(repr(name).encode())
+    return int(np.random.SeedSequence([entropy, key]).generate_state(1)[0])
+
+
+def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata: bool) -> dict:
+    """Fit one data set with a compiled handle; never raises for a failed fit (records it)."""
+    from mixtures.summaries import summary_table
+
+    record = {"name": name, "seed": seed, "sampler": handle.sampler, "warnings": []}
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            idata = handle.sample(y, random_seed=seed, progressbar=False, **options)
+        record["warnings"] = sorted({str(w.message) for w in caught})
+        record["seconds"] = time.perf_counter() - t0
+        record["status"] = "ok"
+        record["summary"] = _summary_rows(summary_table(idata), idata)
+        record["output"] = postprocess(idata) if postprocess is not None else None
+        record["idata"] = idata if want_idata else None
+    except Exception as exc:  # a failed fit is a result, not the end of the run
+        record.update(
+            status="failed",
+            seconds=time.perf_counter() - t0,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+    return record
+
+
+def _summary_rows(table: pd.DataFrame, idata) -> list[dict]:
+    stats = idata.sample_stats
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    rows = []
+    for param, row in table.iterrows():
+        rows.append({"parameter": param, **row.to_dict(), "divergences": divergences})
+    return rows
+
+
+class _Handles:
+    """Compiled handles of one process, one per (model, thread); compiling is serialised."""
+
+    def __init__(self):
+        self.handles: dict = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str, model_bytes: bytes, sampler: str):
+        slot = (key, sampler, threading.get_ident())
+        handle = self.handles.get(slot)
+        if handle is None:
+            import cloudpickle
+
+            from mixtures.engines import compile_model
+
+            with self.lock:  # PyTensor compilation is not thread-safe
+                handle = compile_model(cloudpickle.loads(model_bytes), sampler=sampler)
+            self.handles[slot] = handle
+        return handle
+
+
+class _WorkerSetup(WorkerPlugin):
+    """Dask worker plugin: a compile directory per worker, one BLAS thread, compiled handles."""
+
+    name = _PLUGIN
+
+    def __init__(self, compile_root: str | None):
+        self.compile_root = compile_root
+        self.handles = None  # made on the worker (a lock does not pickle)
+
+    def setup(self, worker):
+        self.handles = _Handles()
+        if self.compile_root and "pytensor" not in sys.modules:
+            safe = urllib.parse.quote(str(worker.name), safe="")
+            flags = os.environ.get("PYTENSOR_FLAGS", "")
+            compiledir = Path(self.compile_root) / f"worker-{safe}"
+            os.environ["PYTENSOR_FLAGS"] = f"{flags},base_compiledir={compiledir}".lstrip(",")
+
+    def teardown(self, worker):
+        self.handles.handles.clear()
+
+
+def _dask_fit(key, model_bytes, name, y, seed, options, postprocess, want_idata):
+    """The task each Dask worker runs."""
+    from distributed import get_worker
+
+    import numba
+
+    worker = get_worker()
+    numba.set_num_threads(1)  # one thread per worker; numba's setting is per thread
+    handle = worker.plugins[_PLUGIN].handles.get(key, model_bytes, options["sampler"])
+    opts = {k: v for k, v in options.items() if k != "sampler"}
+    record = _run_fit(handle, name, y, seed, opts, postprocess, want_idata)
+    record["worker"] = str(worker.name)
+    return record
+
+
+# ------------------------------------------------------------------------------- data sets
+def _iter_datasets(datasets) -> Iterator[tuple[object, np.ndarray]]:
+    """(name, array) pairs from a list, a dict, a pandas GroupBy, or a generator."""
+    from pandas.core.groupby import DataFrameGroupBy, SeriesGroupBy
+
+    if isinstance(datasets, np.ndarray | pd.DataFrame | pd.Series | str | bytes):
+        raise ValueError(
+            "`datasets` should be a collection of data sets (a list, a dict of arrays, a "
+            f"DataFrame grouped by a column, or a generator), but got one {type(datasets).__name__}"
+        )
+    if isinstance(datasets, SeriesGroupBy | DataFrameGroupBy):
+        for name, group in datasets:
+            if isinstance(name, tuple) and len(name) == 1:
+                name = name[0]
+            yield _plain(name), group.to_numpy()
+    elif isinstance(datasets, Mapping):
+        for name, values in datasets.items():
+            yield _plain(name), np.asarray(values)
+    elif isinstance(datasets, Iterable):
+        for i, values in enumerate(datasets):
+            yield i, np.asarray(values)
+    else:
+        raise ValueError(
+            "`datasets` should be a list, a dict of arrays, a pandas GroupBy or a generator, "
+            f"but got {type(datasets).__name__}"
+        )
+
+
+def _plain(name):
+    """A name as a JSON-safe scalar (NumPy scalars from pandas become Python ones)."""
+    if isinstance(name, np.generic):
+        name = name.item()
+    if not isinstance(name, str | int | float):
+        name = str(name)
+    return name
+
+
+def _file_stem(name) -> str:
+    return urllib.parse.quote(str(name), safe="") or "%00"
+
+
+# ------------------------------------------------------------------------- the results dir
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temporary file beside `path`, then rename: the file is whole or absent."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Store:
+    """The results directory: run.json, fits/<name>.json (+ .nc), summary.csv."""
+
+    def __init__(self, root, run: dict, save_idata: bool):
+        self.root = Path(root)
+        self.fits = self.root / "fits"
+        self.save_idata = save_idata
+        self.fits.mkdir(parents=True, exist_ok=True)
+        run_file = self.root / "run.json"
+        if run_file.exists():
+            old = json.loads(run_file.read_text())
+            for key in ("spec", "options"):
+                if old.get(key) != run[key]:
+                    raise ValueError(
+                        f"`results_dir` should hold a run of the same model and options to "
+                        f"resume it, but {run_file} records a different {key}: use a new "
+                        "directory"
+                    )
+            run["entropy"] = old["entropy"]  # the resumed fits get the seeds they would have had
+        else:
+            _write_atomic(run_file, lambda p: p.write_text(json.dumps(run, indent=2)))
+        self.run = run
+
+    def done(self) -> dict:
+        """Records already written (name -> record)."""
+        out = {}
+        for path in self.fits.glob("*.json"):
+            record = json.loads(path.read_text())
+            out[_key(record["name"])] = record
+        return out
+
+    def write(self, record: dict) -> None:
+        stem = _file_stem(record["name"])
+        idata = record.pop("idata", None)
+        if idata is not None and self.save_idata:
+            _write_atomic(self.fits / f"{stem}.nc", lambda p: idata.to_netcdf(str(p)))
+        body = {k: v for k, v in record.items() if k != "output"}
+        if record.get("output") is not None:
+            body["output"] = record["output"]
+        _write_atomic(self.fits / f"{stem}.json", lambda p: p.write_text(_dumps(body)))
+
+    def idata_path(self, name) -> Path:
+        return self.fits / f"{_file_stem(name)}.nc"
+
+    def write_summary(self, table: pd.DataFrame) -> None:
+        _write_atomic(self.root / "summary.csv", lambda p: table.to_csv(p, index=False))
+
+
+def _dumps(obj) -> str:
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+    return json.dumps(obj, default=default, allow_nan=True)
+
+
+def _key(name) -> str:
+    """Names compare as their JSON form (a name read back from disk is the one written)."""
+    return json.dumps(_plain(name))
+
+
+# ----------------------------------------------------------------------------- the results
+class FitResults(Mapping):
+    """What :func:`fit_many` returns: data set name -> InferenceData, plus tables.
+
+    Iterating gives the names of the successful fits, in the order of the data sets.
+    InferenceData written to ``results_dir`` are opened (lazily) when asked for.
+
+    Attributes
+    ----------
+    summary : pandas.DataFrame
+        One row per fit and parameter: the posterior summary (mean, sd, HDI, MCSE, ESS,
+        r_hat), divergences, the fit's seconds, sampler, status and error.
+    fits : pandas.DataFrame
+        One row per fit: status, seconds, seed, sampler, worker, max r_hat, warnings, error.
+    failed : dict
+        Name -> error message of each failed fit.
+    outputs : dict
+        Name -> what ``postprocess`` returned for that fit.
+    """
+
+    def __init__(self, records: list[dict], idata: dict, store: _Store | None):
+        self._records = records
+        self._idata = idata
+        self._store = store
+        self.fits = _fits_table(records)
+        self.summary = _summary_table(records)
+        self.failed = {r["name"]: r["error"] for r in records if r["status"] != "ok"}
+        self.outputs = {r["name"]: r.get("output") for r in records if r["status"] == "ok"}
+        self._names = {_key(r["name"]): r["name"] for r in records if r["status"] == "ok"}
+
+    def __getitem__(self, name):
+        key = _key(name)
+        if key not in self._names:
+            why = f"it failed: {self.failed[name]}" if name in self.failed else "no such fit"
+            raise KeyError(f"{name!r}: {why}")
+        if key in self._idata:
+            return self._idata[key]
+        if self._store is not None and self._store.idata_path(name).exists():
+            import arviz as az
+
+            return az.from_netcdf(self._store.idata_path(name))
+        raise KeyError(
+            f"{name!r}: its InferenceData was not kept (pass save_idata=True with results_dir)"
+        )
+
+    def __iter__(self):
+        return iter(self._names.values())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        n_ok = len(self._names)
+        return f"FitResults({n_ok} fitted, {len(self.failed)} failed)"
+
+
+def _fits_table(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        r_hats = [row.get("r_hat", np.nan) for row in r.get("summary", [])]
+        rows.append(
+            {
+                **{f: r.get(f) for f in _RECORD_FIELDS if f != "warnings"},
+                "max_r_hat": float(np.nanmax(r_hats)) if np.isfinite(r_hats).any() else np.nan,
+                "warnings": " | ".join(r.get("warnings") or []),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*_RECORD_FIELDS, "max_r_hat"])
+
+
+def _summary_table(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        fit = {"fit": r["name"], "status": r["status"], "seconds": r.get("seconds")}
+        fit.update(sampler=r.get("sampler"), error=r.get("error"))
+        if r["status"] == "ok":
+            rows.extend({**fit, **row} for row in r["summary"])
+        else:
+            rows.append(fit)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- driver
+def fit_many(
+    model,
+    datasets,
+    *,
+    client=None,
+    backend: str | None = None,
+    n_workers: int | None = None,
+    results_dir=None,
+    save_idata: bool = True,
+    retry_failed: bool = False,
+    sampler: str = "auto",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed=None,
+    progressbar: bool | None = None,
+    postprocess: Callable | None = None,
+    callback: Callable | None = None,
+    **sample_kwargs,
+) -> FitResults:
+    """Fit one model to many data sets, serially, on local processes or on a Dask cluster.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A model from a `mixtures` factory; its spec (priors, ``k``, variant) is used for every
+        data set, whatever their scale (see :func:`mixtures.compile_model`).
+    datasets : list, dict, pandas GroupBy or iterable
+        The data sets: a list (names 0, 1, ...), a dict of named arrays, a DataFrame grouped by
+        a column (``df.groupby("day")["x"]``, or several columns for a multivariate model), or
+        a generator (consumed as workers free up).
+    client : dask.distributed.Client, optional
+        Run on this cluster. Workers should have one thread each (several work, with one
+        compiled model per thread).
+    backend : {"serial", "processes"}, optional
+        Without `client`: ``"processes"`` (default) starts a ``LocalCluster`` of
+        single-threaded worker processes for this call; ``"serial"`` fits in this process.
+    n_workers : int, optional
+        Workers of the ``"processes"`` backend; default: the CPU count.
+    results_dir : str or path, optional
+        Write each fit as it finishes (``fits/<name>.json``, ``fits/<name>.nc``) and the
+        combined ``summary.csv``; a second call with the same directory resumes: fits already
+        recorded are not re-run (failed ones neither, unless `retry_failed`).
+    save_idata : bool, default True
+        With `results_dir`: write each fit's InferenceData (read back lazily).
+    retry_failed : bool, default False
+        On resume, re-run fits recorded as failed.
+    sampler : str, default "auto"
+        The engine (see :func:`mixtures.sample`).
+    draws, tune, chains : int
+        Per fit.
+    random_seed : int, optional
+        Seeds every fit (from this and the data set's name). Without it a fresh seed is drawn
+        and recorded in ``results_dir/run.json``, so a resumed run stays reproducible.
+    progressbar : bool, optional
+        A bar over fits; default on unless ``MIXTURES_PROGRESSBAR=0``.
+    postprocess : callable, optional
+        ``postprocess(idata) -> object``, run where the fit ran; its (picklable, small) result
+        is kept in ``.outputs`` (and in the JSON record when JSON-able). Use it to return a
+        reduction instead of whole posteriors.
+    callback : callable, optional
+        ``callback(record)`` after each fit is recorded (name, status, seconds, error, ...).
+    **sample_kwargs
+        Passed to every fit (e.g. ``tempering=``, ``log_likelihood=``).
+
+    Returns
+    -------
+    FitResults
+        A mapping name -> InferenceData with ``.summary``, ``.fits``, ``.failed``, ``.outputs``.
+
+    Raises
+    ------
+    mixtures.SamplingInterrupted
+        On Ctrl-C (or a `callback` raising KeyboardInterrupt); what finished is on disk.
+
+    Examples
+    --------
+    >>> import mixtures, numpy as np
+    >>> y = mixtures.load_dataset("three_gaussians")["x"].to_numpy()
+    >>> model = mixtures.full_mixture(y, 3)
+    >>> rng = np.random.default_rng(0)
+    >>> boots = [rng.choice(y, y.size) for _ in range(20)]
+    >>> fits = mixtures.fit_many(model, boots, random_seed=1)  # doctest: +SKIP
+    >>> fits.summary.query("parameter == 'means[0]'")["mean"].std()  # doctest: +SKIP
+    """
+    import cloudpickle
+
+    from mixtures.engines import _check_draws, check_model
+    from mixtures.spec import spec_of
+
+    check_model(model)
+    spec = spec_of(model)
+    _check_draws(draws, tune, chains)
+    if client is None:
+        backend = backend or "processes"
+        if backend not in _BACKENDS:
+            raise ValueError(f"`backend` should be one of {list(_BACKENDS)}, but got {backend!r}")
+    elif backend is not None:
+        raise ValueError(f"`backend` should be None when `client` is given, but got {backend!r}")
+    if postprocess is not None and not callable(postprocess):
+        raise ValueError(f"`postprocess` should be callable, but got {postprocess!r}")
+    model_bytes = cloudpickle.dumps(model)
+    key = hashlib.sha1(model_bytes).hexdigest()
+    options = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains}
+    options.update(sample_kwargs)
+    entropy = (
+        int(np.random.SeedSequence().entropy) % 2**63 if random_seed is None else random_seed
+    )
+    run = {"spec": spec.to_dict(), "options": json.loads(_dumps(options)), "entropy": entropy}
+    store = _Store(results_dir, run, save_idata) if results_dir is not None else None
+    if store is not None:
+        entropy = store.run["entropy"]
+    done = store.done() if store is not None else {}
+    if retry_failed:
+        done = {k: r for k, r in done.items() if r["status"] == "ok"}
+    want_idata = store is None or save_idata
+
+    def tasks():
+        seen = set()
+        for name, y in _iter_datasets(datasets):
+            stem = _file_stem(name)  # names are file names in results_dir
+            if stem in seen:
+                raise ValueError(
+                    f"`datasets` should have unique names (as text), but {name!r} repeats"
+                )
+            seen.add(stem)
+            yield name, y, _fit_seed(int(entropy), name)
+
+    total = len(datasets) if hasattr(datasets, "__len__") else None
+    if progressbar is None:
+        progressbar = default_progressbar()
+    state = _RunState(store, done, callback)
+    with progress_bar(total, progressbar, "Fits") as bar:
+        state.bar = bar
+        try:
+            if client is None and backend == "serial":
+                _run_serial(state, tasks(), model_bytes, key, options, postprocess, want_idata)
+            else:
+                with _client(client, n_workers) as cl:
+                    args = (key, model_bytes, options, postprocess, want_idata)
+                    _run_dask(cl, state, tasks(), *args)
+        except KeyboardInterrupt as err:
+            from mixtures.interrupt import SamplingInterrupted
+
+            state.flush(force=True)
+            where = f"; they are in {store.root}: call again to resume" if store else ""
+            raise SamplingInterrupted(
+                f"fit_many was interrupted after {state.n_new} new fits{where}"
+            ) from err
+    state.flush(force=True)
+    return FitResults(state.ordered(), state.idata, store)
+
+
+class _RunState:
+    """Records in arrival order; writes each at once; keeps the summary file current."""
+
+    def __init__(self, store, done, callback):
+        self.store, self.callback = store, callback
+        self.records = dict(done)
+        self.order: list[str] = []
+        self.idata: dict = {}
+        self.n_new = 0
+        self.bar = None
+        self._last_flush = 0.0
+
+    def skip(self, name) -> bool:
+        k = _key(name)
+        self.order.append(k)
+        if k in self.records:
+            self.bar.advance()
+            return True
+        return False
+
+    def add(self, record: dict) -> None:
+        k = _key(record["name"])
+        idata = record.get("idata")
+        if self.store is not None:
+            self.store.write(record)
+        elif idata is not None:
+            self.idata[k] = idata
+        record.pop("idata", None)
+        self.records[k] = record
+        self.n_new += 1
+        self.bar.advance()
+        self.flush()
+        if self.callback is not None:
+            self.callback(record)
+
+    def ordered(self) -> list[dict]:
+        return [self.records[k] for k in self.order if k in self.records]
+
+    def flush(self, force: bool = False) -> None:
+        if self.store is None or not self.records:
+            return
+        now = time.monotonic()
+        if force or now - self._last_flush > 2.0:
+            self.store.write_summary(_summary_table(self.ordered() or list(self.records.values())))
+            self._last_flush = now
+
+
+def _run_serial(state, tasks, model_bytes, key, options, postprocess, want_idata):
+    handles = _Handles()
+    handle = None
+    opts = {k: v for k, v in options.items() if k != "sampler"}
+    for name, y, seed in tasks:
+        if state.skip(name):
+            continue
+        if handle is None:
+            handle = handles.get(key, model_bytes, options["sampler"])
+        record = _run_fit(handle, name, y, seed, opts, postprocess, want_idata)
+        record["worker"] = "serial"
+        state.add(record)
+
+
+@contextlib.contextmanager
+def _client(client, n_workers):
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    n = n_workers or os.cpu_count() or 1
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as cl,
+    ):
+        yield cl
+
+
+def _compile_root() -> str:
+    """Workers' compile directories live under PyTensor's base directory of this machine."""
+    import pytensor
+
+    return str(Path(pytensor.config.base_compiledir) / "mixtures-workers")
+
+
+def _run_dask(client, state, tasks, key, model_bytes, options, postprocess, want_idata):
+    from distributed import as_completed
+
+    client.register_plugin(_WorkerSetup(_compile_root()), name=_PLUGIN)
+    window = max(2, 2 * sum(client.nthreads().values()))
+    pending = as_completed()
+    names = {}
+    tasks = iter(tasks)
+
+    def submit_next() -> bool:
+        for name, y, seed in tasks:
+            if state.skip(name):
+                continue
+            future = client.submit(
+                _dask_fit, key, model_bytes, name, y, seed, options, postprocess, want_idata,
+                pure=False,
+            )  # fmt: skip
+            names[future.key] = name
+            pending.add(future)
+            return True
+        return False
+
+    for _ in range(window):
+        if not submit_next():
+            break
+    try:
+        for future in pending:
+            try:
+                record = future.result()
+            except Exception as exc:  # e.g. KilledWorker after repeated worker deaths
+                record = {"name": names[future.key], "status": "failed", "seconds": math.nan}
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            names.pop(future.key, None)
+            state.add(record)
+            submit_next()
+    except BaseException:
+        for future in list(pending.futures):
+            future.cancel()
+        raise
