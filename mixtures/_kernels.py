@@ -121,31 +121,36 @@ def _log_gamma(shape, state, r):
 
 
 @njit(inline="always")
-def _sweep_range(y, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
-    """Sweep observations lo..hi-1 of replica r; return how many assignments changed."""
+def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
+    """Sweep observations lo..hi-1 of replica r; return how many assignments changed.
+
+    ``fixed[i] >= 0`` is a known label: observation i stays in that component.
+    """
     k = a.shape[1]
     changed = 0
     for i in range(lo, hi):
         yi = y[i]
-        top = -np.inf
-        best = 0
-        for j in range(k):
-            d = yi - mu[r, j]
-            v = a[r, j] + c[r, j] * d * d
-            logp[j] = v
-            if v > top:
-                top = v
-                best = j
-        total = 0.0
-        for j in range(k):  # the largest term is exp(0) = 1: one exponential fewer
-            total += 1.0 if j == best else math.exp(logp[j] - top)
-            logp[j] = total
-        u = _counter_uniform(key, i) * total
-        pick = k - 1
-        for j in range(k - 1):
-            if u < logp[j]:
-                pick = j
-                break
+        pick = fixed[i]
+        if pick < 0:
+            top = -np.inf
+            best = 0
+            for j in range(k):
+                d = yi - mu[r, j]
+                v = a[r, j] + c[r, j] * d * d
+                logp[j] = v
+                if v > top:
+                    top = v
+                    best = j
+            total = 0.0
+            for j in range(k):  # the largest term is exp(0) = 1: one exponential fewer
+                total += 1.0 if j == best else math.exp(logp[j] - top)
+                logp[j] = total
+            u = _counter_uniform(key, i) * total
+            pick = k - 1
+            for j in range(k - 1):
+                if u < logp[j]:
+                    pick = j
+                    break
         if z[r, i] != pick:
             changed += 1
             z[r, i] = pick
@@ -157,7 +162,7 @@ def _sweep_range(y, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _sweep_threads(y, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
+def _sweep_threads(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
     """Sweep every replica with the observations split into thread blocks."""
     n_rep, k = a.shape
     n_obs = y.shape[0]
@@ -171,7 +176,9 @@ def _sweep_threads(y, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
         hi = min(n_obs, lo + size)
         logp = np.empty(k)
         for r in range(n_rep):
-            bc[b, r] = _sweep_range(y, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], logp)
+            bc[b, r] = _sweep_range(
+                y, fixed, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], logp
+            )
     for r in range(n_rep):
         changed[r] = 0
         for b in range(n_blocks):
@@ -275,14 +282,16 @@ def _prepare(logw, sd, state, temp_of, betas, a, c, keys):
 
 
 @njit(cache=True, nogil=True)
-def _sweep_serial(y, a, c, mu, keys, z, n, s1, s2, changed):
+def _sweep_serial(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
     logp = np.empty(a.shape[1])
     for r in range(a.shape[0]):
         for j in range(a.shape[1]):
             n[r, j] = 0.0
             s1[r, j] = 0.0
             s2[r, j] = 0.0
-        changed[r] = _sweep_range(y, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
+        changed[r] = _sweep_range(
+            y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp
+        )
 
 
 @njit(inline="always")
@@ -332,7 +341,7 @@ def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
     Returns False if an sd fell below the collapse threshold.
     """
     prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
-    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain
+    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain[:11]
     out_w, out_mu, out_sd, out_z = out
     st_changed, st_cll, st_tll, st_swap, st_sigacc = stats
     n_rep, k = mu.shape
@@ -398,7 +407,7 @@ def run(y, it0, it1, tune, model, chain, out, stats):
     ``model`` = (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at) with `flags` =
     (means free, sigma free, shared sd, ordered, store assignments); ``chain`` = the state
     arrays (logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries,
-    swap_accepts), updated in place so a run continues across calls (progress bar, Ctrl-C);
+    swap_accepts, fixed), where ``fixed`` holds the known labels (-1: unknown), updated in place so a run continues across calls (progress bar, Ctrl-C);
     ``out`` and ``stats`` the arrays draws are recorded in. Returns the iteration at which an
     sd collapsed, or -1.
     """
@@ -414,7 +423,7 @@ def run(y, it0, it1, tune, model, chain, out, stats):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_serial(y, a, c, mu, keys, z, n, s1, s2, changed)
+        _sweep_serial(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
@@ -436,7 +445,7 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_threads(y, a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+        _sweep_threads(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1

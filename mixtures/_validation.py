@@ -116,3 +116,31 @@ def check_positive_vector(values, name: str, length: int) -> np.ndarray:
     if (arr <= 0).any():
         raise ValueError(f"`{name}` should contain only values > 0, but got {arr.tolist()}")
     return arr
+
+
+def check_labels(labels, n_obs: int, k: int) -> np.ndarray | None:
+    """Known labels of some observations: integers in 0..k-1, and -1 (or NaN) for unknown.
+
+    Returns an int32 array of length `n_obs`, or None when `labels` is None.
+    """
+    if labels is None:
+        return None
+    arr = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+    if arr.ndim != 1 or arr.shape[0] != n_obs:
+        raise ValueError(
+            f"`labels` should have shape ({n_obs},), one per observation (-1 for unknown), "
+            f"but got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f":
+        arr = np.where(np.isnan(arr), -1, arr)
+        if np.any(arr != np.round(arr)):
+            raise ValueError("`labels` should be integers (or -1 / NaN for unknown)")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"`labels` should be integers, but got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = np.unique(arr[(arr < -1) | (arr >= k)])
+    if bad.size:
+        raise ValueError(
+            f"`labels` should be components 0..{k - 1} or -1 for unknown, but got {bad.tolist()}"
+        )
+    return arr.astype(np.int32)

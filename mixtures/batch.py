@@ -473,12 +473,8 @@ def fit_many(
     store = _Store(results_dir, run, save_idata) if results_dir is not None else None
     if store is not None:
         entropy = store.run["entropy"]
-    done = store.done() if store is not None else {}
-    if retry_failed:
-        done = {k: r for k, r in done.items() if r["status"] == "ok"}
-    want_idata = store is None or save_idata
 
-    def tasks():
+    def jobs():
         seen = set()
         for name, y in _iter_datasets(datasets):
             stem = _file_stem(name)  # names are file names in results_dir
@@ -487,21 +483,60 @@ def fit_many(
                     f"`datasets` should have unique names (as text), but {name!r} repeats"
                 )
             seen.add(stem)
-            yield name, y, _fit_seed(int(entropy), name)
+            yield name, y, _fit_seed(int(entropy), name), key, model_bytes
 
-    total = len(datasets) if hasattr(datasets, "__len__") else None
+    return run_jobs(
+        jobs(),
+        total=len(datasets) if hasattr(datasets, "__len__") else None,
+        options=options,
+        client=client,
+        backend=backend,
+        n_workers=n_workers,
+        store=store,
+        save_idata=save_idata,
+        retry_failed=retry_failed,
+        progressbar=progressbar,
+        postprocess=postprocess,
+        callback=callback,
+    )
+
+
+def run_jobs(
+    jobs,
+    *,
+    total,
+    options,
+    client,
+    backend,
+    n_workers,
+    store=None,
+    save_idata=True,
+    retry_failed=False,
+    progressbar=None,
+    postprocess=None,
+    callback=None,
+    description="Fits",
+) -> FitResults:
+    """Run fits given as ``(name, y, seed, model_key, model_bytes)`` (the engine of fit_many).
+
+    Each job names its own (pickled) model, so one call can fit several models (e.g. one
+    per ``k`` in :func:`mixtures.choose_k`); each worker compiles each model once.
+    """
+    done = store.done() if store is not None else {}
+    if retry_failed:
+        done = {k: r for k, r in done.items() if r["status"] == "ok"}
+    want_idata = store is None or save_idata
     if progressbar is None:
         progressbar = default_progressbar()
     state = _RunState(store, done, callback)
-    with progress_bar(total, progressbar, "Fits") as bar:
+    with progress_bar(total, progressbar, description) as bar:
         state.bar = bar
         try:
             if client is None and backend == "serial":
-                _run_serial(state, tasks(), model_bytes, key, options, postprocess, want_idata)
+                _run_serial(state, jobs, options, postprocess, want_idata)
             else:
                 with _client(client, n_workers) as cl:
-                    args = (key, model_bytes, options, postprocess, want_idata)
-                    _run_dask(cl, state, tasks(), *args)
+                    _run_dask(cl, state, jobs, options, postprocess, want_idata)
         except KeyboardInterrupt as err:
             from mixtures.interrupt import SamplingInterrupted
 
@@ -561,15 +596,13 @@ class _RunState:
             self._last_flush = now
 
 
-def _run_serial(state, tasks, model_bytes, key, options, postprocess, want_idata):
+def _run_serial(state, jobs, options, postprocess, want_idata):
     handles = _Handles()
-    handle = None
     opts = {k: v for k, v in options.items() if k != "sampler"}
-    for name, y, seed in tasks:
+    for name, y, seed, key, model_bytes in jobs:
         if state.skip(name):
             continue
-        if handle is None:
-            handle = handles.get(key, model_bytes, options["sampler"])
+        handle = handles.get(key, model_bytes, options["sampler"])
         record = _run_fit(handle, name, y, seed, opts, postprocess, want_idata)
         record["worker"] = "serial"
         state.add(record)
@@ -603,17 +636,17 @@ def _compile_root() -> str:
     return str(Path(pytensor.config.base_compiledir) / "mixtures-workers")
 
 
-def _run_dask(client, state, tasks, key, model_bytes, options, postprocess, want_idata):
+def _run_dask(client, state, jobs, options, postprocess, want_idata):
     from distributed import as_completed
 
     client.register_plugin(_WorkerSetup(_compile_root()), name=_PLUGIN)
     window = max(2, 2 * sum(client.nthreads().values()))
     pending = as_completed()
     names = {}
-    tasks = iter(tasks)
+    jobs = iter(jobs)
 
     def submit_next() -> bool:
-        for name, y, seed in tasks:
+        for name, y, seed, key, model_bytes in jobs:
             if state.skip(name):
                 continue
             future = client.submit(

@@ -47,6 +47,12 @@ def _param(idata, name) -> xr.DataArray:
     raise KeyError(f"`{name}` is neither in the posterior nor in constant_data")
 
 
+def _known_labels(idata) -> np.ndarray | None:
+    if "constant_data" in idata.groups() and "labels" in idata.constant_data:
+        return np.asarray(idata.constant_data["labels"].values, dtype=int)
+    return None
+
+
 def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
     """Return the assignment-marginal pointwise log-likelihood of ``y`` for every draw.
 
@@ -89,5 +95,11 @@ def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
             comp -= top
             np.exp(comp, out=comp)
             out[c, sl] = top + np.log(comp.sum(axis=0))
+    labels = _known_labels(idata)
+    if labels is not None:  # a labelled point's likelihood is that of (y_i, z_i)
+        rows = np.flatnonzero(labels >= 0)
+        lab = labels[rows]
+        dens = normal_logpdf(yv[rows, None, None], mu[lab, :, :, 0], sd[lab, :, :, 0])
+        out[:, :, rows] = np.moveaxis(dens + log_w[lab, :, :, 0], 0, -1)
     coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs_id": y["obs_id"]}
     return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)

@@ -31,6 +31,7 @@ from pymc.distributions.transforms import Ordered
 
 from mixtures._validation import (
     check_k,
+    check_labels,
     check_observations,
     check_positive_vector,
     check_vector,
@@ -206,7 +207,7 @@ def _check_floor(sigma_floor, y, prior) -> float:
 
 
 def _resolve(
-    y, k, *, shared_sd, ordered, marginalized, priors, known, sigma_floor="auto"
+    y, k, *, shared_sd, ordered, marginalized, priors, known, sigma_floor="auto", labelled=False
 ) -> MixtureSpec:
     """Resolve a univariate spec: defaults scaled to `y`, user priors merged over them."""
     defaults = default_priors(y, k, shared_sd=shared_sd)
@@ -225,10 +226,11 @@ def _resolve(
         known=known,
         built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
         sigma_floor=floor,
+        labelled=bool(labelled),
     )
 
 
-def build_model(y: np.ndarray, spec: MixtureSpec) -> pm.Model:
+def build_model(y: np.ndarray, spec: MixtureSpec, labels: np.ndarray | None = None) -> pm.Model:
     """Build the univariate :class:`pymc.Model` that `spec` describes, on data `y`.
 
     Both variants of a model come from here (``spec.replace(marginalized=...)``), so they share
@@ -241,11 +243,15 @@ def build_model(y: np.ndarray, spec: MixtureSpec) -> pm.Model:
         Checked observations.
     spec : MixtureSpec
         A resolved univariate spec.
+    labels : numpy.ndarray of int, optional
+        Known labels (-1: unknown), required when ``spec.labelled``.
 
     Returns
     -------
     pymc.Model
     """
+    if spec.labelled and labels is None:
+        raise ValueError("`labels` should be given for a spec with known labels, but got None")
     k = spec.k
     coords = {"component": np.arange(k), "obs_id": np.arange(y.shape[0])}
     with pm.Model(coords=coords) as model:
@@ -268,8 +274,24 @@ def build_model(y: np.ndarray, spec: MixtureSpec) -> pm.Model:
             sigma = pm.Truncated("sigma", base, lower=spec.sigma_floor, **sd_dims)
         else:
             sigma = _prior_rv("sigma", spec.priors["sigma"], **sd_dims)
-        _observe(y_data, weights, means, pt.as_tensor(sigma), spec.marginalized)
+        obs_weights = _label_weights(weights, labels, k) if spec.labelled else weights
+        _observe(y_data, obs_weights, means, pt.as_tensor(sigma), spec.marginalized)
     return attach(model, spec)
+
+
+def _label_weights(weights, labels: np.ndarray, k: int):
+    """Known labels: the labelled points' component is observed (``known_labels``).
+
+    Per observation, the mixture weights are the model's for unlabelled points and the
+    indicator of the label for labelled ones; the labels themselves are observed
+    Categorical(weights) draws, so they inform the weights as they should.
+    """
+    labels_data = pm.Data("labels", labels, dims="obs_id")
+    pm.Data("label_values", labels[labels >= 0])
+    known = pt.ge(labels_data, 0)
+    onehot = pt.eq(labels_data[:, None], pt.arange(k)[None, :])
+    pm.Categorical("known_labels", p=weights, observed=pm.modelcontext(None)["label_values"])
+    return pt.switch(known[:, None], onehot, weights[None, :])
 
 
 def _observe(y_data, weights, means, sigma, marginalized: bool):
@@ -278,7 +300,7 @@ def _observe(y_data, weights, means, sigma, marginalized: bool):
         return pm.NormalMixture(
             "y", w=weights, mu=means, sigma=sigma, observed=y_data, dims="obs_id"
         )
-    assignment = pm.Categorical("assignment", p=weights, dims="obs_id")
+    assignment = pm.Categorical("assignment", p=weights, dims="obs_id")  # weights may be (n, k)
     sd = sigma[assignment] if sigma.ndim == 1 else sigma
     return pm.Normal("y", mu=means[assignment], sigma=sd, observed=y_data, dims="obs_id")
 
@@ -294,7 +316,9 @@ def _known_sigma(sigma, k: int, shared_sd: bool) -> np.ndarray:
     return check_positive_vector(sigma, "sigma", k)
 
 
-def known_params_mixture(y, means, sds, *, marginalized: bool = True, priors=None) -> pm.Model:
+def known_params_mixture(
+    y, means, sds, *, marginalized: bool = True, priors=None, labels=None
+) -> pm.Model:
     r"""Mixture with known component means and sds; unknown weights (and assignments).
 
     .. math::
@@ -318,6 +342,8 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = True, priors=Non
         default Gibbs engine samples the assignments of either by data augmentation.
     priors : dict, optional
         ``{"weights": {"a": ...}}``: Dirichlet concentration (scalar or length k, default 1).
+    labels : array-like of int, optional
+        Known components of some observations (-1 or NaN for unknown): observed, not sampled.
 
     Returns
     -------
@@ -341,17 +367,26 @@ def known_params_mixture(y, means, sds, *, marginalized: bool = True, priors=Non
         "means": check_vector(means, "means", k),
         "sigma": check_positive_vector(sds, "sds", k),
     }
+    labels = check_labels(labels, y.shape[0], k)
     spec = _resolve(
-        y, k, shared_sd=False, ordered=False, marginalized=marginalized, priors=priors, known=known
+        y,
+        k,
+        shared_sd=False,
+        ordered=False,
+        marginalized=marginalized,
+        priors=priors,
+        known=known,
+        labelled=labels is not None,
     )
-    return build_model(y, spec)
+    return build_model(y, spec, labels)
 
 
 def _unknown_params_mixture(
-    y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor
+    y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor, labels
 ) -> pm.Model:
     y = check_observations(y)
     k = check_k(k, y.shape[0])
+    labels = check_labels(labels, y.shape[0], k)
     known = {} if sigma is None else {"sigma": _known_sigma(sigma, k, shared_sd)}
     spec = _resolve(
         y,
@@ -362,8 +397,9 @@ def _unknown_params_mixture(
         priors=priors,
         known=known,
         sigma_floor=sigma_floor,
+        labelled=labels is not None,
     )
-    return build_model(y, spec)
+    return build_model(y, spec, labels)
 
 
 def shared_sd_mixture(
@@ -375,6 +411,7 @@ def shared_sd_mixture(
     priors=None,
     sigma=None,
     sigma_floor="auto",
+    labels=None,
 ) -> pm.Model:
     r"""Mixture with unknown means and one standard deviation shared by all components.
 
@@ -411,6 +448,9 @@ def shared_sd_mixture(
         under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
         in the spec; 0 turns it off.
 
+    labels : array-like of int, optional
+        Known components of some observations (-1 or NaN for unknown): observed, not
+        sampled. With ordered means, label j is the j-th smallest mean.
     Returns
     -------
     pymc.Model
@@ -423,7 +463,9 @@ def shared_sd_mixture(
     >>> model["sigma"].ndim
     0
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, True, sigma, sigma_floor)
+    return _unknown_params_mixture(
+        y, k, marginalized, ordered, priors, True, sigma, sigma_floor, labels
+    )
 
 
 def full_mixture(
@@ -435,6 +477,7 @@ def full_mixture(
     priors=None,
     sigma=None,
     sigma_floor="auto",
+    labels=None,
 ) -> pm.Model:
     r"""Dirichlet-Categorical-Normal mixture with per-component means and sds.
 
@@ -465,6 +508,9 @@ def full_mixture(
         under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
         in the spec; 0 turns it off.
 
+    labels : array-like of int, optional
+        Known components of some observations (-1 or NaN for unknown): observed, not
+        sampled. With ordered means, label j is the j-th smallest mean.
     Returns
     -------
     pymc.Model
@@ -477,4 +523,6 @@ def full_mixture(
     >>> model.coords["component"]
     (np.int64(0), np.int64(1), np.int64(2))
     """
-    return _unknown_params_mixture(y, k, marginalized, ordered, priors, False, sigma, sigma_floor)
+    return _unknown_params_mixture(
+        y, k, marginalized, ordered, priors, False, sigma, sigma_floor, labels
+    )

@@ -452,7 +452,9 @@ def mv_mixture(
             chol = _wishart_chol(spec, k, d)
         else:
             chol = _covariances(spec, k, d, covariance)
-        if marginalized:
+        if marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
+            pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))
+        elif marginalized:
             comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
             pm.Mixture(
                 "y", w=weights, comp_dists=comps, observed=x_data, dims=("obs_id", "feature")

@@ -275,6 +275,9 @@ class MixtureSpec:
     sigma_floor : float
         Lower bound of the sds (their prior is truncated there); 0 for none. See
         :func:`mixtures.models.tie_floor`.
+    labelled : bool
+        Some observations have known labels (the model's data ``labels``, -1 for unknown):
+        they are observed, not sampled.
     """
 
     family: str
@@ -289,6 +292,7 @@ class MixtureSpec:
     ordered_by: int | None = None
     built_on: Mapping[str, object] = field(default_factory=dict)
     sigma_floor: float = 0.0
+    labelled: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
@@ -332,6 +336,7 @@ class MixtureSpec:
             "ordered_by": self.ordered_by,
             "built_on": dict(self.built_on),
             "sigma_floor": self.sigma_floor,
+            "labelled": self.labelled,
         }
 
     def __eq__(self, other) -> bool:

@@ -393,7 +393,8 @@ def test_kernel_sweep_draws_the_exact_conditional_of_the_family():
     z = np.full((reps, y.size), -1, dtype=np.int8)
     n, s1, s2 = (np.zeros((reps, 3)) for _ in range(3))
     changed = np.zeros(reps, dtype=np.int64)
-    _kernels._sweep_serial(y, a, c, mus, keys, z, n, s1, s2, changed)
+    fixed = np.full(y.size, -1, dtype=np.int32)
+    _kernels._sweep_serial(y, fixed, a, c, mus, keys, z, n, s1, s2, changed)
     # tempered conditional: w_j N(y | mu_j, sd_j)^beta, from the family's log-density
     logits = logw[:, None] + beta * normal_logpdf(y[None, :], mu[:, None], sd[:, None])
     probs = np.exp(logits - logits.max(0))

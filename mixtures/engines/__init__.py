@@ -160,6 +160,12 @@ class CompiledMixture:
     def set_data(self, y) -> None:
         """Replace the observations (any length) for the next :meth:`sample`."""
         y = check_observations(y, ndim=self.model["y_data"].ndim)
+        if self.spec is not None and self.spec.labelled:
+            raise ValueError(
+                "`y` should not be given for a model with known labels (the labels would no "
+                "longer match): use pm.set_data({'y_data': ..., 'labels': ..., "
+                "'label_values': ...}) on the model, or build a new one"
+            )
         with self.model:
             pm.set_data({"y_data": y}, coords={"obs_id": np.arange(y.shape[0])})
 

@@ -99,6 +99,18 @@ class GibbsEngine:
             known[name] = np.asarray(model[name].get_value(), dtype=float)
         return y, known
 
+    def _labels(self, n_obs: int) -> np.ndarray:
+        """Known labels (-1: unknown), read from the model at every call."""
+        if not self.spec.labelled:
+            return np.full(n_obs, -1, dtype=np.int32)
+        labels = np.asarray(self.model["labels"].get_value(), dtype=np.int32)
+        if labels.shape[0] != n_obs:
+            raise ValueError(
+                f"`labels` should have one entry per observation ({n_obs}), but the model's "
+                f"has {labels.shape[0]}: set both with pm.set_data"
+            )
+        return np.ascontiguousarray(labels)
+
     def _init(self, y, known, n_rep, rng):
         k, spec = self.spec.k, self.spec
         scale = float(np.std(y)) or 1.0
@@ -172,7 +184,9 @@ class GibbsEngine:
         model = _kernel_model(spec, store_z, collapse_at=1e-10 * scale)
         n_tries = max(n_temps - 1, 1)
         tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
+        fixed = self._labels(n_obs)
         state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
+        state_arrays.append(fixed)
         out = (out_w, out_mu, out_sd, out_z)
         stats = tuple(st.values())
         threaded = n_rep * n_obs >= _PARALLEL_MIN

@@ -1,0 +1,313 @@
+r"""How many components: three answers in one call, and how far they agree.
+
+:func:`choose_k` fits the mixture for each ``k`` in a range (one job per ``k`` through
+:func:`mixtures.fit_many`'s machinery, so a Dask ``client`` runs them side by side) and
+compares them by
+
+(a) the **log marginal likelihood** :math:`\log p(y \mid k)`, by stepping-stone over the
+    tempering ladder of the Gibbs engine (:func:`mixtures.log_evidence`), with its Monte
+    Carlo error; under a uniform prior on ``k`` it gives :math:`p(k \mid y)`;
+(b) **PSIS-LOO** (:func:`arviz.loo`), the expected log predictive density of a new point,
+    with its standard error and Pareto-k diagnostics. On mixtures LOO tends to keep
+    improving, or to stay flat, with superfluous components, and its Pareto k is often high
+    there (Vehtari et al.); it answers "which k predicts best", not "how many clusters";
+(c) the **sparse overfitted mixture** (Rousseau and Mengersen 2011; Malsiner-Walli et al.
+    2016): one fit with ``k_max`` components and a Dirichlet(``sparse_alpha``) weight prior
+    that empties the components the data do not need; the posterior of the number of
+    occupied components estimates ``k``.
+
+The recommendation is the ``k`` of highest marginal likelihood; the sentence says how much
+posterior mass it gets and whether LOO and the sparse fit agree.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KChoice", "choose_k"]
+
+
+class KChoice:
+    """The result of :func:`choose_k`.
+
+    Attributes
+    ----------
+    best : int
+        The recommended number of components (highest log marginal likelihood).
+    table : pandas.DataFrame
+        One row per ``k``: ``log_evidence`` and its ``log_evidence_se``, ``posterior_prob``
+        (uniform prior on the ``k`` compared), ``elpd_loo``, ``elpd_loo_se``, ``p_loo``,
+        ``pareto_k_bad`` (observations with Pareto k > 0.7), ``sparse_prob`` (posterior
+        probability of ``k`` occupied components in the sparse fit), ``max_r_hat``, ``seconds``.
+    fits : dict
+        ``k`` -> InferenceData, and ``"sparse"`` -> the sparse fit.
+    message : str
+        How sure the recommendation is, and why.
+    """
+
+    def __init__(self, table: pd.DataFrame, fits: dict, sparse_k: int | None, alpha: float):
+        self.table = table
+        self.fits = fits
+        self.best = int(table["log_evidence"].idxmax())
+        self._sparse_k, self._alpha = sparse_k, alpha
+        self.message = self._sentence()
+
+    def __repr__(self) -> str:
+        return f"KChoice(best={self.best})\n{self.message}"
+
+    def _sentence(self) -> str:
+        t, best = self.table, self.best
+        p = t.loc[best, "posterior_prob"]
+        others = t.drop(index=best)
+        parts = []
+        if len(others):
+            runner = int(others["log_evidence"].idxmax())
+            bf = t.loc[best, "log_evidence"] - t.loc[runner, "log_evidence"]
+            se = float(np.hypot(t.loc[best, "log_evidence_se"], t.loc[runner, "log_evidence_se"]))
+            certainty = "sure" if p > 0.95 else "fairly sure" if p > 0.75 else "not sure"
+            parts.append(
+                f"k = {best}: {certainty}. Its marginal likelihood gives it posterior probability "
+                f"{p:.2f} under a uniform prior on k in {t.index.min()}..{t.index.max()} (log "
+                f"Bayes factor {bf:.1f} +- {se:.1f} over k = {runner})."
+            )
+        else:
+            parts.append(f"k = {best} (the only k compared).")
+        loo_best = int(t["elpd_loo"].idxmax())
+        within = t["elpd_loo"].max() - t["elpd_loo"] <= 2 * t["elpd_loo_se"].fillna(np.inf)
+        tied = sorted(int(k) for k in t.index[within])
+        if loo_best == best:
+            parts.append("PSIS-LOO agrees.")
+        elif best in tied:
+            parts.append(
+                f"PSIS-LOO cannot tell k = {', '.join(map(str, tied))} apart (within 2 se of "
+                f"its best, k = {loo_best})."
+            )
+        else:
+            parts.append(f"PSIS-LOO prefers k = {loo_best}.")
+        bad = t[t["pareto_k_bad"] > 0]
+        if len(bad):
+            ks = ", ".join(str(int(k)) for k in bad.index)
+            parts.append(
+                f"Pareto k > 0.7 for some observations at k = {ks}: LOO is unreliable there"
+                + (
+                    " (on mixtures it tends to favour the largest k when this happens)."
+                    if loo_best == t.index.max()
+                    else "."
+                )
+            )
+        if "sparse_prob" in t and t["sparse_prob"].notna().any():
+            mode = int(t["sparse_prob"].idxmax())
+            mass = t["sparse_prob"].max()
+            agree = "agrees" if mode == best else "disagrees"
+            parts.append(
+                f"The sparse fit (k = {self._sparse_k}, Dirichlet({self._alpha:g}) weights) "
+                f"{agree}: {mass:.2f} of its mass on {mode} occupied components."
+            )
+        return " ".join(parts)
+
+    def plot(self, ax=None):
+        """Each criterion relative to its best, with 2-se bars; the sparse fit's mass as bars.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5.5, 3.4))
+        t = self.table
+        ks = t.index.to_numpy()
+        if "sparse_prob" in t and t["sparse_prob"].notna().any():
+            twin = ax.twinx()
+            twin.bar(ks, t["sparse_prob"].fillna(0), color="0.85", width=0.5, zorder=0)
+            twin.set_ylim(0, 1)
+            twin.set_ylabel("sparse fit: P(k occupied)", color="0.4")
+            ax.set_zorder(twin.get_zorder() + 1)
+            ax.patch.set_visible(False)
+        for col, se, label, off in (
+            ("log_evidence", "log_evidence_se", "log marginal likelihood", -0.06),
+            ("elpd_loo", "elpd_loo_se", "elpd (PSIS-LOO)", 0.06),
+        ):
+            rel = t[col] - t[col].max()
+            ax.errorbar(ks + off, rel, yerr=2 * t[se], marker="o", capsize=3, label=label)
+        ax.axvline(self.best, color="k", ls=":", lw=1)
+        ax.set_xticks(ks)
+        ax.set_xlabel("number of components k")
+        ax.set_ylabel("difference from the best (nats)")
+        ax.legend(fontsize="small", loc="lower right")
+        ax.set_title(f"Choosing k: k = {self.best} recommended")
+        return ax
+
+
+def _default_factory(data):
+    from mixtures.models import full_mixture
+    from mixtures.multivariate import mv_mixture
+
+    if data.ndim == 1:
+        return lambda y, k, **kw: full_mixture(y, k, **kw)
+    return lambda X, k, **kw: mv_mixture(X, k, covariance_prior="wishart", **kw)
+
+
+def _criteria(idata) -> dict:
+    import arviz as az
+
+    from mixtures.evidence import log_evidence
+
+    row = {"max_r_hat": np.nan}
+    try:
+        ev = log_evidence(idata)
+        row["log_evidence"], row["log_evidence_se"] = ev.estimate, ev.se
+    except ValueError:
+        row["log_evidence"], row["log_evidence_se"] = np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k: it is in the table
+        loo = az.loo(idata, pointwise=True)
+    pk = np.asarray(loo.pareto_k)
+    row.update(
+        elpd_loo=float(loo.elpd_loo),
+        elpd_loo_se=float(loo.se),
+        p_loo=float(loo.p_loo),
+        pareto_k_bad=int(np.sum(pk > 0.7)),
+        max_pareto_k=float(np.max(pk)),
+    )
+    return row
+
+
+def _postprocess(idata):
+    """Run where the fit ran: the criteria, and the occupied-components posterior."""
+    from mixtures.assignments import occupied_components
+
+    row = _criteria(idata)
+    row["occupied"] = occupied_components(idata, random_seed=0, max_draws=2000).to_dict()
+    return row
+
+
+def choose_k(
+    data,
+    ks=range(1, 6),
+    *,
+    factory=None,
+    sparse: bool = True,
+    sparse_k: int | None = None,
+    sparse_alpha: float = 0.01,
+    tempering: int = 16,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed=None,
+    client=None,
+    backend: str = "serial",
+    progressbar: bool | None = None,
+    **sample_kwargs,
+) -> KChoice:
+    """Fit a mixture for each k and say how many components the data hold.
+
+    Parameters
+    ----------
+    data : array-like
+        Observations, shape (n,) or (n, n_features) (a DataFrame's columns are features).
+    ks : iterable of int, default range(1, 6)
+        The numbers of components compared.
+    factory : callable, optional
+        ``factory(data, k, **kwargs) -> pm.Model``; default :func:`mixtures.full_mixture`
+        for one feature, :func:`mixtures.mv_mixture` with ``covariance_prior="wishart"`` for
+        several (both sampled by the Gibbs engine, which gives the marginal likelihood).
+    sparse : bool, default True
+        Also fit the sparse overfitted mixture.
+    sparse_k : int, optional
+        Its number of components; default ``max(ks) + 2``.
+    sparse_alpha : float, default 0.01
+        Its Dirichlet concentration (below half the parameters per component, the condition
+        under which superfluous components empty).
+    tempering : int, default 16
+        Temperatures of the ladder (the marginal likelihood is estimated over it).
+    draws, tune, chains : int
+        Per fit.
+    random_seed : int, optional
+    client, backend
+        As in :func:`mixtures.fit_many` (default: serial, in this process).
+    progressbar : bool, optional
+    **sample_kwargs
+        Passed to every fit.
+
+    Returns
+    -------
+    KChoice
+        With ``.best``, ``.table``, ``.plot()``, ``.message``, ``.fits``.
+
+    Examples
+    --------
+    >>> X = mixtures.load_dataset("old_faithful")  # doctest: +SKIP
+    >>> choice = mixtures.choose_k(X, range(1, 5), random_seed=1)  # doctest: +SKIP
+    >>> choice.best, print(choice.message)  # doctest: +SKIP
+    """
+    import cloudpickle
+
+    from mixtures._validation import check_observations
+    from mixtures.batch import _fit_seed, run_jobs
+
+    arr = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data, dtype=float)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    arr = check_observations(arr, "data", ndim=1 if arr.ndim == 1 else 2)
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"`ks` should be integers >= 1, but got {ks}")
+    if isinstance(tempering, bool) or not isinstance(tempering, int) or tempering < 2:
+        raise ValueError(
+            f"`tempering` should be an integer >= 2 (the marginal likelihood needs a "
+            f"ladder), but got {tempering!r}"
+        )
+    if not 0 < sparse_alpha < 1:
+        raise ValueError(f"`sparse_alpha` should be in (0, 1), but got {sparse_alpha!r}")
+    factory = factory or _default_factory(arr)
+    sparse_k = max(ks) + 2 if sparse_k is None else int(sparse_k)
+    models = {k: factory(arr, k) for k in ks}
+    if sparse:
+        models["sparse"] = factory(arr, sparse_k, priors={"weights": {"a": sparse_alpha}})
+    entropy = int(np.random.default_rng(random_seed).integers(2**62))
+    jobs = []
+    for name, model in models.items():
+        blob = cloudpickle.dumps(model)
+        jobs.append((name, arr, _fit_seed(entropy, name), f"k={name}", blob))
+    options = {"sampler": "auto", "draws": draws, "tune": tune, "chains": chains}
+    options.update(tempering=tempering, log_likelihood=True, **sample_kwargs)
+    results = run_jobs(
+        jobs,
+        total=len(jobs),
+        options=options,
+        client=client,
+        backend=None if client is not None else backend,
+        n_workers=None,
+        progressbar=progressbar,
+        postprocess=_postprocess,
+        description="Choosing k",
+    )
+    if results.failed:
+        raise RuntimeError(f"choose_k: fits failed: {json.dumps(results.failed)}")
+    rows = {}
+    for k in ks:
+        out = dict(results.outputs[k])
+        out.pop("occupied")
+        fit = results.fits.set_index("name").loc[k]
+        out.update(max_r_hat=fit["max_r_hat"], seconds=fit["seconds"])
+        rows[k] = out
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "k"
+    logz = table["log_evidence"].to_numpy()
+    table["posterior_prob"] = np.exp(logz - np.nanmax(logz)) / np.nansum(
+        np.exp(logz - np.nanmax(logz))
+    )
+    if sparse:
+        occupied = {int(m): p for m, p in results.outputs["sparse"]["occupied"].items()}
+        table["sparse_prob"] = [occupied.get(k, 0.0) for k in ks]
+    fits = {name: results[name] for name in models}
+    cols = ["log_evidence", "log_evidence_se", "posterior_prob", "elpd_loo", "elpd_loo_se",
+            "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat", "seconds"]  # fmt: skip
+    table = table[[c for c in cols if c in table]]
+    return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha)
