@@ -57,13 +57,19 @@ def plot_mixture_2d(
     weight_threshold: float = 0.01,
     features=(0, 1),
     random_seed=None,
+    relabel: bool = True,
 ):
     """Plot the data coloured by most probable component, and each component as ellipses.
 
     Each component gets a thick ellipse at `scale` standard deviations of its posterior mean
     covariance, centred on its posterior mean, and thin ellipses from `num_draws` posterior
-    draws (the uncertainty). Components whose posterior mean weight is below
-    `weight_threshold` are drawn faded: with a sparse prior they are the unused ones.
+    draws (the uncertainty); the legend gives each component's posterior mean weight.
+    Components whose posterior mean weight is below `weight_threshold` are not drawn (with a
+    sparse prior they are the unused ones); the title says how many.
+
+    The posterior means average over draws, so the draws are first relabelled to common
+    labels (:func:`mixtures.relabel`), lest chains that call the same cluster by different
+    numbers be averaged into ellipses between clusters.
 
     Parameters
     ----------
@@ -83,11 +89,14 @@ def plot_mixture_2d(
         The features on the axes (the marginal of the mixture on them is drawn).
     random_seed : int, optional
         Which posterior draws are shown.
+    relabel : bool, default True
+        Relabel the draws first (Stephens' algorithm). False trusts the fit's labels.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
+    columns = list(X.columns) if hasattr(X, "columns") else None
     X = check_observations(X, "X", ndim=2)
     features = list(features)
     if len(features) != 2 or not all(0 <= f < X.shape[1] for f in features):
@@ -97,6 +106,10 @@ def plot_mixture_2d(
     if not scale > 0:
         raise ValueError(f"`scale` should be > 0, but got {scale!r}")
     rng = np.random.default_rng(random_seed)
+    if relabel and not isinstance(idata, EMResult):
+        from mixtures.labels import relabel as _relabel
+
+        idata = _relabel(idata)
     w, mu, cov = _posterior_draws(idata, features, rng)
     x2 = X[:, features]
     k = w.shape[1]
@@ -122,24 +135,34 @@ def plot_mixture_2d(
     thin = (
         rng.choice(w.shape[0], min(num_draws, w.shape[0]), replace=False) if w.shape[0] > 1 else []
     )
+    unused = 0
     for j in range(k):
-        faded = mean_w[j] < weight_threshold
-        alpha = 0.15 if faded else 1.0
-        for s in [] if faded else thin:  # an unused component's draws are its (wide) prior
+        if mean_w[j] < weight_threshold:  # an unused component's draws are its (wide) prior
+            unused += 1
+            continue
+        for s in thin:
             ax.add_patch(
-                _ellipse(mu[s, j], cov[s, j], scale, fill=False, lw=0.5, ec=colors[j],
-                         alpha=0.3 * alpha)
-            )  # fmt: skip
+                _ellipse(mu[s, j], cov[s, j], scale, fill=False, lw=0.5, ec=colors[j], alpha=0.3)
+            )
         ax.add_patch(
             _ellipse(mu[:, j].mean(0), cov[:, j].mean(0), scale, fill=False, lw=2,
-                     ec=colors[j], alpha=alpha, label=f"component {j}: w = {mean_w[j]:.2f}")
+                     ec=colors[j], label=f"component {j}: w = {mean_w[j]:.2f}")
         )  # fmt: skip
     pad = 0.1 * (x2.max(axis=0) - x2.min(axis=0))
     ax.set_xlim(x2[:, 0].min() - pad[0], x2[:, 0].max() + pad[0])
     ax.set_ylim(x2[:, 1].min() - pad[1], x2[:, 1].max() + pad[1])
-    names = [f"x{f + 1}" for f in features]
+    if columns is not None:
+        names = [str(columns[f]) for f in features]
+    elif not isinstance(idata, EMResult):
+        names = _feature_names(idata, features)
+    else:
+        names = [f"x{f + 1}" for f in features]
     ax.set(xlabel=names[0], ylabel=names[1])
-    ax.set_title(f"components at {scale:g} sd")
+    title = f"components at {scale:g} sd"
+    if unused:
+        title += f" ({unused} unused, weight < {weight_threshold:g}, not drawn)"
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
     return ax
 
 
@@ -172,11 +195,65 @@ def plot_em_history(result: EMResult, *, ax=None, log_scale: bool = False):
     return ax
 
 
-def plot_ppc_2d(idata, *, num_draws: int = 20, ax=None, random_seed=None, features=(0, 1)):
+def _kde_2d(points: np.ndarray, grid: np.ndarray, kernel_cov: np.ndarray) -> np.ndarray:
+    """Gaussian KDE of `points` (n, 2) on `grid` (m, 2) with one fixed kernel covariance."""
+    chol = np.linalg.cholesky(kernel_cov)
+    white_pts = np.linalg.solve(chol, points.T).T
+    white_grid = np.linalg.solve(chol, grid.T).T
+    out = np.zeros(grid.shape[0])
+    step = max(1, 4_000_000 // max(1, points.shape[0]))
+    for start in range(0, grid.shape[0], step):
+        g = white_grid[start : start + step]
+        d2 = ((g[:, None, :] - white_pts[None, :, :]) ** 2).sum(-1)
+        out[start : start + step] = np.exp(-0.5 * d2).mean(axis=1)
+    return out / (2 * np.pi * np.prod(np.diag(chol)))
+
+
+def ppc_densities_2d(data: np.ndarray, pooled: np.ndarray, *, bw_adjust: float = 1.0, n_grid=100):
+    """KDEs of the data and of pooled predictive draws on one grid, with the data's kernel.
+
+    The kernel covariance is Scott's rule for the data, ``(bw_adjust * n**(-1/6))**2`` times
+    the data's covariance, for both: the two densities then differ only where the data sets
+    differ.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Grid coordinates ``gx``, ``gy`` and the densities of the data and of the draws there.
+    """
+    factor = bw_adjust * data.shape[0] ** (-1.0 / 6.0)
+    kernel_cov = factor**2 * np.cov(data.T)
+    lo = np.minimum(pooled.min(0), data.min(0))
+    hi = np.maximum(pooled.max(0), data.max(0))
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n_grid), np.linspace(lo[1], hi[1], n_grid))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    z_data = _kde_2d(data, grid, kernel_cov).reshape(gx.shape)
+    z_pred = _kde_2d(pooled, grid, kernel_cov).reshape(gx.shape)
+    return gx, gy, z_data, z_pred
+
+
+def _feature_names(idata, features) -> list[str]:
+    """The data's column names when the fit kept them, else x1, x2, ..."""
+    coord = idata.observed_data["y"]["feature"].values if "feature" in idata.observed_data else []
+    if len(coord) and all(isinstance(c, str) for c in coord):
+        return [str(coord[f]) for f in features]
+    return [f"x{f + 1}" for f in features]
+
+
+def plot_ppc_2d(
+    idata,
+    *,
+    num_draws: int = 20,
+    ax=None,
+    random_seed=None,
+    features=(0, 1),
+    bw_adjust: float = 1.0,
+):
     """Posterior predictive check in 2-D: density contours of predictive draws against data.
 
     Draws `num_draws` predictive data sets; shows their pooled points (faint) and the KDE
-    contours of the pooled predictive (colour) and of the data (black), on the same levels.
+    contours of the pooled predictive (colour) and of the data (black), on the same levels
+    and with the same kernel (see :func:`ppc_densities_2d`).
 
     Parameters
     ----------
@@ -187,6 +264,8 @@ def plot_ppc_2d(idata, *, num_draws: int = 20, ax=None, random_seed=None, featur
     ax : matplotlib.axes.Axes, optional
     random_seed : int, optional
     features : tuple of two ints, default (0, 1)
+    bw_adjust : float, default 1
+        Multiplies Scott's rule for the data's kernel.
 
     Returns
     -------
@@ -197,6 +276,8 @@ def plot_ppc_2d(idata, *, num_draws: int = 20, ax=None, random_seed=None, featur
             "`idata` should hold a posterior_predictive group; "
             "call mixtures.sample_posterior_predictive first"
         )
+    if not bw_adjust > 0:
+        raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust!r}")
     features = list(features)
     data = idata.observed_data["y"].transpose("obs_id", "feature").values[:, features]
     pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id", "feature").values
@@ -208,20 +289,13 @@ def plot_ppc_2d(idata, *, num_draws: int = 20, ax=None, random_seed=None, featur
         _, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(pooled[:, 0], pooled[:, 1], s=2, alpha=0.15, color="C0", lw=0,
                label=f"{len(chosen)} predictive draws")  # fmt: skip
-    lo = np.minimum(pooled.min(0), data.min(0))
-    hi = np.maximum(pooled.max(0), data.max(0))
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 100), np.linspace(lo[1], hi[1], 100))
-    grid = np.vstack([gx.ravel(), gy.ravel()])
-    kde_data = gaussian_kde(data.T)
-    z_data = kde_data(grid).reshape(gx.shape)
-    # the predictive KDE uses the data's bandwidth (same smoothing for both)
-    kde_pred = gaussian_kde(pooled.T, bw_method=kde_data.factor * (len(data) / len(pooled)) ** -0.2)
-    z_pred = kde_pred(grid).reshape(gx.shape)
+    gx, gy, z_data, z_pred = ppc_densities_2d(data, pooled, bw_adjust=bw_adjust)
     levels = np.quantile(z_data, [0.5, 0.75, 0.9, 0.97])
     ax.contour(gx, gy, z_pred, levels=levels, colors="C0", linewidths=1.5)
     ax.contour(gx, gy, z_data, levels=levels, colors="k", linewidths=1.0)
     ax.scatter(data[:, 0], data[:, 1], s=6, color="k", label="data")
-    ax.set(xlabel=f"x{features[0] + 1}", ylabel=f"x{features[1] + 1}")
-    ax.set_title("posterior predictive (blue) vs data (black)")
+    names = _feature_names(idata, features)
+    ax.set(xlabel=names[0], ylabel=names[1])
+    ax.set_title("posterior predictive (blue) vs data (black), same kernel")
     ax.legend(loc="best", fontsize="small")
     return ax

@@ -411,12 +411,69 @@ def test_plot_mixture_2d(three, fit3):
     np.testing.assert_allclose(widths, sorted(4 * np.sqrt(np.linalg.eigvalsh(cov0))))
 
 
-def test_plot_mixture_2d_fades_unused_components_and_takes_em(three):
+def test_plot_mixture_2d_leaves_out_unused_components_and_takes_em(three):
     X, _ = three
     result = mixtures.em(X, 3, random_seed=0)
     ax = mixtures.plot_mixture_2d(result, X, weight_threshold=0.34)
-    alphas = sorted(p.get_alpha() for p in ax.patches)
-    assert len(ax.patches) == 3 and alphas[0] == 0.15 and alphas[-1] == 1.0
+    used = int((result.weights >= 0.34).sum())
+    assert len(ax.patches) == used
+    assert f"{3 - used} unused" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert all(lab.startswith("component ") and "w = " in lab for lab in labels)
+
+
+def test_2d_plots_name_axes_after_the_columns(three, fit3):
+    df = mixtures.load_dataset("old_faithful")
+    result = mixtures.em(df, 2, random_seed=0)
+    ax = mixtures.plot_mixture_2d(result, df)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == tuple(df.columns[:2])
+    model = mixtures.mv_mixture(df, 2, covariance_prior="wishart")
+    idata = mixtures.sample(model, draws=100, tune=100, chains=2, random_seed=1, warn=False, **QUIET)
+    mixtures.sample_posterior_predictive(model, idata, random_seed=2)
+    ax = mixtures.plot_ppc_2d(idata, random_seed=0)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == tuple(df.columns[:2])
+    ax = mixtures.plot_mixture_2d(idata, df.to_numpy(), num_draws=2)
+    assert ax.get_xlabel() == df.columns[0]  # from the fit's feature coordinate
+
+
+def test_plot_mixture_2d_relabels_before_averaging(three, fit3):
+    """Chains with permuted labels must not be averaged into ellipses between clusters."""
+    X, _ = three
+    _, idata = fit3
+    swapped = idata.copy()
+    post = swapped.posterior
+    for name in ("weights", "means", "chol_cov"):
+        arr = post[name].transpose("chain", "draw", "component", ...).values.copy()
+        arr[1] = arr[1][:, [2, 0, 1]]
+        post[name] = (post[name].transpose("chain", "draw", "component", ...).dims, arr)
+    swapped.posterior = post
+    ax = mixtures.plot_mixture_2d(swapped, X, num_draws=0)
+    centres = sorted(tuple(np.round(p.center, 1)) for p in ax.patches)
+    truth = sorted(tuple(np.round(m, 1)) for m in idata.posterior["means"].mean(("chain", "draw")).values)
+    np.testing.assert_allclose(centres, truth, atol=0.05)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_predictive_draws_from_the_true_mixture_overlay_the_data_contours(seed):
+    """Issue 14's bug: the pooled draws' KDE must use the data's kernel, not a wider one."""
+    from mixtures.plots2d import ppc_densities_2d
+
+    rng = np.random.default_rng(seed)
+    means = np.array([[2.0, 55.0], [4.3, 80.0]])
+    covs = np.array([[[0.07, 0.4], [0.4, 34.0]], [[0.17, 0.9], [0.9, 35.0]]])
+
+    def draw(n):
+        z = rng.random(n) < 0.36
+        out = np.empty((n, 2))
+        for j, mask in enumerate([z, ~z]):
+            out[mask] = rng.multivariate_normal(means[j], covs[j], mask.sum())
+        return out
+
+    data = draw(272)
+    pooled = np.concatenate([draw(272) for _ in range(20)])
+    _, _, z_data, z_pred = ppc_densities_2d(data, pooled)
+    ratio = z_pred.max() / z_data.max()
+    assert 0.8 < ratio < 1.25, ratio
 
 
 def test_plot_em_history(three):

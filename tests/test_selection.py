@@ -1,0 +1,56 @@
+"""choose_k: the true k on well-separated data, in agreement with scikit-learn's BIC."""
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+import mixtures
+from mixtures.evidence import ladder_gap
+
+
+@pytest.fixture(scope="module")
+def three_clusters():
+    rng = np.random.default_rng(4)
+    return np.concatenate([rng.normal(-6, 1, 80), rng.normal(0, 1, 80), rng.normal(7, 1.3, 80)])
+
+
+@pytest.fixture(scope="module")
+def choice(three_clusters):
+    return mixtures.choose_k(three_clusters, range(1, 6), draws=600, tune=400, chains=2,
+                             random_seed=1, progressbar=False)  # fmt: skip
+
+
+def test_choose_k_finds_the_true_k_and_agrees_with_bic(three_clusters, choice):
+    bic = [GaussianMixture(k, n_init=3, random_state=0).fit(three_clusters[:, None]).bic(three_clusters[:, None])
+           for k in range(1, 6)]  # fmt: skip
+    assert int(np.argmin(bic)) + 1 == 3
+    assert choice.best == 3
+    t = choice.table
+    assert list(t.index) == [1, 2, 3, 4, 5]
+    assert t.loc[3, "posterior_prob"] > 0.8
+    assert t["posterior_prob"].sum() == pytest.approx(1.0)
+    assert t["sparse_prob"].idxmax() == 3
+    assert {"elpd_loo", "elpd_loo_se", "pareto_k_bad", "log_evidence_se"} <= set(t.columns)
+    # the evidence ladder was fine enough: dropping every other rung moves it by < 1 nat
+    for k in (2, 3, 4):
+        assert abs(ladder_gap(choice.fits[k])) < 1.0
+    assert "k = 3" in choice.message
+    ax = choice.plot()
+    assert ax.get_xlabel() == "number of components k"
+
+
+def test_one_component_data_choose_one():
+    y = np.random.default_rng(2).normal(3.0, 2.0, 150)
+    choice = mixtures.choose_k(y, (1, 2, 3), sparse=False, draws=400, tune=300, chains=2,
+                               random_seed=3, progressbar=False)  # fmt: skip
+    assert choice.best == 1
+    assert "sparse_prob" not in choice.table
+
+
+def test_choose_k_bad_input(three_clusters):
+    with pytest.raises(ValueError, match="ks"):
+        mixtures.choose_k(three_clusters, [0, 1])
+    with pytest.raises(ValueError, match="tempering"):
+        mixtures.choose_k(three_clusters, [1, 2], tempering=None)
+    with pytest.raises(ValueError, match="sparse_alpha"):
+        mixtures.choose_k(three_clusters, [1, 2], sparse_alpha=2.0)
