@@ -120,6 +120,11 @@ def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):
     -------
     numpy.ndarray of matplotlib.axes.Axes
         Shape (n_vars, 2).
+
+    Notes
+    -----
+    In the compact layout (the default) colour is the component and line style the chain;
+    each row's legend says which is which.
     """
     if var_names is None:
         var_names = [v for v in _DEFAULT_VARS if v in idata.posterior]
@@ -127,4 +132,27 @@ def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):
     with warnings.catch_warnings():
         # ArviZ 0.23 calls a matplotlib API that 3.11 deprecates; harmless, and not ours.
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        return az.plot_trace(idata, var_names=var_names, figsize=figsize, **kwargs)
+        axes = az.plot_trace(idata, var_names=var_names, figsize=figsize, **kwargs)
+    if kwargs["compact"] and np.ndim(axes) == 2:
+        _component_legends(idata, var_names, axes)
+    fig = np.ravel(axes)[0].figure
+    fig.set_layout_engine("constrained")  # no overlapping titles
+    return axes
+
+
+def _component_legends(idata, var_names, axes) -> None:
+    from matplotlib.lines import Line2D
+
+    chains = idata.posterior.sizes["chain"]
+    styles = ["-", ":", "--", "-."]
+    for row, name in zip(axes, var_names, strict=False):
+        da = idata.posterior[name]
+        handles = []
+        if "component" in da.dims:
+            for j, comp in enumerate(da["component"].values):
+                handles.append(Line2D([], [], color=f"C{j % 10}", label=f"component {comp}"))
+        if chains > 1:
+            for c in range(min(chains, len(styles))):
+                handles.append(Line2D([], [], color="0.3", ls=styles[c], label=f"chain {c}"))
+        if handles:
+            row[0].legend(handles=handles, fontsize="x-small", ncols=2, loc="best")

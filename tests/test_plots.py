@@ -1,4 +1,5 @@
 import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import pytest
 from conftest import TRUE_MEANS, TRUE_WEIGHTS
@@ -62,3 +63,8 @@ def test_plot_trace(fitted):
     axes = mixtures.plot_trace(idata)
     assert axes.shape == (3, 2)
     assert [a.get_title() for a in axes[:, 0]] == ["weights", "means", "sigma"]
+    labels = [t.get_text() for t in axes[1, 0].get_legend().get_texts()]
+    assert labels == ["component 0", "component 1", "component 2", "chain 0", "chain 1"]
+    # colour is the component: the legend's colours are the lines' colours
+    line_colors = {matplotlib.colors.to_hex(line.get_color()) for line in axes[1, 0].lines}
+    assert line_colors == {matplotlib.colors.to_hex(f"C{j}") for j in range(3)}
