@@ -71,11 +71,13 @@ def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             idata = handle.sample(y, random_seed=seed, progressbar=False, **options)
+            record["seconds"] = time.perf_counter() - t0
+            # r_hat of a quantity constant by construction (k = 1 weights) divides 0 by 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                record["summary"] = _summary_rows(summary_table(idata), idata)
+                record["output"] = postprocess(idata) if postprocess is not None else None
         record["warnings"] = sorted({str(w.message) for w in caught})
-        record["seconds"] = time.perf_counter() - t0
         record["status"] = "ok"
-        record["summary"] = _summary_rows(summary_table(idata), idata)
-        record["output"] = postprocess(idata) if postprocess is not None else None
         record["idata"] = idata if want_idata else None
     except Exception as exc:  # a failed fit is a result, not the end of the run
         record.update(

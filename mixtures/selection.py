@@ -4,9 +4,10 @@ r"""How many components: three answers in one call, and how far they agree.
 :func:`mixtures.fit_many`'s machinery, so a Dask ``client`` runs them side by side) and
 compares them by
 
-(a) the **log marginal likelihood** :math:`\log p(y \mid k)`, by stepping-stone over the
-    tempering ladder of the Gibbs engine (:func:`mixtures.log_evidence`), with its Monte
-    Carlo error; under a uniform prior on ``k`` it gives :math:`p(k \mid y)`;
+(a) the **log marginal likelihood** :math:`\log p(y \mid k)` (:func:`mixtures.log_evidence`:
+    bridge sampling from the posterior draws, which does not suffer the tempered path's phase
+    transition that can throw stepping-stone off by tens of nats), with its Monte Carlo error;
+    under a uniform prior on ``k`` it gives :math:`p(k \mid y)`;
 (b) **PSIS-LOO** (:func:`arviz.loo`), the expected log predictive density of a new point,
     with its standard error and Pareto-k diagnostics. On mixtures LOO tends to keep
     improving, or to stay flat, with superfluous components, and its Pareto k is often high
@@ -42,7 +43,8 @@ class KChoice:
         One row per ``k``: ``log_evidence`` and its ``log_evidence_se``, ``posterior_prob``
         (uniform prior on the ``k`` compared), ``elpd_loo``, ``elpd_loo_se``, ``p_loo``,
         ``pareto_k_bad`` (observations with Pareto k > 0.7), ``sparse_prob`` (posterior
-        probability of ``k`` occupied components in the sparse fit), ``max_r_hat``, ``seconds``.
+        probability of ``k`` occupied components in the sparse fit), ``evidence_method``,
+        ``max_r_hat``, ``seconds``.
     fits : dict
         ``k`` -> InferenceData, and ``"sparse"`` -> the sparse fit.
     message : str
@@ -156,14 +158,16 @@ def _default_factory(data):
 def _criteria(idata) -> dict:
     import arviz as az
 
+    from mixtures.bridge import supports_bridge
     from mixtures.evidence import log_evidence
 
     row = {"max_r_hat": np.nan}
     try:
         ev = log_evidence(idata)
         row["log_evidence"], row["log_evidence_se"] = ev.estimate, ev.se
+        row["evidence_method"] = "bridge" if supports_bridge(idata)[0] else "stepping-stone"
     except ValueError:
-        row["log_evidence"], row["log_evidence_se"] = np.nan, np.nan
+        row["log_evidence"], row["log_evidence_se"], row["evidence_method"] = np.nan, np.nan, ""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k: it is in the table
         loo = az.loo(idata, pointwise=True)
@@ -195,7 +199,7 @@ def choose_k(
     sparse: bool = True,
     sparse_k: int | None = None,
     sparse_alpha: float = 0.01,
-    tempering: int = 16,
+    tempering="auto",
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -224,8 +228,9 @@ def choose_k(
     sparse_alpha : float, default 0.01
         Its Dirichlet concentration (below half the parameters per component, the condition
         under which superfluous components empty).
-    tempering : int, default 16
-        Temperatures of the ladder (the marginal likelihood is estimated over it).
+    tempering : "auto", int or None, default "auto"
+        The Gibbs engine's replica exchange (helps the fits mix; the marginal likelihood does
+        not need it: it is bridge-sampled from the posterior draws).
     draws, tune, chains : int
         Per fit.
     random_seed : int, optional
@@ -258,11 +263,6 @@ def choose_k(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"`ks` should be integers >= 1, but got {ks}")
-    if isinstance(tempering, bool) or not isinstance(tempering, int) or tempering < 2:
-        raise ValueError(
-            f"`tempering` should be an integer >= 2 (the marginal likelihood needs a "
-            f"ladder), but got {tempering!r}"
-        )
     if not 0 < sparse_alpha < 1:
         raise ValueError(f"`sparse_alpha` should be in (0, 1), but got {sparse_alpha!r}")
     factory = factory or _default_factory(arr)
@@ -307,7 +307,7 @@ def choose_k(
         occupied = {int(m): p for m, p in results.outputs["sparse"]["occupied"].items()}
         table["sparse_prob"] = [occupied.get(k, 0.0) for k in ks]
     fits = {name: results[name] for name in models}
-    cols = ["log_evidence", "log_evidence_se", "posterior_prob", "elpd_loo", "elpd_loo_se",
+    cols = ["log_evidence", "log_evidence_se", "evidence_method", "posterior_prob", "elpd_loo", "elpd_loo_se",
             "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat", "seconds"]  # fmt: skip
     table = table[[c for c in cols if c in table]]
     return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha)

@@ -5,7 +5,6 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 import mixtures
-from mixtures.evidence import ladder_gap
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +26,14 @@ def test_choose_k_finds_the_true_k_and_agrees_with_bic(three_clusters, choice):
     assert choice.best == 3
     t = choice.table
     assert list(t.index) == [1, 2, 3, 4, 5]
-    assert t.loc[3, "posterior_prob"] > 0.8
+    # an overfitted mixture loses little marginal likelihood (about 1 nat at k = 4 here,
+    # measured over seeds and run lengths), so k = 3 is the most probable, not a certainty
+    assert t["posterior_prob"].idxmax() == 3 and t.loc[3, "posterior_prob"] > 0.4
+    assert t.loc[[1, 2], "posterior_prob"].max() < 1e-6
     assert t["posterior_prob"].sum() == pytest.approx(1.0)
     assert t["sparse_prob"].idxmax() == 3
     assert {"elpd_loo", "elpd_loo_se", "pareto_k_bad", "log_evidence_se"} <= set(t.columns)
-    # the evidence ladder was fine enough: dropping every other rung moves it by < 1 nat
-    for k in (2, 3, 4):
-        assert abs(ladder_gap(choice.fits[k])) < 1.0
+    assert set(t["evidence_method"]) == {"bridge"}
     assert "k = 3" in choice.message
     ax = choice.plot()
     assert ax.get_xlabel() == "number of components k"
@@ -50,7 +50,5 @@ def test_one_component_data_choose_one():
 def test_choose_k_bad_input(three_clusters):
     with pytest.raises(ValueError, match="ks"):
         mixtures.choose_k(three_clusters, [0, 1])
-    with pytest.raises(ValueError, match="tempering"):
-        mixtures.choose_k(three_clusters, [1, 2], tempering=None)
     with pytest.raises(ValueError, match="sparse_alpha"):
         mixtures.choose_k(three_clusters, [1, 2], sparse_alpha=2.0)
