@@ -289,9 +289,7 @@ def _sweep_serial(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
             n[r, j] = 0.0
             s1[r, j] = 0.0
             s2[r, j] = 0.0
-        changed[r] = _sweep_range(
-            y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp
-        )
+        changed[r] = _sweep_range(y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
 
 
 @njit(inline="always")
@@ -341,7 +339,9 @@ def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
     Returns False if an sd fell below the collapse threshold.
     """
     prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
-    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain[:11]
+    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain[
+        :11
+    ]
     out_w, out_mu, out_sd, out_z = out
     st_changed, st_cll, st_tll, st_swap, st_sigacc = stats
     n_rep, k = mu.shape
@@ -407,7 +407,8 @@ def run(y, it0, it1, tune, model, chain, out, stats):
     ``model`` = (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at) with `flags` =
     (means free, sigma free, shared sd, ordered, store assignments); ``chain`` = the state
     arrays (logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries,
-    swap_accepts, fixed), where ``fixed`` holds the known labels (-1: unknown), updated in place so a run continues across calls (progress bar, Ctrl-C);
+    swap_accepts, fixed), ``fixed`` holding the known labels (-1: unknown), updated in place
+    so a run continues across calls (progress bar, Ctrl-C);
     ``out`` and ``stats`` the arrays draws are recorded in. Returns the iteration at which an
     sd collapsed, or -1.
     """

@@ -135,7 +135,7 @@ def component_logdensity(idata, y=None, *, draws=None):
 
 
 def _broadcast(da: xr.DataArray, n_draws: int, k: int) -> np.ndarray:
-    """A parameter as (draws, k): posterior draws, or a known value repeated."""
+    """Return a parameter as (draws, k): posterior draws, or a known value repeated."""
     if "chain" in da.dims:
         arr = _flat(da)
     else:
@@ -273,10 +273,10 @@ def _thin(n_draws: int, max_draws: int | None) -> np.ndarray:
 
 
 def coclustering(idata, *, max_draws: int = 1000) -> xr.DataArray:
-    """Posterior probability that two observations share a component, P(z_i = z_j).
+    r"""Posterior probability that two observations share a component, P(z_i = z_j).
 
     Label-free: it needs no relabelling. Marginalised fits use
-    :math:`\\sum_k r_{ik} r_{jk}` per draw (the exact conditional probability); latent fits,
+    :math:`\sum_k r_{ik} r_{jk}` per draw (the exact conditional probability); latent fits,
     the frequency of equal sampled assignments.
 
     Parameters
@@ -317,7 +317,7 @@ def coclustering(idata, *, max_draws: int = 1000) -> xr.DataArray:
 
 
 def coclustering_order(prob) -> np.ndarray:
-    """An ordering of the observations that puts co-clustered ones next to each other."""
+    """Return an ordering of the observations that puts co-clustered ones side by side."""
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
 
@@ -343,11 +343,7 @@ def plot_coclustering(idata_or_prob, *, ax=None, cmap="viridis"):
     """
     import matplotlib.pyplot as plt
 
-    prob = (
-        idata_or_prob
-        if isinstance(idata_or_prob, xr.DataArray)
-        else coclustering(idata_or_prob)
-    )
+    prob = idata_or_prob if isinstance(idata_or_prob, xr.DataArray) else coclustering(idata_or_prob)
     order = coclustering_order(prob.values)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.8, 4))

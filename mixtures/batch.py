@@ -141,10 +141,9 @@ class _WorkerSetup(WorkerPlugin):
 
 
 def _dask_fit(key, model_bytes, name, y, seed, options, postprocess, want_idata):
-    """The task each Dask worker runs."""
-    from distributed import get_worker
-
+    """Run one fit on a Dask worker (the task)."""
     import numba
+    from distributed import get_worker
 
     worker = get_worker()
     numba.set_num_threads(1)  # one thread per worker; numba's setting is per thread
@@ -184,7 +183,7 @@ def _iter_datasets(datasets) -> Iterator[tuple[object, np.ndarray]]:
 
 
 def _plain(name):
-    """A name as a JSON-safe scalar (NumPy scalars from pandas become Python ones)."""
+    """Return a name as a JSON-safe scalar (NumPy scalars from pandas become Python ones)."""
     if isinstance(name, np.generic):
         name = name.item()
     if not isinstance(name, str | int | float):
@@ -240,7 +239,7 @@ class _Store:
         self.run = run
 
     def done(self) -> dict:
-        """Records already written (name -> record)."""
+        """Return the records already written (name -> record)."""
         out = {}
         for path in self.fits.glob("*.json"):
             record = json.loads(path.read_text())
@@ -468,9 +467,7 @@ def fit_many(
     key = hashlib.sha1(model_bytes).hexdigest()
     options = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains}
     options.update(sample_kwargs)
-    entropy = (
-        int(np.random.SeedSequence().entropy) % 2**63 if random_seed is None else random_seed
-    )
+    entropy = int(np.random.SeedSequence().entropy) % 2**63 if random_seed is None else random_seed
     run = {"spec": spec.to_dict(), "options": json.loads(_dumps(options)), "entropy": entropy}
     store = _Store(results_dir, run, save_idata) if results_dir is not None else None
     if store is not None:

@@ -72,7 +72,9 @@ class _Univariate:
         self.floor = float(spec.get("sigma_floor", 0.0))
         self.y = np.asarray(idata.observed_data["y"].values, dtype=float)
         const = idata.constant_data if "constant_data" in idata.groups() else {}
-        self.known = {n: np.asarray(const[n].values, float) for n in ("means", "sigma") if n in const}
+        self.known = {
+            n: np.asarray(const[n].values, float) for n in ("means", "sigma") if n in const
+        }
         self.free_means = "means" in self.priors
         self.free_sigma = "sigma" in self.priors
         self.shared = spec["shared_sd"]
@@ -90,7 +92,11 @@ class _Univariate:
                 parts.append(mu)
         if self.free_sigma:
             sd = post["sigma"].values
-            sd = sd[..., None] if self.shared else post["sigma"].transpose("chain", "draw", ...).values
+            sd = (
+                sd[..., None]
+                if self.shared
+                else post["sigma"].transpose("chain", "draw", ...).values
+            )
             parts.append(np.log(sd - self.floor))
         return np.concatenate(parts, axis=-1)
 
@@ -299,7 +305,9 @@ def bridge_log_evidence(
     theta = target.draws(idata.posterior)
     half = theta.shape[1] // 2
     if half < 10:
-        raise ValueError(f"`idata` should hold at least 20 draws per chain, but got {theta.shape[1]}")
+        raise ValueError(
+            f"`idata` should hold at least 20 draws per chain, but got {theta.shape[1]}"
+        )
     fit, use = theta[:, :half].reshape(-1, theta.shape[-1]), theta[:, half:]
     rng = np.random.default_rng(random_seed)
     q = _Proposal(fit, n_components, rng)

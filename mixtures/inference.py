@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import arviz as az
 import pymc as pm
 
@@ -171,14 +173,20 @@ def sample_posterior_predictive(
     var_names = ["assignment", "y"] if is_latent(model) else ["y"]
     if progressbar is None:
         progressbar = default_progressbar()
-    with model:
-        pp = pm.sample_posterior_predictive(
-            idata,
-            var_names=var_names,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            extend_inferencedata=False,
-        )
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))  # PyMC's "Sampling: [y]" line is noise here
+    try:
+        with model:
+            pp = pm.sample_posterior_predictive(
+                idata,
+                var_names=var_names,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                extend_inferencedata=False,
+            )
+    finally:
+        logger.setLevel(level)
     predictive = pp.posterior_predictive[["y"]]
     if "posterior_predictive" in idata.groups():
         del idata.posterior_predictive

@@ -451,6 +451,7 @@ def shared_sd_mixture(
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ordered means, label j is the j-th smallest mean.
+
     Returns
     -------
     pymc.Model
@@ -511,6 +512,7 @@ def full_mixture(
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ordered means, label j is the j-th smallest mean.
+
     Returns
     -------
     pymc.Model

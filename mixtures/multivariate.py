@@ -117,12 +117,12 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     weights ~ Dirichlet(1); means[:, d] ~ N(:math:`\bar x_d`, :math:`(2 s_d)^2`);
     sds[:, d] ~ HalfNormal(:math:`s_d`); correlations ~ LKJ(eta=2).
 
+    With ``covariance_prior="wishart"``: covariances ~ InverseWishart(nu = d + 2, psi =
+    diag(:math:`s_d^2`) / 4), whose mean is psi / (nu - d - 1) = diag(:math:`s_d^2`) / 4.
+
     Parameters
     ----------
     X : numpy.ndarray of shape (n_obs, n_features)
-
-    With ``covariance_prior="wishart"``: covariances ~ InverseWishart(nu = d + 2, psi =
-    diag(:math:`s_d^2`) / 4), whose mean is psi / (nu - d - 1) = diag(:math:`s_d^2`) / 4.
 
     Returns
     -------

@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
-from scipy.stats import gaussian_kde
 
 from mixtures._validation import check_observations
 from mixtures.em import EMResult
@@ -233,7 +232,7 @@ def ppc_densities_2d(data: np.ndarray, pooled: np.ndarray, *, bw_adjust: float =
 
 
 def _feature_names(idata, features) -> list[str]:
-    """The data's column names when the fit kept them, else x1, x2, ..."""
+    """Return the data's column names when the fit kept them, else x1, x2, ..."""
     coord = idata.observed_data["y"]["feature"].values if "feature" in idata.observed_data else []
     if len(coord) and all(isinstance(c, str) for c in coord):
         return [str(coord[f]) for f in features]

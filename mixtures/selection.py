@@ -307,7 +307,8 @@ def choose_k(
         occupied = {int(m): p for m, p in results.outputs["sparse"]["occupied"].items()}
         table["sparse_prob"] = [occupied.get(k, 0.0) for k in ks]
     fits = {name: results[name] for name in models}
-    cols = ["log_evidence", "log_evidence_se", "evidence_method", "posterior_prob", "elpd_loo", "elpd_loo_se",
-            "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat", "seconds"]  # fmt: skip
+    cols = ["log_evidence", "log_evidence_se", "evidence_method", "posterior_prob", "elpd_loo",
+            "elpd_loo_se", "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat",
+            "seconds"]  # fmt: skip
     table = table[[c for c in cols if c in table]]
     return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha)

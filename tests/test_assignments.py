@@ -14,7 +14,12 @@ def hand_made(y, weights, means, sds, *, chains=2, draws=3, assignment=None):
     k = len(weights)
     rep = lambda a: np.broadcast_to(np.asarray(a, float), (chains, draws, *np.shape(a))).copy()  # noqa: E731
     post = {"weights": rep(weights), "means": rep(means), "sigma": rep(sds)}
-    dims = {"weights": ["component"], "means": ["component"], "sigma": ["component"], "y": ["obs_id"]}
+    dims = {
+        "weights": ["component"],
+        "means": ["component"],
+        "sigma": ["component"],
+        "y": ["obs_id"],
+    }
     if assignment is not None:
         post["assignment"] = assignment
         dims["assignment"] = ["obs_id"]
@@ -71,7 +76,9 @@ def test_multivariate_responsibilities_match_scipy():
     )  # fmt: skip
     dens = np.stack([w[j] * stats.multivariate_normal(mus[j], covs[j]).pdf(X) for j in range(2)], 1)
     expected = dens / dens.sum(1, keepdims=True)
-    np.testing.assert_allclose(mixtures.assignment_probabilities(idata)["probability"].values, expected, rtol=1e-8)
+    np.testing.assert_allclose(
+        mixtures.assignment_probabilities(idata)["probability"].values, expected, rtol=1e-8
+    )
     new = np.array([[2.0, 50.0], [4.5, 85.0]])
     assert list(mixtures.predict(idata, new)) == [0, 1]
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
@@ -114,7 +121,10 @@ def unordered_fit(y3):
 def _consistent(idata):
     """Draws of every chain with components sorted by their means (the reference labels)."""
     order = np.argsort(idata.posterior["means"].values, axis=-1)
-    return {v: np.take_along_axis(idata.posterior[v].values, order, -1) for v in ("weights", "means", "sigma")}
+    return {
+        v: np.take_along_axis(idata.posterior[v].values, order, -1)
+        for v in ("weights", "means", "sigma")
+    }
 
 
 def _permute_chains(idata, perms):
@@ -192,7 +202,9 @@ def test_relabelled_tempered_unordered_fit_has_r_hat_below_1_01(y3):
     assert mixtures.label_switching(idata).switched
     fixed = mixtures.relabel(idata)
     assert float(az.rhat(fixed, var_names=["means"])["means"].max()) <= 1.01
-    np.testing.assert_allclose(fixed.posterior["means"].mean(("chain", "draw")), [9, 21, 35], atol=1.0)
+    np.testing.assert_allclose(
+        fixed.posterior["means"].mean(("chain", "draw")), [9, 21, 35], atol=1.0
+    )
 
 
 def test_bad_input():
@@ -218,14 +230,25 @@ def labelled(y3):
 def test_partly_labelled_fits_keep_the_given_labels(y3, labelled, marginalized):
     model = mixtures.full_mixture(y3, 3, labels=labelled, marginalized=marginalized)
     assert mixtures.spec_of(model).labelled
-    gibbs = mixtures.sample(model, draws=400, tune=300, chains=2, random_seed=1, progressbar=False, warn=False)
+    gibbs = mixtures.sample(
+        model, draws=400, tune=300, chains=2, random_seed=1, progressbar=False, warn=False
+    )
     probs = mixtures.assignment_probabilities(gibbs)["probability"].values
     np.testing.assert_array_equal(probs[0], [0, 0, 1])
     np.testing.assert_array_equal(probs[1:5], np.tile([1.0, 0, 0], (4, 1)))
     if not marginalized:
         assert (gibbs.posterior["assignment"].values[..., 0] == 2).all()
     # a second engine, PyMC's, on the same model: the forced point widens sigma[2] alike
-    pymc = mixtures.sample(model, sampler="pymc", draws=400, tune=300, chains=2, random_seed=1, progressbar=False, warn=False)
+    pymc = mixtures.sample(
+        model,
+        sampler="pymc",
+        draws=400,
+        tune=300,
+        chains=2,
+        random_seed=1,
+        progressbar=False,
+        warn=False,
+    )
     for var in ("means", "sigma", "weights"):
         a, b = gibbs.posterior[var], pymc.posterior[var]
         se = np.hypot(a.std(("chain", "draw")), b.std(("chain", "draw"))) / np.sqrt(100)
@@ -242,11 +265,30 @@ def test_partly_labelled_fits_keep_the_given_labels(y3, labelled, marginalized):
 
 def test_labels_move_the_posterior(y3):
     """Labelling a far point into the top component widens that component's sd."""
-    free = mixtures.sample(mixtures.full_mixture(y3, 3), draws=300, tune=300, chains=2, random_seed=1, progressbar=False, warn=False)
+    free = mixtures.sample(
+        mixtures.full_mixture(y3, 3),
+        draws=300,
+        tune=300,
+        chains=2,
+        random_seed=1,
+        progressbar=False,
+        warn=False,
+    )
     labels = np.full(y3.size, -1)
     labels[0] = 2
-    forced = mixtures.sample(mixtures.full_mixture(y3, 3, labels=labels), draws=300, tune=300, chains=2, random_seed=1, progressbar=False, warn=False)
-    assert float(forced.posterior["sigma"][..., 2].mean()) > float(free.posterior["sigma"][..., 2].mean()) + 0.3
+    forced = mixtures.sample(
+        mixtures.full_mixture(y3, 3, labels=labels),
+        draws=300,
+        tune=300,
+        chains=2,
+        random_seed=1,
+        progressbar=False,
+        warn=False,
+    )
+    assert (
+        float(forced.posterior["sigma"][..., 2].mean())
+        > float(free.posterior["sigma"][..., 2].mean()) + 0.3
+    )
 
 
 @pytest.mark.parametrize(

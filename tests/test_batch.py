@@ -34,7 +34,9 @@ def serial(model, boots):
 @pytest.fixture(scope="module")
 def client():
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as c,
         Client(c) as cl,
     ):
         yield cl
@@ -43,7 +45,9 @@ def client():
 def _same_draws(a, b, names):
     for name in names:
         for var in ("weights", "means", "sigma"):
-            np.testing.assert_array_equal(a[name].posterior[var].values, b[name].posterior[var].values)
+            np.testing.assert_array_equal(
+                a[name].posterior[var].values, b[name].posterior[var].values
+            )
 
 
 def test_serial_fits_are_the_model_fitted_one_by_one(model, boots, serial):
@@ -54,7 +58,9 @@ def test_serial_fits_are_the_model_fitted_one_by_one(model, boots, serial):
     for name, y in boots.items():
         seed = int(serial.fits.set_index("name").loc[name, "seed"])
         idata = handle.sample(y, random_seed=seed, warn=False, **FIT)
-        np.testing.assert_array_equal(idata.posterior["means"].values, serial[name].posterior["means"].values)
+        np.testing.assert_array_equal(
+            idata.posterior["means"].values, serial[name].posterior["means"].values
+        )
         # the fit is of its own data set
         assert serial[name].observed_data["y"].size == y.size
     table = serial.summary
@@ -63,7 +69,9 @@ def test_serial_fits_are_the_model_fitted_one_by_one(model, boots, serial):
     assert len(table) == len(boots) * 9  # weights, means, sigma of 3 components
     # the summary's means are the posterior means
     row = table[(table.fit == "boot0") & (table.parameter == "means[1]")]
-    assert row["mean"].item() == pytest.approx(float(serial["boot0"].posterior["means"][..., 1].mean()))
+    assert row["mean"].item() == pytest.approx(
+        float(serial["boot0"].posterior["means"][..., 1].mean())
+    )
 
 
 def _clone(model):
@@ -99,12 +107,16 @@ def test_a_dead_worker_loses_no_fit(model, boots, serial, client, tmp_path):
             killed.append(worker)
             os.kill(pid, signal.SIGKILL)
 
-    out = fit_many(model, boots, client=client, random_seed=5, results_dir=tmp_path, callback=kill_one, **FIT)
+    out = fit_many(
+        model, boots, client=client, random_seed=5, results_dir=tmp_path, callback=kill_one, **FIT
+    )
     assert killed
     assert killed[0] not in client.scheduler_info()["workers"]  # it died (its nanny restarted it)
     assert not out.failed
     _same_draws(serial, out, boots)
-    assert sorted(p.name for p in (tmp_path / "fits").glob("*.json")) == sorted(f"{n}.json" for n in boots)
+    assert sorted(p.name for p in (tmp_path / "fits").glob("*.json")) == sorted(
+        f"{n}.json" for n in boots
+    )
 
 
 def test_interrupt_then_resume(model, boots, serial, tmp_path):
@@ -116,14 +128,30 @@ def test_interrupt_then_resume(model, boots, serial, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(mixtures.SamplingInterrupted, match="after 2 new fits.*resume"):
-        fit_many(model, boots, backend="serial", random_seed=5, results_dir=tmp_path, callback=stop_after_two, **FIT)
+        fit_many(
+            model,
+            boots,
+            backend="serial",
+            random_seed=5,
+            results_dir=tmp_path,
+            callback=stop_after_two,
+            **FIT,
+        )
     assert len(list((tmp_path / "fits").glob("*.json"))) == 2
     assert not list((tmp_path / "fits").glob("*.part"))
     partial = pd.read_csv(tmp_path / "summary.csv")
     assert set(partial["fit"]) == set(seen)
 
     again = []
-    out = fit_many(model, boots, backend="serial", random_seed=5, results_dir=tmp_path, callback=lambda r: again.append(r["name"]), **FIT)
+    out = fit_many(
+        model,
+        boots,
+        backend="serial",
+        random_seed=5,
+        results_dir=tmp_path,
+        callback=lambda r: again.append(r["name"]),
+        **FIT,
+    )
     assert sorted(again) == sorted(set(boots) - set(seen))  # nothing re-run
     _same_draws(serial, out, boots)  # resumed fits read back from NetCDF, the others fresh
     full = pd.read_csv(tmp_path / "summary.csv")
@@ -150,7 +178,9 @@ def test_a_failed_fit_is_recorded_and_the_rest_go_on(model, boots, tmp_path):
     row = out.summary[out.summary.fit == "constant"]
     assert row["status"].item() == "failed"
     # retry_failed re-runs it (and it fails again, with the same record)
-    again = fit_many(model, data, backend="serial", random_seed=5, results_dir=tmp_path, retry_failed=True, **FIT)
+    again = fit_many(
+        model, data, backend="serial", random_seed=5, results_dir=tmp_path, retry_failed=True, **FIT
+    )
     assert set(again.failed) == {"constant"}
 
 
@@ -166,7 +196,9 @@ def test_dataset_collections(model, y3):
 def test_multivariate_model():
     X = mixtures.load_dataset("old_faithful").to_numpy()
     model = mixtures.mv_mixture(X, 2, covariance_prior="wishart")
-    out = fit_many(model, {"first": X[:120], "last": X[-120:]}, backend="serial", random_seed=2, **FIT)
+    out = fit_many(
+        model, {"first": X[:120], "last": X[-120:]}, backend="serial", random_seed=2, **FIT
+    )
     assert out["last"].observed_data["y"].shape == (120, 2)
     assert "means[1, 0]" in set(out.summary["parameter"])
 

@@ -7,7 +7,14 @@ from scipy import stats
 import mixtures
 from mixtures.calibration import ecdf_band, sbc, simulate
 
-FAST = {"n_sims": 100, "draws": 250, "chains": 2, "tune": 150, "tempering": None, "progressbar": False}
+FAST = {
+    "n_sims": 100,
+    "draws": 250,
+    "chains": 2,
+    "tune": 150,
+    "tempering": None,
+    "progressbar": False,
+}
 
 
 def test_simulator_draws_the_resolved_prior(y3):
@@ -18,7 +25,10 @@ def test_simulator_draws_the_resolved_prior(y3):
     mp = spec.priors["means"].params
     assert stats.kstest(means, stats.norm(mp["mu"][0], mp["sigma"][0]).cdf).pvalue > 0.01
     sig = np.array([s["sigma"][1] for s in sims])
-    assert stats.kstest(sig, stats.halfnorm(scale=spec.priors["sigma"].params["sigma"][1]).cdf).pvalue > 0.01
+    assert (
+        stats.kstest(sig, stats.halfnorm(scale=spec.priors["sigma"].params["sigma"][1]).cdf).pvalue
+        > 0.01
+    )
     w = np.array([s["weights"] for s in sims])
     a = spec.priors["weights"].params["a"]
     np.testing.assert_allclose(w.mean(0), a / a.sum(), atol=0.02)
@@ -67,7 +77,9 @@ def test_sbc_passes_for_the_gibbs_engine(y3, make):
 def test_sbc_flags_a_misspecified_prior(y3):
     model = mixtures.shared_sd_mixture(y3[:60], 2)
     scale = float(mixtures.spec_of(model).priors["sigma"].params["sigma"])
-    wrong = mixtures.shared_sd_mixture(y3[:60], 2, priors={"sigma": {"dist": "HalfNormal", "sigma": scale / 5}})
+    wrong = mixtures.shared_sd_mixture(
+        y3[:60], 2, priors={"sigma": {"dist": "HalfNormal", "sigma": scale / 5}}
+    )
     result = sbc(model, fit_model=wrong, random_seed=3, **FAST)
     assert not result.passed
     assert not result.tests().loc["sigma", "ecdf_in_band"]
@@ -95,6 +107,8 @@ def test_sbc_full_model_with_the_default_sampler_settings(y3, marginalized):
 @pytest.mark.slow
 def test_sbc_pymc_nuts_shared_sd(y3):
     model = mixtures.shared_sd_mixture(y3[:60], 2)
-    result = sbc(model, n_sims=100, sampler="pymc", draws=500, tune=500, random_seed=8, progressbar=False)
+    result = sbc(
+        model, n_sims=100, sampler="pymc", draws=500, tune=500, random_seed=8, progressbar=False
+    )
     print(result.tests(), result.rates)
     assert result.passed, result.tests()

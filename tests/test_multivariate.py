@@ -428,7 +428,9 @@ def test_2d_plots_name_axes_after_the_columns(three, fit3):
     ax = mixtures.plot_mixture_2d(result, df)
     assert (ax.get_xlabel(), ax.get_ylabel()) == tuple(df.columns[:2])
     model = mixtures.mv_mixture(df, 2, covariance_prior="wishart")
-    idata = mixtures.sample(model, draws=100, tune=100, chains=2, random_seed=1, warn=False, **QUIET)
+    idata = mixtures.sample(
+        model, draws=100, tune=100, chains=2, random_seed=1, warn=False, **QUIET
+    )
     mixtures.sample_posterior_predictive(model, idata, random_seed=2)
     ax = mixtures.plot_ppc_2d(idata, random_seed=0)
     assert (ax.get_xlabel(), ax.get_ylabel()) == tuple(df.columns[:2])
@@ -449,7 +451,9 @@ def test_plot_mixture_2d_relabels_before_averaging(three, fit3):
     swapped.posterior = post
     ax = mixtures.plot_mixture_2d(swapped, X, num_draws=0)
     centres = sorted(tuple(np.round(p.center, 1)) for p in ax.patches)
-    truth = sorted(tuple(np.round(m, 1)) for m in idata.posterior["means"].mean(("chain", "draw")).values)
+    truth = sorted(
+        tuple(np.round(m, 1)) for m in idata.posterior["means"].mean(("chain", "draw")).values
+    )
     np.testing.assert_allclose(centres, truth, atol=0.05)
 
 

@@ -1,5 +1,5 @@
-import matplotlib.pyplot as plt
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from conftest import TRUE_MEANS, TRUE_WEIGHTS
