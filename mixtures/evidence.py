@@ -12,8 +12,9 @@ coarse; it does not see the transition.
 
 Stepping-stone: the Gibbs engine's replica t samples
 :math:`p_t(\theta, z) \propto p(\theta)\, p(z \mid w)\, p(y \mid z, \theta)^{\beta_t}`,
-whose normalising constant is :math:`Z(\beta_t)`, with :math:`Z(0) = 1` and :math:`Z(1) = p(y)`. With :math:`\ell` the complete-data log-likelihood
-stored per rung (``sample_stats["tempered_loglik"]``),
+whose normalising constant is :math:`Z(\beta_t)`, with :math:`Z(0) = 1` and
+:math:`Z(1) = p(y)`. With :math:`\ell` the complete-data log-likelihood stored per rung
+(``sample_stats["tempered_loglik"]``),
 
 .. math::
 
