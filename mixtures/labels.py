@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
@@ -157,10 +158,16 @@ def relabel(idata, method: str = "stephens"):
         post["assignment"] = (post["assignment"].transpose("chain", "draw", ...).dims, mapped)
     post.attrs = {**idata.posterior.attrs, "mixtures_relabelled": method}
     out.posterior = post
-    stats = out.sample_stats.copy()
+    if "sample_stats" in out.groups():
+        stats = out.sample_stats.copy()
+    else:  # e.g. ADVI's draws
+        stats = xr.Dataset(coords={"chain": post["chain"].values, "draw": post["draw"].values})
     stats["relabel_permutation"] = (("chain", "draw", "relabel_component"), perms)
     stats = stats.assign_coords(relabel_component=np.arange(k))
-    out.sample_stats = stats
+    if "sample_stats" in out.groups():
+        out.sample_stats = stats
+    else:
+        out.add_groups(sample_stats=stats)
     return out
 
 

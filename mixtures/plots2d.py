@@ -213,7 +213,7 @@ def ppc_densities_2d(data: np.ndarray, pooled: np.ndarray, *, bw_adjust: float =
 
     The kernel covariance is Scott's rule for the data, ``(bw_adjust * n**(-1/6))**2`` times
     the data's covariance, for both: the two densities then differ only where the data sets
-    differ.
+    differ. The grid covers the data's range plus 15% on each side.
 
     Returns
     -------
@@ -222,8 +222,8 @@ def ppc_densities_2d(data: np.ndarray, pooled: np.ndarray, *, bw_adjust: float =
     """
     factor = bw_adjust * data.shape[0] ** (-1.0 / 6.0)
     kernel_cov = factor**2 * np.cov(data.T)
-    lo = np.minimum(pooled.min(0), data.min(0))
-    hi = np.maximum(pooled.max(0), data.max(0))
+    pad = 0.15 * (data.max(0) - data.min(0))
+    lo, hi = data.min(0) - pad, data.max(0) + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n_grid), np.linspace(lo[1], hi[1], n_grid))
     grid = np.column_stack([gx.ravel(), gy.ravel()])
     z_data = _kde_2d(data, grid, kernel_cov).reshape(gx.shape)
@@ -251,8 +251,9 @@ def plot_ppc_2d(
     """Posterior predictive check in 2-D: density contours of predictive draws against data.
 
     Draws `num_draws` predictive data sets; shows their pooled points (faint) and the KDE
-    contours of the pooled predictive (colour) and of the data (black), on the same levels
-    and with the same kernel (see :func:`ppc_densities_2d`).
+    contours of the pooled predictive (colour) and of the data (black), with the same kernel
+    (see :func:`ppc_densities_2d`), at the levels that enclose about 90%, 75%, 50% and 25% of
+    the data.
 
     Parameters
     ----------
@@ -289,12 +290,15 @@ def plot_ppc_2d(
     ax.scatter(pooled[:, 0], pooled[:, 1], s=2, alpha=0.15, color="C0", lw=0,
                label=f"{len(chosen)} predictive draws")  # fmt: skip
     gx, gy, z_data, z_pred = ppc_densities_2d(data, pooled, bw_adjust=bw_adjust)
-    levels = np.quantile(z_data, [0.5, 0.75, 0.9, 0.97])
+    # contours that enclose about 90%, 75%, 50% and 25% of the data (its density at its points)
+    factor = bw_adjust * data.shape[0] ** (-1.0 / 6.0)
+    at_data = _kde_2d(data, data, factor**2 * np.cov(data.T))
+    levels = np.quantile(at_data, [0.1, 0.25, 0.5, 0.75])
     ax.contour(gx, gy, z_pred, levels=levels, colors="C0", linewidths=1.5)
     ax.contour(gx, gy, z_data, levels=levels, colors="k", linewidths=1.0)
     ax.scatter(data[:, 0], data[:, 1], s=6, color="k", label="data")
     names = _feature_names(idata, features)
-    ax.set(xlabel=names[0], ylabel=names[1])
+    ax.set(xlabel=names[0], ylabel=names[1], xlim=(gx.min(), gx.max()), ylim=(gy.min(), gy.max()))
     ax.set_title("posterior predictive (blue) vs data (black), same kernel")
     ax.legend(loc="best", fontsize="small")
     return ax

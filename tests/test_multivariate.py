@@ -183,6 +183,7 @@ def test_em_n_init_keeps_the_best_start(three):
     np.testing.assert_array_equal(best.init_means, starts[int(np.argmax(singles))])
 
 
+@pytest.mark.slow  # compiles the LKJ model for NUTS (25 s)
 def test_em_initvals_are_ordered_and_accepted(three):
     X, _ = three
     start = mixtures.em(X, 3, random_seed=0).initvals(ordered_by=0)
@@ -372,6 +373,7 @@ def test_mv_conjugate_means_update_matches_closed_form(three):
         np.testing.assert_allclose(np.cov(draws[:, j], rowvar=False), cov, atol=0.1 * scale)
 
 
+@pytest.mark.slow  # ADVI's compilation (35 s); notebook 04 (slow tier) runs ADVI too
 def test_advi_returns_inference_data(three):
     X, _ = three
     model = mixtures.mv_mixture(X, 3)

@@ -15,6 +15,7 @@ def test_notebooks_are_found():
         "02_shared_sd.ipynb",
         "03_em_vs_bayes_2d.ipynb",
         "04_sparse_k_2d.ipynb",
+        "05_assignments_and_k.ipynb",
     ]
 
 
