@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import arviz as az
+import numpy as np
 import pymc as pm
+import xarray as xr
 
 from mixtures.diagnostics import ConvergenceWarning, warn_convergence
 from mixtures.engines import CompiledMixture, check_model, is_latent
@@ -151,7 +153,11 @@ def sample_posterior_predictive(
 
     Unlike a bare ``pm.sample_posterior_predictive(idata, model=model)``, this never alters the
     model: PyMC 5 appends to ``model.observed_RVs`` when ``var_names`` is omitted, after which
-    the model can no longer be sampled.
+    the model can no longer be sampled. And where the posterior lacks some of the model's free
+    variables (our Gibbs engine returns the Wishart model's covariances, ``chol_cov``, not the
+    Bartlett variables PyMC builds them from), PyMC would silently draw those from their prior;
+    the predictive is then drawn with NumPy from the posterior's weights, means and
+    covariances (or sds) instead.
 
     Parameters
     ----------
@@ -170,6 +176,14 @@ def sample_posterior_predictive(
         `idata`, with a ``posterior_predictive`` group holding ``y``.
     """
     check_model(model)
+    missing = [v.name for v in model.free_RVs if v.name not in idata.posterior]
+    missing = [name for name in missing if name != "assignment"]
+    if missing:
+        predictive = _mixture_predictive(idata, random_seed)
+        if "posterior_predictive" in idata.groups():
+            del idata.posterior_predictive
+        idata.add_groups(posterior_predictive=predictive)
+        return idata
     var_names = ["assignment", "y"] if is_latent(model) else ["y"]
     if progressbar is None:
         progressbar = default_progressbar()
@@ -192,3 +206,41 @@ def sample_posterior_predictive(
         del idata.posterior_predictive
     idata.add_groups(posterior_predictive=predictive)
     return idata
+
+
+def _mixture_predictive(idata: az.InferenceData, random_seed) -> xr.Dataset:
+    """Draw y from the mixture at every posterior draw (z from the weights, then y given z)."""
+    rng = np.random.default_rng(random_seed)
+    post = idata.posterior
+    observed = idata.observed_data["y"]
+    n_obs = observed.sizes["obs_id"]
+    w = post["weights"].transpose("chain", "draw", "component").values
+    chains, draws, k = w.shape
+    u = rng.uniform(size=(chains, draws, n_obs, 1))
+    z = np.minimum((u > np.cumsum(w, axis=-1)[:, :, None, :]).sum(-1), k - 1)  # (c, d, n)
+    if "chol_cov" in post:
+        mu = post["means"].transpose("chain", "draw", "component", "feature").values
+        chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
+        mu_z = np.take_along_axis(mu, z[..., None], axis=2)  # (c, d, n, f)
+        chol_z = np.take_along_axis(chol, z[..., None, None], axis=2)  # (c, d, n, f, f)
+        eps = rng.standard_normal(mu_z.shape)
+        y = mu_z + np.einsum("cdnij,cdnj->cdni", chol_z, eps)
+        dims = ("chain", "draw", "obs_id", "feature")
+    else:
+        const = idata.constant_data if "constant_data" in idata.groups() else {}
+
+        def param(name):
+            da = post[name] if name in post else const[name]
+            arr = (
+                da.values
+                if "chain" in da.dims
+                else np.broadcast_to(da.values, (chains, draws, *da.shape))
+            )
+            return np.broadcast_to(arr.reshape(chains, draws, -1), (chains, draws, k))
+
+        mu, sd = param("means"), param("sigma")
+        y = rng.normal(np.take_along_axis(mu, z, axis=2), np.take_along_axis(sd, z, axis=2))
+        dims = ("chain", "draw", "obs_id")
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+    coords.update({d: observed[d].values for d in dims[2:]})
+    return xr.Dataset({"y": (dims, y)}, coords=coords)

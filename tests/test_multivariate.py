@@ -496,3 +496,17 @@ def test_plot_ppc_2d_needs_predictive(fit3):
     bare = az.InferenceData(posterior=idata.posterior, observed_data=idata.observed_data)
     with pytest.raises(ValueError, match="posterior_predictive"):
         mixtures.plot_ppc_2d(bare)
+
+
+def test_predictive_of_a_gibbs_wishart_fit_uses_the_posterior_covariances():
+    """The Gibbs engine returns chol_cov, not PyMC's Bartlett variables: PyMC alone would draw
+    those from the prior. The predictive covariance must be the data's (a well-fitting model)."""
+    df = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]]
+    model = mixtures.mv_mixture(df, 3, covariance_prior="wishart")
+    idata = mixtures.sample(model, draws=200, tune=200, chains=2, random_seed=1, warn=False, **QUIET)
+    assert "wishart_c" not in idata.posterior
+    mixtures.sample_posterior_predictive(model, idata, random_seed=2)
+    pred = idata.posterior_predictive["y"]
+    assert pred.dims == ("chain", "draw", "obs_id", "feature")
+    pooled = pred.values.reshape(-1, 2)
+    np.testing.assert_allclose(np.cov(pooled.T), np.cov(df.to_numpy().T), rtol=0.1, atol=0.1)
