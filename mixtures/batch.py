@@ -425,7 +425,9 @@ def fit_many(
     callback : callable, optional
         ``callback(record)`` after each fit is recorded (name, status, seconds, error, ...).
     **sample_kwargs
-        Passed to every fit (e.g. ``tempering=``, ``log_likelihood=``).
+        Passed to every fit (e.g. ``tempering=``). ``log_likelihood`` defaults to False here:
+        the pointwise log-likelihood is chains x draws x N values per fit (7 MB at N = 215),
+        which every fit would ship back and write; pass ``log_likelihood=True`` for LOO.
 
     Returns
     -------
@@ -463,6 +465,7 @@ def fit_many(
         raise ValueError(f"`backend` should be None when `client` is given, but got {backend!r}")
     if postprocess is not None and not callable(postprocess):
         raise ValueError(f"`postprocess` should be callable, but got {postprocess!r}")
+    sample_kwargs.setdefault("log_likelihood", False)
     model_bytes = cloudpickle.dumps(model)
     key = hashlib.sha1(model_bytes).hexdigest()
     options = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains}
