@@ -87,6 +87,10 @@ def test_the_user_model_keeps_its_data(model, y3, serial):
 def test_local_cluster_gives_the_serial_draws(model, boots, serial, client):
     dask = fit_many(model, boots, client=client, random_seed=5, **FIT)
     assert set(dask.fits["worker"]) <= {"0", "1"}
+    # each worker compiles in its own PyTensor directory
+    dirs = client.run(lambda: str(__import__("pytensor").config.compiledir))
+    assert len(set(dirs.values())) == 2
+    assert all("mixtures-workers/worker-" in d for d in dirs.values())
     _same_draws(serial, dask, boots)
     # order and names are the input's, whatever order the workers finished in
     assert list(dask) == list(boots)
