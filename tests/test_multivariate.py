@@ -503,7 +503,9 @@ def test_predictive_of_a_gibbs_wishart_fit_uses_the_posterior_covariances():
     those from the prior. The predictive covariance must be the data's (a well-fitting model)."""
     df = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]]
     model = mixtures.mv_mixture(df, 3, covariance_prior="wishart")
-    idata = mixtures.sample(model, draws=200, tune=200, chains=2, random_seed=1, warn=False, **QUIET)
+    idata = mixtures.sample(
+        model, draws=200, tune=200, chains=2, random_seed=1, warn=False, **QUIET
+    )
     assert "wishart_c" not in idata.posterior
     mixtures.sample_posterior_predictive(model, idata, random_seed=2)
     pred = idata.posterior_predictive["y"]
