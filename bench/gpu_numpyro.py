@@ -1,7 +1,7 @@
 """The JAX path on a GPU: NumPyro's NUTS (``sampler="numpyro"``) against our Gibbs engine.
 
 Run on a machine with a CUDA GPU and JAX (the device machine of this project):
-``python bench/gpu_numpyro.py OUT_DIR``. For N = 1e4, 1e5, 1e6 points from three Gaussians,
+``python bench/gpu_numpyro.py OUT_DIR [INDICES]`` (INDICES: a comma-separated subset of the plan). For N = 1e4, 1e5, 1e6 points from three Gaussians,
 ``full_mixture(y, 3)`` (marginalised), 4 chains x (500 + 500):
 
 - ``numpyro`` on the GPU, chains vectorised (first call: JIT compilation included; second call);
@@ -87,6 +87,9 @@ def main():
         (1e6, "gibbs", "none", None),
         (1e5, "gibbs", "auto", None),
     ]
+    if len(sys.argv) > 2:  # a subset of the plan, by index (the device time is short)
+        plan = [plan[int(i)] for i in sys.argv[2].split(",")]
+        res["runs"] = []
     for n, sampler, temp, env in plan:
         t0 = time.perf_counter()
         r = run(int(n), sampler, temp, env)
