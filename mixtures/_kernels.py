@@ -499,34 +499,36 @@ def _solve_upper_t(low, b, out):
 
 
 @njit(inline="always")
-def _mv_sweep_range(x, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, diff):
+def _mv_sweep_range(x, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, diff):
     k, d = mu.shape[1], mu.shape[2]
     changed = 0
     for i in range(lo, hi):
-        top = -np.inf
-        best = 0
-        for j in range(k):
-            q = 0.0
-            for col in range(d):  # (F^T (x - mu))_col
-                u = 0.0
-                for row in range(d):
-                    u += fac[r, j, row, col] * (x[i, row] - mu[r, j, row])
-                q += u * u
-            v = a[r, j] - 0.5 * beta[r] * q
-            logp[j] = v
-            if v > top:
-                top = v
-                best = j
-        total = 0.0
-        for j in range(k):
-            total += 1.0 if j == best else math.exp(logp[j] - top)
-            logp[j] = total
-        u = _counter_uniform(key, i) * total
-        pick = k - 1
-        for j in range(k - 1):
-            if u < logp[j]:
-                pick = j
-                break
+        pick = fixed[i]  # a known label, or -1
+        if pick < 0:
+            top = -np.inf
+            best = 0
+            for j in range(k):
+                q = 0.0
+                for col in range(d):  # (F^T (x - mu))_col
+                    u = 0.0
+                    for row in range(d):
+                        u += fac[r, j, row, col] * (x[i, row] - mu[r, j, row])
+                    q += u * u
+                v = a[r, j] - 0.5 * beta[r] * q
+                logp[j] = v
+                if v > top:
+                    top = v
+                    best = j
+            total = 0.0
+            for j in range(k):
+                total += 1.0 if j == best else math.exp(logp[j] - top)
+                logp[j] = total
+            u = _counter_uniform(key, i) * total
+            pick = k - 1
+            for j in range(k - 1):
+                if u < logp[j]:
+                    pick = j
+                    break
         if z[r, i] != pick:
             changed += 1
             z[r, i] = pick
@@ -541,7 +543,7 @@ def _mv_sweep_range(x, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, dif
 
 
 @njit(cache=True, nogil=True)
-def _mv_sweep_serial(x, a, beta, mu, fac, keys, z, n, s1, s2, changed):
+def _mv_sweep_serial(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed):
     k, d = mu.shape[1], mu.shape[2]
     logp = np.empty(k)
     diff = np.empty(d)
@@ -550,12 +552,12 @@ def _mv_sweep_serial(x, a, beta, mu, fac, keys, z, n, s1, s2, changed):
     s2[:] = 0.0
     for r in range(a.shape[0]):
         changed[r] = _mv_sweep_range(
-            x, 0, x.shape[0], r, a, beta, mu, fac, keys[r], z, n, s1, s2, logp, diff
+            x, fixed, 0, x.shape[0], r, a, beta, mu, fac, keys[r], z, n, s1, s2, logp, diff
         )
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _mv_sweep_threads(x, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
+def _mv_sweep_threads(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
     n_rep, k, d = mu.shape
     n_obs = x.shape[0]
     size = (n_obs + n_blocks - 1) // n_blocks
@@ -570,7 +572,7 @@ def _mv_sweep_threads(x, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
         diff = np.empty(d)
         for r in range(n_rep):
             bc[b, r] = _mv_sweep_range(
-                x, lo, hi, r, a, beta, mu, fac, keys[r], z, bn[b], b1[b], b2[b], logp, diff
+                x, fixed, lo, hi, r, a, beta, mu, fac, keys[r], z, bn[b], b1[b], b2[b], logp, diff
             )
     n[:] = bn.sum(axis=0)
     s1[:] = b1.sum(axis=0)
@@ -775,7 +777,7 @@ def mv_run(x, it0, it1, tune, model, chain, out, stats):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_serial(x, a, beta, mu, fac, keys, z, n, s1, s2, changed)
+        _mv_sweep_serial(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed)
         _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
 
 
@@ -793,5 +795,5 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_threads(x, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks)
+        _mv_sweep_threads(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks)
         _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)

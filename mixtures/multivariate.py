@@ -39,9 +39,9 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.logprob.transforms import Transform
 
-from mixtures._validation import check_k, check_observations
+from mixtures._validation import check_k, check_labels, check_observations
 from mixtures.families import mvnormal_logpdf
-from mixtures.models import _increasing_start
+from mixtures.models import _increasing_start, _label_weights
 from mixtures.spec import MixtureSpec, Prior, attach
 
 __all__ = [
@@ -364,6 +364,7 @@ def mv_mixture(
     ordered_by: int | None = 0,
     priors=None,
     covariance_prior: str = "lkj",
+    labels=None,
 ) -> pm.Model:
     """Mixture of `k` multivariate Gaussians for `X` of shape (n_obs, n_features).
 
@@ -400,6 +401,10 @@ def mv_mixture(
         feature), ``sigma`` (the HalfNormal scale of the sds, per feature), ``corr``
         (``eta``); with the Wishart prior ``wishart`` (``nu`` > d - 1, ``psi``: a
         positive-definite (d, d) matrix or its diagonal) instead of ``sigma`` and ``corr``.
+    labels : array-like of int, optional
+        Known components of some observations (-1 or NaN for unknown): observed, not
+        sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
+        that feature.
 
     Returns
     -------
@@ -417,6 +422,7 @@ def mv_mixture(
     X = check_observations(X, "X", ndim=2)
     n, d = X.shape
     k = check_k(k, n)
+    labels = check_labels(labels, n, k)
     if covariance not in COVARIANCES:
         raise ValueError(
             f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
@@ -452,6 +458,8 @@ def mv_mixture(
             chol = _wishart_chol(spec, k, d)
         else:
             chol = _covariances(spec, k, d, covariance)
+        if labels is not None:
+            weights = _label_weights(weights, labels, k)
         if marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
             pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))
         elif marginalized:
@@ -462,9 +470,8 @@ def mv_mixture(
         else:
             z = pm.Categorical("assignment", p=weights, dims="obs_id")
             pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=("obs_id", "feature"))
-    return attach(
-        model, _mv_spec(X, k, spec, covariance, marginalized, ordered_by, covariance_prior)
-    )
+    mv_spec = _mv_spec(X, k, spec, covariance, marginalized, ordered_by, covariance_prior)
+    return attach(model, mv_spec.replace(labelled=labels is not None))
 
 
 def mv_pointwise_loglik(idata) -> xr.Dataset:
@@ -495,6 +502,11 @@ def mv_pointwise_loglik(idata) -> xr.Dataset:
         comp[j] = log_w + mvnormal_logpdf(x, mu[:, j], chol[:, j])
     top = comp.max(axis=0)
     out = top + np.log(np.exp(comp - top).sum(axis=0))
+    const = idata.constant_data if "constant_data" in idata.groups() else {}
+    if "labels" in const:  # a labelled point's likelihood is that of (x_i, z_i)
+        labels = np.asarray(const["labels"].values, dtype=int)
+        rows = np.flatnonzero(labels >= 0)
+        out[:, rows] = comp[labels[rows], :, rows].T
     coords = {
         "chain": post["chain"].values,
         "draw": post["draw"].values,

@@ -309,3 +309,40 @@ def test_labelled_handle_refuses_new_data_without_labels(y3, labelled):
     handle = mixtures.compile_model(mixtures.full_mixture(y3, 3, labels=labelled))
     with pytest.raises(ValueError, match="known labels"):
         handle.sample(y3[:50])
+
+
+@pytest.mark.parametrize("marginalized", [True, False], ids=["marginalised", "latent"])
+def test_multivariate_labels_are_kept_and_enter_the_likelihood(marginalized):
+    df = mixtures.load_dataset("old_faithful")
+    X = df.to_numpy()
+    labels = np.full(len(X), -1)
+    labels[:3] = 0
+    far = int(np.argmin(X[:, 0]))  # the shortest eruption, declared to be a long one
+    labels[far] = 1
+    model = mixtures.mv_mixture(
+        df, 2, covariance_prior="wishart", labels=labels, marginalized=marginalized
+    )
+    idata = mixtures.sample(
+        model, draws=150, tune=150, chains=2, random_seed=1, progressbar=False, warn=False
+    )
+    probs = mixtures.assignment_probabilities(idata)["probability"].values
+    np.testing.assert_array_equal(probs[[0, 1, 2, far]], [[1, 0], [1, 0], [1, 0], [0, 1]])
+    post = idata.posterior
+    w, mu, chol = (
+        post["weights"].values[..., 1],
+        post["means"].values[..., 1, :],
+        post["chol_cov"].values[..., 1, :, :],
+    )
+    expected = np.log(w[0, :5]) + [
+        stats.multivariate_normal(mu[0, d], chol[0, d] @ chol[0, d].T).logpdf(X[far])
+        for d in range(5)
+    ]
+    np.testing.assert_allclose(idata.log_likelihood["y"].values[0, :5, far], expected, rtol=1e-10)
+    # the long-eruption component stretches down to take the short one in: its eruptions' sd grows
+    free = mixtures.sample(mixtures.mv_mixture(df, 2, covariance_prior="wishart"), draws=150, tune=150,
+                           chains=2, random_seed=1, progressbar=False, warn=False)  # fmt: skip
+
+    def sd(fit):
+        return float(np.sqrt((fit.posterior["chol_cov"].values[..., 1, 0, :] ** 2).sum(-1)).mean())
+
+    assert sd(idata) > sd(free) + 0.01

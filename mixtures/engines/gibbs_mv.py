@@ -85,6 +85,7 @@ def sample_mv(
     n_tries = max(n_temps - 1, 1)
     tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
     chain = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, tries, accepts, state]
+    chain.append(engine._labels(x.shape[0]))  # known labels (-1: unknown)
     out = (out_w, out_mu, out_lam, out_z)
     stats = tuple(st.values())
     threaded = n_rep * n_obs >= _PARALLEL_MIN
