@@ -22,6 +22,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from mixtures.families import mvnormal_logpdf, normal_logpdf
+from mixtures.loglik import _param
 
 __all__ = [
     "assignment_probabilities",
@@ -39,14 +40,6 @@ def _flat(da: xr.DataArray) -> np.ndarray:
     """(chain, draw, ...) -> (chain * draw, ...)."""
     da = da.transpose("chain", "draw", ...)
     return da.values.reshape(-1, *da.shape[2:])
-
-
-def _param(idata, name) -> xr.DataArray:
-    if name in idata.posterior:
-        return idata.posterior[name]
-    if "constant_data" in idata.groups() and name in idata.constant_data:
-        return idata.constant_data[name]
-    raise ValueError(f"`idata` should hold `{name}` in its posterior or constant_data")
 
 
 def _check_idata(idata):

@@ -227,18 +227,11 @@ def _mixture_predictive(idata: az.InferenceData, random_seed) -> xr.Dataset:
         y = mu_z + np.einsum("cdnij,cdnj->cdni", chol_z, eps)
         dims = ("chain", "draw", "obs_id", "feature")
     else:
-        const = idata.constant_data if "constant_data" in idata.groups() else {}
+        from mixtures.assignments import _broadcast
+        from mixtures.loglik import _param
 
-        def param(name):
-            da = post[name] if name in post else const[name]
-            arr = (
-                da.values
-                if "chain" in da.dims
-                else np.broadcast_to(da.values, (chains, draws, *da.shape))
-            )
-            return np.broadcast_to(arr.reshape(chains, draws, -1), (chains, draws, k))
-
-        mu, sd = param("means"), param("sigma")
+        mu, sd = (_broadcast(_param(idata, n), chains * draws, k) for n in ("means", "sigma"))
+        mu, sd = mu.reshape(chains, draws, k), sd.reshape(chains, draws, k)
         y = rng.normal(np.take_along_axis(mu, z, axis=2), np.take_along_axis(sd, z, axis=2))
         dims = ("chain", "draw", "obs_id")
     coords = {"chain": post["chain"].values, "draw": post["draw"].values}
