@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 from distributed import WorkerPlugin
 
+from mixtures._io import atomic_write
 from mixtures.progress import default_progressbar, progress_bar
 
 __all__ = ["FitResults", "fit_many"]
@@ -196,23 +196,33 @@ def _file_stem(name) -> str:
 
 
 # ------------------------------------------------------------------------- the results dir
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside `path`, then rename: the file is whole or absent."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _check_results_dir(root: Path) -> None:
+    """Refuse a folder whose files a run would overwrite although an earlier run did not write them.
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    A results directory holds ``run.json`` (with the keys ``spec``, ``options`` and
+    ``entropy``), ``summary.csv`` and ``fits/``. A folder without such a ``run.json`` may hold
+    anything else, but not a ``summary.csv`` or ``run.json`` of its own, nor files in ``fits/``:
+    those belong to the user and would be replaced.
+    """
+    run_file = root / "run.json"
+    if run_file.exists():
+        try:
+            record = json.loads(run_file.read_text())
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not {"spec", "options", "entropy"} <= set(record):
+            raise ValueError(
+                f"`results_dir` should be a new folder or one written by fit_many, but "
+                f"{run_file} was not written by fit_many: choose another folder"
+            )
+        return
+    foreign = [p.name for p in (root / "summary.csv", root / "fits") if p.exists()]
+    if foreign:
+        raise ValueError(
+            f"`results_dir` should be a new folder or one written by fit_many, but {root} "
+            f"holds {', '.join(foreign)} without fit_many's run.json; those would be "
+            "overwritten: choose another folder"
+        )
 
 
 class _Store:
@@ -222,8 +232,9 @@ class _Store:
         self.root = Path(root)
         self.fits = self.root / "fits"
         self.save_idata = save_idata
-        self.fits.mkdir(parents=True, exist_ok=True)
         run_file = self.root / "run.json"
+        _check_results_dir(self.root)
+        self.fits.mkdir(parents=True, exist_ok=True)
         if run_file.exists():
             old = json.loads(run_file.read_text())
             for key in ("spec", "options"):
@@ -235,7 +246,7 @@ class _Store:
                     )
             run["entropy"] = old["entropy"]  # the resumed fits get the seeds they would have had
         else:
-            _write_atomic(run_file, lambda p: p.write_text(json.dumps(run, indent=2)))
+            atomic_write(run_file, lambda p: p.write_text(json.dumps(run, indent=2)))
         self.run = run
 
     def done(self) -> dict:
@@ -250,17 +261,17 @@ class _Store:
         stem = _file_stem(record["name"])
         idata = record.pop("idata", None)
         if idata is not None and self.save_idata:
-            _write_atomic(self.fits / f"{stem}.nc", lambda p: idata.to_netcdf(str(p)))
+            atomic_write(self.fits / f"{stem}.nc", lambda p: idata.to_netcdf(str(p)))
         body = {k: v for k, v in record.items() if k != "output"}
         if record.get("output") is not None:
             body["output"] = record["output"]
-        _write_atomic(self.fits / f"{stem}.json", lambda p: p.write_text(_dumps(body)))
+        atomic_write(self.fits / f"{stem}.json", lambda p: p.write_text(_dumps(body)))
 
     def idata_path(self, name) -> Path:
         return self.fits / f"{_file_stem(name)}.nc"
 
     def write_summary(self, table: pd.DataFrame) -> None:
-        _write_atomic(self.root / "summary.csv", lambda p: table.to_csv(p, index=False))
+        atomic_write(self.root / "summary.csv", lambda p: table.to_csv(p, index=False))
 
 
 def _dumps(obj) -> str:

@@ -10,7 +10,6 @@ PyMC is imported only when a fit starts, so ``--help`` and ``datasets`` answer a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mixtures._io import atomic_write, deferred_sigint, plain_mode
 
 __all__ = ["main"]
 
@@ -37,7 +38,9 @@ examples:
 FIT_EPILOG = """\
 writes into --out: summary.csv (full precision), summary.md, ppc.png, trace.png (mixture_2d.png
 for two columns), posterior.nc (the whole InferenceData) and run.json (arguments, resolved spec,
-versions, engine and why, diagnostics, timings). Files are written atomically.
+versions, engine and why, diagnostics, timings, the list of files written). Outputs appear
+whole or not at all; other files in --out are never touched; an --out whose outputs would
+replace the input CSV or the priors file is refused.
 
 examples:
   mixtures fit galaxies.csv --column velocity --k 3 --out galaxies_k3
@@ -118,7 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", required=True, help="output directory")
     fit.add_argument(
-        "--overwrite", action="store_true", help="replace the outputs of a non-empty --out"
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --out (only the files listed above; "
+        "every other file in --out is left alone)",
     )
     fit.add_argument(
         "--drop-missing",
@@ -258,7 +264,7 @@ def _numbers(text: str | None, name: str) -> list[float]:
         raise InputError(f"--{name} should be comma-separated numbers, but got {text!r}") from None
 
 
-def build(args, values):
+def build(args, values, columns=None):
     """Build the model the arguments describe (the factories validate at their boundary)."""
     import mixtures
 
@@ -282,8 +288,10 @@ def build(args, values):
         return mixtures.shared_sd_mixture(y, args.k, marginalized=marginalized, priors=priors)
     if kind == "full":
         return mixtures.full_mixture(y, args.k, marginalized=marginalized, priors=priors)
+    import pandas as pd
+
     return mixtures.mv_mixture(
-        values,
+        pd.DataFrame(values, columns=columns),
         args.k,
         marginalized=marginalized,
         priors=priors,
@@ -294,108 +302,126 @@ def build(args, values):
 # ------------------------------------------------------------------------------ outputs
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+#: Every file `mixtures fit` may write into --out; run.json lists those a run wrote.
+OUTPUTS = (
+    "summary.csv",
+    "summary.md",
+    "ppc.png",
+    "trace.png",
+    "mixture_2d.png",
+    "posterior.nc",
+    "run.json",
+)
+
+
+def _check_out(out: Path, overwrite: bool, reads: list[Path]) -> None:
+    """Refuse an --out where outputs would replace an input, or old outputs without --overwrite.
+
+    Outputs never replace a file the run reads; a previous run's outputs are replaced only
+    with --overwrite. Files whose names are not in :data:`OUTPUTS` are never touched.
+    """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def _atomic(path: Path, mode: str = "w"):
-    """Write to a temporary file in the same directory, then rename it over `path`.
-
-    The file gets the permissions a plain ``open`` would give it (mkstemp makes it 0600).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if not out.is_dir():
+        return
+    for path in reads:
+        target = out / path.name
+        if path.name in OUTPUTS and target.exists() and target.samefile(path):
+            raise InputError(
+                f"--out {out}: holds {path.name}, which this run reads and would overwrite "
+                "with an output of the same name; choose another --out"
+            )
+    ours = [name for name in OUTPUTS if (out / name).exists()]
+    if ours and not overwrite:
+        raise InputError(
+            f"--out {out}: already holds outputs ({', '.join(ours)}); pass --overwrite to "
+            "replace them (other files in it are left alone)"
+        )
 
 
 def _save_figure(fig, path: Path) -> None:
-    with _atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
 
 
-def write_outputs(out: Path, model, idata, record: dict) -> list[Path]:
-    """Write every output into a staging directory beside `out`, then swap it in.
-
-    An interrupted or failed run leaves the previous outputs (or none) untouched; the swap is
-    two renames.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
+def _previous_outputs(out: Path) -> set[str]:
+    """Return the outputs a previous run recorded in ``out/run.json`` (only names in OUTPUTS)."""
     try:
-        names = _write_all(staging, idata, record)
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        listed = json.loads((out / "run.json").read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in listed if name in OUTPUTS}
+
+
+def write_outputs(out: Path, idata, record: dict, *, labels: dict | None = None) -> list[Path]:
+    """Write every output, then put them into `out` at once; nothing else in `out` is touched.
+
+    The files are written into a staging folder first. A new `out` is that folder renamed;
+    into an existing one the files are renamed one by one (Ctrl-C held back for those few
+    renames), run.json (the list of what was written) last, and outputs of a previous run
+    that this run does not write (listed in its run.json) are removed. An interrupted or failed
+    run leaves the previous outputs untouched.
+    """
+    exists = out.is_dir()
+    parent = out if exists else out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
+    try:
+        names = _write_all(staging, idata, record, labels or {})
+        with deferred_sigint():
+            if not exists:
+                os.chmod(staging, plain_mode(directory=True))  # mkdtemp makes it 0700
+                os.replace(staging, out)
+            else:
+                stale = _previous_outputs(out) - set(names)
+                for name in names:  # run.json is last
+                    os.replace(staging / name, out / name)
+                for name in stale:
+                    (out / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / name for name in names]
 
 
-def _write_all(out: Path, idata, record: dict) -> list[str]:
+def _write_all(out: Path, idata, record: dict, labels: dict) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     import mixtures
 
-    written = []
+    title = labels.get("title", "")
     table = mixtures.summary_table(idata)
-    for name, text in (
-        ("summary.csv", table.to_csv()),
-        ("summary.md", mixtures.summary_table(idata, fmt="markdown") + "\n"),
-    ):
-        with _atomic(out / name) as tmp:
-            tmp.write_text(text)
-        written.append(out / name)
+    table.to_csv(out / "summary.csv")
+    (out / "summary.md").write_text(mixtures.summary_table(idata, fmt="markdown") + "\n")
+    written = ["summary.csv", "summary.md"]
     if idata.observed_data["y"].ndim == 1:
         ax = mixtures.plot_ppc(idata, figsize=(7, 4))
-        _save_figure(ax.figure, out / "ppc.png")
-        plt.close(ax.figure)
-        written.append(out / "ppc.png")
+        ax.set_xlabel(labels.get("x", "y"))
+        figures = [("ppc.png", ax, "posterior predictive check")]
     else:
-        X = idata.observed_data["y"].values
-        ax = mixtures.plot_mixture_2d(idata, X)
-        _save_figure(ax.figure, out / "mixture_2d.png")
+        X = idata.observed_data["y"].to_pandas()
+        figures = [
+            ("mixture_2d.png", mixtures.plot_mixture_2d(idata, X), "fitted components"),
+            ("ppc.png", mixtures.plot_ppc_2d(idata), "posterior predictive check"),
+        ]
+    for name, ax, what in figures:
+        ax.set_title(f"{title}: {what}" if title else what)
+        _save_figure(ax.figure, out / name)
         plt.close(ax.figure)
-        written.append(out / "mixture_2d.png")
-        ax = mixtures.plot_ppc_2d(idata)
-        _save_figure(ax.figure, out / "ppc.png")
-        plt.close(ax.figure)
-        written.append(out / "ppc.png")
+        written.append(name)
     axes = mixtures.plot_trace(idata)
-    fig = axes.ravel()[0].figure
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle(f"{title}: trace" if title else "trace")
     _save_figure(fig, out / "trace.png")
     plt.close(fig)
-    written.append(out / "trace.png")
-    with _atomic(out / "posterior.nc") as tmp:
-        idata.to_netcdf(tmp)
-    written.append(out / "posterior.nc")
-    with _atomic(out / "run.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-    written.append(out / "run.json")
-    return [p.name for p in written]
+    written.append("trace.png")
+    idata.to_netcdf(out / "posterior.nc")
+    written.append("posterior.nc")
+    record = {**record, "outputs": [*written, "run.json"]}
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    return record["outputs"]
 
 
 def _versions() -> dict:
@@ -412,8 +438,9 @@ def _versions() -> dict:
 
 def _fit(args) -> int:
     out = Path(args.out)
-    _check_out(out, args.overwrite)
     columns = _columns(args)
+    reads = [Path(p) for p in (args.data, args.priors) if p is not None and Path(p).is_file()]
+    _check_out(out, args.overwrite, reads)
     values, dropped = read_table(args.data, columns, args.drop_missing)
     if dropped:
         print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
@@ -428,7 +455,7 @@ def _fit(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        model = build(args, values)
+        model = build(args, values, columns)
     except ValueError as err:
         raise InputError(str(err)) from None
     spec = mixtures.spec_of(model)
@@ -479,7 +506,10 @@ def _fit(args) -> int:
         "timings_s": {"build": t_build, "sample": t_sample},
         "versions": _versions(),
     }
-    written = write_outputs(out, model, idata, record)
+    labels = {"title": f"{Path(args.data).name}, {spec.kind} mixture, k = {spec.k}"}
+    if len(columns) == 1:
+        labels["x"] = columns[0]
+    written = write_outputs(out, idata, record, labels=labels)
     print()
     print(mixtures.summary_table(idata, fmt="markdown"))
     print(f"\nengine: {attrs.get('mixtures_sampler')} ({attrs.get('mixtures_sampler_reason')})")
@@ -533,8 +563,7 @@ def _demo(args) -> int:
     plt.close(ax.figure)
     print(f"\nPPC figure written to {out}")
     if args.netcdf:
-        with _atomic(Path(args.netcdf)) as tmp:
-            idata.to_netcdf(tmp)
+        atomic_write(Path(args.netcdf), lambda tmp: idata.to_netcdf(tmp))
         print(f"InferenceData written to {args.netcdf}")
     return EXIT_OK
 

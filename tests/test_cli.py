@@ -78,7 +78,8 @@ def test_existing_outputs_are_not_overwritten_without_the_flag(fit_run, csv):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     proc = run("fit", csv, "--column", "x", "--k", "2", "--out", out, *FAST)
     assert proc.returncode == 2
-    assert "exists and is not empty; pass --overwrite" in proc.stderr
+    assert "already holds outputs (summary.csv, summary.md, ppc.png" in proc.stderr
+    assert "pass --overwrite to replace them" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -231,3 +232,77 @@ def test_demo_prints_table_and_writes_figure(tmp_path, capsys):
     assert f"PPC figure written to {out}" in text
     assert mpimg.imread(out).shape[0] > 100
     assert nc.stat().st_size > 0
+
+
+def _user_folder(tmp_path, csv):
+    """A user's project folder: the data, a priors file and a file of their own."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "data.csv").write_bytes(csv.read_bytes())
+    (folder / "priors.json").write_text('{"sigma": {"dist": "HalfNormal", "sigma": 5}}')
+    (folder / "notes.txt").write_text("my notes")
+    return folder, {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_overwrite_never_touches_the_users_files(csv, tmp_path):
+    folder, before = _user_folder(tmp_path, csv)
+    args = ["fit", folder / "data.csv", "--column", "x", "--k", "2", "--priors",
+            folder / "priors.json", "--out", folder, *FAST]  # fmt: skip
+    first = run(*args)
+    assert first.returncode in (0, 3), first.stderr
+    summary = (folder / "summary.csv").read_bytes()
+    again = run(*args, "--overwrite")  # replaces the outputs of the first run
+    assert again.returncode in (0, 3), again.stderr
+    for name, content in before.items():
+        assert (folder / name).read_bytes() == content, name
+    record = json.loads((folder / "run.json").read_text())
+    assert sorted(record["outputs"]) == sorted(
+        ["summary.csv", "summary.md", "ppc.png", "trace.png", "posterior.nc", "run.json"]
+    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, *record["outputs"]])
+    assert (folder / "summary.csv").read_bytes() == summary  # same seed, same draws
+
+
+def test_an_out_whose_outputs_would_replace_an_input_is_refused(csv, tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    data = folder / "summary.csv"  # the user's data under an output's name
+    data.write_bytes(csv.read_bytes())
+    proc = run("fit", data, "--column", "x", "--k", "2", "--out", folder, "--overwrite", *FAST)
+    assert proc.returncode == 2
+    assert "holds summary.csv, which this run reads and would overwrite" in proc.stderr
+    assert data.read_bytes() == csv.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.csv"]
+
+
+def test_sigint_with_overwrite_leaves_every_file_as_it_was(csv, tmp_path):
+    folder, before = _user_folder(tmp_path, csv)
+    first = run("fit", folder / "data.csv", "--column", "x", "--k", "2", "--out", folder, *FAST)
+    assert first.returncode in (0, 3), first.stderr
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}  # user's files and outputs
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixtures", "fit", str(folder / "data.csv"), "--column", "x",
+         "--k", "3", "--out", str(folder), "--overwrite", "--draws", "1000000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    assert "rows" in proc.stdout.readline()
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_second_run_removes_only_its_own_stale_outputs(tmp_path):
+    folder = tmp_path / "out"
+    path = tmp_path / "faithful.csv"
+    mixtures.load_dataset("old_faithful").to_csv(path, index=False)
+    two_d = run("fit", path, "--columns", "eruptions,waiting", "--k", "2", "--out", folder, *FAST)
+    assert two_d.returncode in (0, 3), two_d.stderr
+    assert (folder / "mixture_2d.png").is_file()
+    (folder / "keep.txt").write_text("mine")
+    one_d = run("fit", path, "--column", "waiting", "--k", "2", "--out", folder, "--overwrite",
+                *FAST)  # fmt: skip
+    assert one_d.returncode in (0, 3), one_d.stderr
+    assert not (folder / "mixture_2d.png").exists()  # the 2-D run's figure, listed in its run.json
+    assert (folder / "keep.txt").read_text() == "mine"
