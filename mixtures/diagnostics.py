@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import warnings
 
 import arviz as az
 import numpy as np
+import pandas as pd
+import xarray as xr
 
 from mixtures.models import PROPER_AT_ZERO
+from mixtures.summaries import DEFAULT_VARS, summary_posterior
 
-__all__ = ["ConvergenceWarning", "check_degenerate", "warn_convergence"]
+__all__ = [
+    "ConvergenceWarning",
+    "check_degenerate",
+    "convergence_table",
+    "user_stacklevel",
+    "warn_convergence",
+]
 
-#: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ.
+#: Thresholds of Vehtari et al. (2021), as used by PyMC and ArviZ: r_hat at most 1.01, bulk
+#: and tail ESS at least 400.
 RHAT_MAX = 1.01
-ESS_BULK_MIN = 400
-
-_PARAMS = ("weights", "means", "sigma")
+ESS_MIN = 400
 
 
 class ConvergenceWarning(UserWarning):
@@ -61,8 +71,60 @@ def check_degenerate(y: np.ndarray, spec) -> None:
         )
 
 
+def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Return r_hat, bulk ESS and tail ESS of every scalar parameter, unrounded.
+
+    The parameters are those of :func:`mixtures.summary_table` (``weights``, ``means``,
+    ``sigma`` and, for multivariate models, the correlations). Quantities fixed by
+    construction (the weight of a one-component model) are left out: they have no r_hat.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ArviZ's labels (``means[0]``), columns ``r_hat``, ``ess_bulk``,
+        ``ess_tail``; r_hat is NaN for a single chain.
+    """
+    posterior = summary_posterior(idata)
+    names = [n for n in DEFAULT_VARS if n in posterior]
+    if not names:
+        return pd.DataFrame(columns=["r_hat", "ess_bulk", "ess_tail"], dtype=float)
+    data = posterior[names]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant chains give NaN
+        columns = {
+            "r_hat": az.rhat(data) if data.sizes["chain"] > 1 else xr.full_like(data, np.nan),
+            "ess_bulk": az.ess(data, method="bulk"),
+            "ess_tail": az.ess(data, method="tail"),
+        }
+    rows = {}
+    for name in names:
+        var = data[name]
+        spread = np.ptp(var.values.reshape(-1, *var.shape[2:]), axis=0).ravel()
+        for i, label in enumerate(_labels(name, var)):
+            if spread[i] == 0:
+                continue
+            rows[label] = [float(np.ravel(columns[c][name].values)[i]) for c in columns]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
+
+
+def _labels(name: str, var: xr.DataArray) -> list[str]:
+    """ArviZ's labels of a variable's scalars, in C order: ``name[c1, c2]``."""
+    dims = [d for d in var.dims if d not in ("chain", "draw")]
+    if not dims:
+        return [name]
+    grids = np.meshgrid(*[var[d].values for d in dims], indexing="ij")
+    return [
+        f"{name}[{', '.join(str(g) for g in combo)}]"
+        for combo in zip(*(g.ravel() for g in grids), strict=True)
+    ]
+
+
 def warn_convergence(idata: az.InferenceData) -> list[str]:
-    """Warn about parameters with r_hat > 1.01 or bulk ESS < 400, and about divergences.
+    """Warn about r_hat > 1.01, bulk or tail ESS < 400, and divergences.
+
+    The values are compared unrounded (ArviZ's summary table rounds to two decimals, so
+    r_hat 1.0149 would pass as 1.01). The warning points at the caller's line outside
+    `mixtures`.
 
     Parameters
     ----------
@@ -75,39 +137,44 @@ def warn_convergence(idata: az.InferenceData) -> list[str]:
         The problems found (empty if none); each is also issued as a
         :class:`ConvergenceWarning`.
     """
-    names = [n for n in _PARAMS if n in idata.posterior]
+    table = convergence_table(idata)
     problems = []
-    if names:
-        with np.errstate(invalid="ignore", divide="ignore"):  # constant chains give NaN
-            diag = az.summary(idata, var_names=names, kind="diagnostics")
-        # quantities fixed by construction (weights of a one-component model) have no r_hat
-        diag = diag.loc[[not _constant(idata.posterior, label) for label in diag.index]]
-        if idata.posterior.sizes["chain"] > 1:
-            bad_rhat = diag.index[~(diag["r_hat"] <= RHAT_MAX)].tolist()
-            if bad_rhat:
-                problems.append(f"r_hat > {RHAT_MAX} for {', '.join(bad_rhat)}")
-        bad_ess = diag.index[~(diag["ess_bulk"] >= ESS_BULK_MIN)].tolist()
-        if bad_ess:
-            problems.append(f"bulk ESS < {ESS_BULK_MIN} for {', '.join(bad_ess)}")
-    if "diverging" in idata.sample_stats:
+    if idata.posterior.sizes["chain"] > 1:
+        bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
+        if bad:
+            worst = float(table["r_hat"].max())
+            problems.append(f"r_hat > {RHAT_MAX} (up to {worst:.4f}) for {', '.join(bad)}")
+    for kind in ("bulk", "tail"):
+        column = table[f"ess_{kind}"]
+        bad = table.index[~(column >= ESS_MIN)].tolist()
+        if bad:
+            problems.append(
+                f"{kind} ESS < {ESS_MIN} (down to {float(column.min()):.0f}) for {', '.join(bad)}"
+            )
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         n_div = int(idata.sample_stats["diverging"].sum())
         if n_div:
             problems.append(f"{n_div} divergent transition(s) after tuning")
     for problem in problems:
-        warnings.warn(problem, ConvergenceWarning, stacklevel=3)
+        warnings.warn(problem, ConvergenceWarning, stacklevel=user_stacklevel())
     return problems
 
 
-def _constant(posterior, label: str) -> bool:
-    """Whether the scalar `label` (ArviZ's ``name[i]`` spelling) never varies over draws."""
-    name, _, rest = label.partition("[")
-    var = posterior[name]
-    if rest:
-        dims = [d for d in var.dims if d not in ("chain", "draw")]
-        parts = [p.strip() for p in rest.rstrip("]").split(",")]
-        selection = {}
-        for dim, part in zip(dims, parts):
-            coords = [str(c) for c in var[dim].values]
-            selection[dim] = coords.index(part) if part in coords else int(part)
-        var = var.isel(selection)
-    return bool(np.ptp(var.values) == 0)
+def user_stacklevel() -> int:
+    """Return the ``stacklevel`` that makes a warning point at the first frame outside mixtures.
+
+    Counted from the caller of this function (as pandas' ``find_stack_level``), so every
+    path (``mixtures.sample``, a handle, ``fit_many``'s serial backend) points at the user's
+    line.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = inspect.currentframe()
+    level = 0
+    try:
+        frame = frame.f_back  # the caller, which calls warnings.warn
+        while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+            frame = frame.f_back
+            level += 1
+    finally:
+        del frame
+    return level + 1

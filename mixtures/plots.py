@@ -11,7 +11,6 @@ from scipy.stats import gaussian_kde
 
 __all__ = ["plot_ppc", "plot_trace"]
 
-_DEFAULT_VARS = ("weights", "means", "sigma")
 _GRID_POINTS = 256
 
 
@@ -127,7 +126,7 @@ def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):
     each row's legend says which is which.
     """
     if var_names is None:
-        var_names = [v for v in _DEFAULT_VARS if v in idata.posterior]
+        var_names = [v for v in ("weights", "means", "sigma") if v in idata.posterior]
     kwargs.setdefault("compact", True)
     with warnings.catch_warnings():
         # ArviZ 0.23 calls a matplotlib API that 3.11 deprecates; harmless, and not ours.

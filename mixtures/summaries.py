@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import arviz as az
+import numpy as np
 import pandas as pd
+import xarray as xr
 
-__all__ = ["summary_table"]
+__all__ = ["correlations", "summary_posterior", "summary_table"]
 
-_DEFAULT_VARS = ("weights", "means", "sigma")
+#: The parameters a summary (and the convergence check) covers by default.
+DEFAULT_VARS = ("weights", "means", "sigma", "correlation")
 _FORMATS = ("markdown", "csv", "latex")
 
 
@@ -23,7 +26,9 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
         A sampled posterior.
     var_names : list of str, optional
         Variables to tabulate; default: those of ``weights``, ``means``, ``sigma`` that are in
-        the posterior (the assignments are left out: one row per observation is no summary).
+        the posterior and, for multivariate models, ``correlation`` (one row per component and
+        pair of features, from ``chol_cov``: see :func:`correlations`). The assignments are
+        left out: one row per observation is no summary.
     hdi_prob : float, default 0.94
         Mass of the highest-density interval, in (0, 1).
     fmt : {None, "markdown", "csv", "latex"}
@@ -45,19 +50,22 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
         raise ValueError(f"`hdi_prob` should be in (0, 1), but got {hdi_prob}")
     if fmt is not None and fmt not in _FORMATS:
         raise ValueError(f"`fmt` should be None or one of {list(_FORMATS)}, but got {fmt!r}")
+    posterior = summary_posterior(idata)
     if var_names is None:
-        var_names = [v for v in _DEFAULT_VARS if v in idata.posterior]
+        var_names = [v for v in DEFAULT_VARS if v in posterior]
     else:
         var_names = list(var_names)
-        missing = [v for v in var_names if v not in idata.posterior]
+        missing = [v for v in var_names if v not in posterior]
         if missing:
             raise ValueError(
-                f"`var_names` should name posterior variables {list(idata.posterior.data_vars)}, "
+                f"`var_names` should name posterior variables {list(posterior.data_vars)}, "
                 f"but got {missing}"
             )
     # full precision in the DataFrame (and CSV); significant digits in the text formats, so
     # data in units of 1e-9 do not print as 0.000
-    table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, kind="all", round_to="none")
+    table = az.summary(
+        posterior, var_names=var_names, hdi_prob=hdi_prob, kind="all", round_to="none"
+    )
     if fmt is None:
         return table
     if fmt == "csv":
@@ -65,6 +73,55 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
     if fmt == "markdown":
         return _to_markdown(table)
     return _to_latex(table)
+
+
+def correlations(posterior: xr.Dataset) -> xr.DataArray | None:
+    """Return the correlations of each component's features, one per pair, from ``chol_cov``.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        A multivariate model's posterior (with ``chol_cov``, dims ``component``, ``feature``,
+        ``feature_bis``).
+
+    Returns
+    -------
+    xarray.DataArray or None
+        Dims (chain, draw, component, pair), the pair named ``"a~b"`` after the features;
+        None for univariate posteriors, one feature, or covariances that are diagonal by
+        construction (every correlation exactly 0).
+    """
+    if "chol_cov" not in posterior or posterior.sizes.get("feature", 1) < 2:
+        return None
+    chol = posterior["chol_cov"].transpose("chain", "draw", "component", "feature", "feature_bis")
+    cov = np.einsum("...ij,...kj->...ik", chol.values, chol.values)
+    sd = np.sqrt(np.einsum("...ii->...i", cov))
+    corr = cov / (sd[..., :, None] * sd[..., None, :])
+    names = [str(f) for f in posterior["feature"].values]
+    rows, cols = np.triu_indices(len(names), k=1)
+    values = corr[..., rows, cols]
+    if not np.any(values):
+        return None
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", "component", "pair"),
+        coords={
+            "chain": chol["chain"],
+            "draw": chol["draw"],
+            "component": chol["component"],
+            "pair": [f"{names[i]}~{names[j]}" for i, j in zip(rows, cols, strict=True)],
+        },
+        name="correlation",
+    )
+
+
+def summary_posterior(idata) -> xr.Dataset:
+    """Return the posterior with the derived ``correlation`` added (multivariate models)."""
+    posterior = idata.posterior
+    corr = correlations(posterior)
+    if corr is None or "correlation" in posterior:
+        return posterior
+    return posterior.assign(correlation=corr)
 
 
 def _significant(value: float, digits: int = 4) -> str:

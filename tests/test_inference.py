@@ -137,8 +137,8 @@ def test_convergence_warning_names_parameters(y3):
             model, draws=30, tune=30, chains=2, random_seed=1, progressbar=False, tempering=False
         )
     messages = [str(w.message) for w in caught if w.category is mixtures.ConvergenceWarning]
-    assert any(m.startswith("bulk ESS < 400 for ") and "means[0]" in m for m in messages)
-    assert any(m.startswith("r_hat > 1.01 for ") for m in messages), messages
+    assert any(m.startswith("bulk ESS < 400 (down to ") and "means[0]" in m for m in messages)
+    assert any(m.startswith("r_hat > 1.01 (up to ") for m in messages), messages
 
 
 def test_warn_convergence_counts_divergences(fitted):
