@@ -55,7 +55,7 @@ _RECORD_FIELDS = ("name", "status", "seed", "seconds", "sampler", "warnings", "e
 
 
 # ---------------------------------------------------------------------------------- the fit
-def _fit_seed(entropy: int, name) -> int:
+def fit_seed(entropy: int, name) -> int:
     """One fit's seed: from the run's entropy and the data set's name (not its position)."""
     key = zlib.crc32(repr(name).encode())
     return int(np.random.SeedSequence([entropy, key]).generate_state(1)[0])
@@ -496,7 +496,7 @@ def fit_many(
                     f"`datasets` should have unique names (as text), but {name!r} repeats"
                 )
             seen.add(stem)
-            yield name, y, _fit_seed(int(entropy), name), key, model_bytes
+            yield name, y, fit_seed(int(entropy), name), key, model_bytes
 
     return run_jobs(
         jobs(),

@@ -17,8 +17,10 @@ compares them by
     that empties the components the data do not need; the posterior of the number of
     occupied components estimates ``k``.
 
-The recommendation is the ``k`` of highest marginal likelihood; the sentence says how much
-posterior mass it gets and whether LOO and the sparse fit agree.
+The recommendation is the ``k`` of highest marginal likelihood among the fits that pass the
+convergence checks (an unconverged fit is run again four times longer first); the sentence
+says how much posterior mass it gets, which fits were rerun or left out, and whether LOO and
+the sparse fit agree.
 """
 
 from __future__ import annotations
@@ -44,19 +46,40 @@ class KChoice:
         (uniform prior on the ``k`` compared), ``elpd_loo``, ``elpd_loo_se``, ``p_loo``,
         ``pareto_k_bad`` (observations with Pareto k > 0.7), ``sparse_prob`` (posterior
         probability of ``k`` occupied components in the sparse fit), ``evidence_method``,
-        ``max_r_hat``, ``seconds``.
+        ``max_r_hat``, ``converged`` (passed the convergence checks, after a rerun if
+        one was needed), ``seconds``.
+    certainty : str
+        How sure the recommendation is in one phrase (``"sure"``, ``"fairly sure"``,
+        ``"not sure"``, ...), the same in :attr:`message` and in the plot's title.
+    status : dict
+        ``rerun`` (fits run again longer), ``unconverged`` (still failing after that) and
+        ``warnings`` (each unconverged fit's convergence warnings).
     fits : dict
         ``k`` -> InferenceData, and ``"sparse"`` -> the sparse fit.
     message : str
         How sure the recommendation is, and why.
     """
 
-    def __init__(self, table: pd.DataFrame, fits: dict, sparse_k: int | None, alpha: float):
+    def __init__(self, table, fits, sparse_k, alpha, status: dict | None = None):
         self.table = table
         self.fits = fits
-        self.best = int(table["log_evidence"].idxmax())
+        self.status = status or {"rerun": [], "unconverged": [], "warnings": {}}
+        converged = table[table["converged"]] if "converged" in table else table
+        candidates = converged if len(converged) else table
+        self.best = int(candidates["log_evidence"].idxmax())
         self._sparse_k, self._alpha = sparse_k, alpha
+        self.certainty = self._certainty()
         self.message = self._sentence()
+
+    def _certainty(self) -> str:
+        """One word for how sure the recommendation is: the message's and the plot's."""
+        t = self.table
+        if len(t) == 1:
+            return "the only k compared"
+        if "converged" in t and not t.loc[self.best, "converged"]:
+            return "unreliable: no fit converged"
+        p = t.loc[self.best, "posterior_prob"]
+        return "sure" if p > 0.95 else "fairly sure" if p > 0.75 else "not sure"
 
     def __repr__(self) -> str:
         return f"KChoice(best={self.best})\n{self.message}"
@@ -70,14 +93,15 @@ class KChoice:
             runner = int(others["log_evidence"].idxmax())
             bf = t.loc[best, "log_evidence"] - t.loc[runner, "log_evidence"]
             se = float(np.hypot(t.loc[best, "log_evidence_se"], t.loc[runner, "log_evidence_se"]))
-            certainty = "sure" if p > 0.95 else "fairly sure" if p > 0.75 else "not sure"
             parts.append(
-                f"k = {best}: {certainty}. Its marginal likelihood gives it posterior probability "
-                f"{p:.2f} under a uniform prior on k in {t.index.min()}..{t.index.max()} (log "
-                f"Bayes factor {bf:.1f} +- {se:.1f} over k = {runner})."
+                f"k = {best}: {self.certainty}. Its marginal likelihood gives it posterior "
+                f"probability {p:.2f} under a uniform prior on k in "
+                f"{t.index.min()}..{t.index.max()} (log Bayes factor {bf:.1f} +- {se:.1f} "
+                f"over k = {runner})."
             )
         else:
             parts.append(f"k = {best} (the only k compared).")
+        parts.extend(self._convergence_sentences())
         loo_best = int(t["elpd_loo"].idxmax())
         within = t["elpd_loo"].max() - t["elpd_loo"] <= 2 * t["elpd_loo_se"].fillna(np.inf)
         tied = sorted(int(k) for k in t.index[within])
@@ -111,6 +135,28 @@ class KChoice:
             )
         return " ".join(parts)
 
+    def _convergence_sentences(self) -> list[str]:
+        status, t = self.status, self.table
+        parts = []
+        if status["rerun"]:
+            fixed = [str(n) for n in status["rerun"] if n not in status["unconverged"]]
+            parts.append(
+                f"Fits {', '.join(map(str, status['rerun']))} failed the convergence checks and "
+                "were run again four times longer"
+                + (f"; {', '.join(fixed)} then passed." if fixed else ".")
+            )
+        bad = [k for k in t.index if "converged" in t and not t.loc[k, "converged"]]
+        if bad:
+            parts.append(
+                f"Still unconverged, so left out of the recommendation: k = "
+                f"{', '.join(str(int(k)) for k in bad)} ("
+                + "; ".join(f"k = {int(k)}: {status['warnings'].get(k, '')}" for k in bad)
+                + ")."
+            )
+        if "sparse" in status["unconverged"]:
+            parts.append("The sparse fit did not converge either: read its answer with care.")
+        return parts
+
     def plot(self, ax=None):
         """Each criterion relative to its best, with 2-se bars; the sparse fit's mass as bars.
 
@@ -142,7 +188,7 @@ class KChoice:
         ax.set_xlabel("number of components k")
         ax.set_ylabel("difference from the best (nats)")
         ax.legend(fontsize="small", loc="lower right")
-        ax.set_title(f"Choosing k: k = {self.best} recommended")
+        ax.set_title(f"Choosing k: k = {self.best} ({self.certainty})")
         return ax
 
 
@@ -191,6 +237,59 @@ def _postprocess(idata):
     return row
 
 
+def _fit_all(models, arr, entropy, options, run, progressbar, description="Choosing k"):
+    """Fit every model (one job each); return their outputs, fits and convergence status."""
+    import cloudpickle
+
+    from mixtures.batch import fit_seed, run_jobs
+
+    jobs = [
+        (name, arr, fit_seed(entropy, name), f"k={name}", cloudpickle.dumps(model))
+        for name, model in models.items()
+    ]
+    results = run_jobs(
+        jobs,
+        total=len(jobs),
+        options=options,
+        n_workers=None,
+        progressbar=progressbar,
+        postprocess=_postprocess,
+        description=description,
+        **run,
+    )
+    if results.failed:
+        raise RuntimeError(f"choose_k: fits failed: {json.dumps(results.failed)}")
+    table = results.fits.set_index("name")
+    outputs = {}
+    for name in models:
+        out = dict(results.outputs[name])
+        out.update(max_r_hat=table.loc[name, "max_r_hat"], seconds=table.loc[name, "seconds"])
+        outputs[name] = out
+    warned = {name: table.loc[name, "warnings"] for name in models if table.loc[name, "warnings"]}
+    status = {"unconverged": list(warned), "warnings": warned}
+    return outputs, {name: results[name] for name in models}, status
+
+
+def _table(ks, outputs, status, sparse: bool) -> pd.DataFrame:
+    rows = {}
+    for k in ks:
+        rows[k] = {key: v for key, v in outputs[k].items() if key != "occupied"}
+        rows[k]["converged"] = k not in status["unconverged"]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "k"
+    logz = table["log_evidence"].to_numpy()
+    table["posterior_prob"] = np.exp(logz - np.nanmax(logz)) / np.nansum(
+        np.exp(logz - np.nanmax(logz))
+    )
+    if sparse:
+        occupied = {int(m): p for m, p in outputs["sparse"]["occupied"].items()}
+        table["sparse_prob"] = [occupied.get(k, 0.0) for k in ks]
+    cols = ["log_evidence", "log_evidence_se", "evidence_method", "posterior_prob", "elpd_loo",
+            "elpd_loo_se", "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat",
+            "converged", "seconds"]  # fmt: skip
+    return table[[c for c in cols if c in table]]
+
+
 def choose_k(
     data,
     ks=range(1, 6),
@@ -207,6 +306,7 @@ def choose_k(
     client=None,
     backend: str = "serial",
     progressbar: bool | None = None,
+    rerun: bool = True,
     **sample_kwargs,
 ) -> KChoice:
     """Fit a mixture for each k and say how many components the data hold.
@@ -237,6 +337,10 @@ def choose_k(
     client, backend
         As in :func:`mixtures.fit_many` (default: serial, in this process).
     progressbar : bool, optional
+    rerun : bool, default True
+        Fits that fail the convergence checks (r_hat > 1.01, bulk or tail ESS < 400,
+        divergences) are run once more with four times the draws and twice the tuning. Fits
+        still unconverged then are left out of the recommendation, and the message says so.
     **sample_kwargs
         Passed to every fit.
 
@@ -251,10 +355,7 @@ def choose_k(
     >>> choice = mixtures.choose_k(X, range(1, 5), random_seed=1)  # doctest: +SKIP
     >>> choice.best, print(choice.message)  # doctest: +SKIP
     """
-    import cloudpickle
-
     from mixtures._validation import check_observations
-    from mixtures.batch import _fit_seed, run_jobs
 
     arr = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data, dtype=float)
     if arr.ndim == 2 and arr.shape[1] == 1:
@@ -271,44 +372,19 @@ def choose_k(
     if sparse:
         models["sparse"] = factory(arr, sparse_k, priors={"weights": {"a": sparse_alpha}})
     entropy = int(np.random.default_rng(random_seed).integers(2**62))
-    jobs = []
-    for name, model in models.items():
-        blob = cloudpickle.dumps(model)
-        jobs.append((name, arr, _fit_seed(entropy, name), f"k={name}", blob))
     options = {"sampler": "auto", "draws": draws, "tune": tune, "chains": chains}
     options.update(tempering=tempering, log_likelihood=True, **sample_kwargs)
-    results = run_jobs(
-        jobs,
-        total=len(jobs),
-        options=options,
-        client=client,
-        backend=None if client is not None else backend,
-        n_workers=None,
-        progressbar=progressbar,
-        postprocess=_postprocess,
-        description="Choosing k",
-    )
-    if results.failed:
-        raise RuntimeError(f"choose_k: fits failed: {json.dumps(results.failed)}")
-    rows = {}
-    for k in ks:
-        out = dict(results.outputs[k])
-        out.pop("occupied")
-        fit = results.fits.set_index("name").loc[k]
-        out.update(max_r_hat=fit["max_r_hat"], seconds=fit["seconds"])
-        rows[k] = out
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "k"
-    logz = table["log_evidence"].to_numpy()
-    table["posterior_prob"] = np.exp(logz - np.nanmax(logz)) / np.nansum(
-        np.exp(logz - np.nanmax(logz))
-    )
-    if sparse:
-        occupied = {int(m): p for m, p in results.outputs["sparse"]["occupied"].items()}
-        table["sparse_prob"] = [occupied.get(k, 0.0) for k in ks]
-    fits = {name: results[name] for name in models}
-    cols = ["log_evidence", "log_evidence_se", "evidence_method", "posterior_prob", "elpd_loo",
-            "elpd_loo_se", "p_loo", "pareto_k_bad", "max_pareto_k", "sparse_prob", "max_r_hat",
-            "seconds"]  # fmt: skip
-    table = table[[c for c in cols if c in table]]
-    return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha)
+    run = {"client": client, "backend": None if client is not None else backend}
+    outputs, fits, status = _fit_all(models, arr, entropy, options, run, progressbar)
+    if rerun and status["unconverged"]:  # once more, four times longer
+        longer = {**options, "draws": 4 * draws, "tune": 2 * tune}
+        again = {name: models[name] for name in status["unconverged"]}
+        more = _fit_all(again, arr, entropy, longer, run, progressbar, "Choosing k (longer)")
+        outputs.update(more[0])
+        fits.update(more[1])
+        status = {"rerun": list(again), "unconverged": more[2]["unconverged"],
+                  "warnings": {**status["warnings"], **more[2]["warnings"]}}  # fmt: skip
+    else:
+        status["rerun"] = []
+    table = _table(ks, outputs, status, sparse)
+    return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha, status)

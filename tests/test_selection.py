@@ -37,6 +37,36 @@ def test_choose_k_finds_the_true_k_and_agrees_with_bic(three_clusters, choice):
     assert "k = 3" in choice.message
     ax = choice.plot()
     assert ax.get_xlabel() == "number of components k"
+    assert choice.certainty in ax.get_title() and f"k = 3: {choice.certainty}." in choice.message
+
+
+def test_an_unconverged_fit_is_rerun_then_left_out():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"log_evidence": [-500.0, -400.0, -399.0], "log_evidence_se": [0.1, 0.1, 0.1],
+         "posterior_prob": [0.0, 0.27, 0.73], "elpd_loo": [-480.0, -390.0, -389.5],
+         "elpd_loo_se": [5.0, 5.0, 5.0], "pareto_k_bad": [0, 0, 0],
+         "converged": [True, True, False]},
+        index=pd.Index([2, 3, 4], name="k"),
+    )  # fmt: skip
+    status = {"rerun": [4], "unconverged": [4], "warnings": {4: "r_hat > 1.01 (up to 1.06)"}}
+    choice = mixtures.selection.KChoice(table, {}, None, 0.01, status)
+    assert choice.best == 3  # k = 4 has the higher evidence, but its fit did not converge
+    assert "left out of the recommendation: k = 4" in choice.message
+    assert "r_hat > 1.01 (up to 1.06)" in choice.message
+    assert choice.certainty == "not sure"  # p(k = 3) is 0.27 of the table
+    assert choice.plot().get_title() == "Choosing k: k = 3 (not sure)"
+
+
+def test_choose_k_reruns_fits_that_fail_their_checks():
+    y = np.random.default_rng(2).normal(3.0, 2.0, 150)
+    choice = mixtures.choose_k(y, (1, 2), sparse=False, draws=12, tune=10, chains=2,
+                               random_seed=3, progressbar=False, tempering=False)  # fmt: skip
+    assert 2 in choice.status["rerun"]  # 12 draws cannot pass ESS >= 400
+    assert choice.fits[2].posterior.sizes["draw"] == 48  # the rerun, four times longer
+    assert not choice.table.loc[2, "converged"]
+    assert "run again four times longer" in choice.message
 
 
 def test_one_component_data_choose_one():
