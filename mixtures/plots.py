@@ -123,29 +123,59 @@ def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):
     Notes
     -----
     In the compact layout (the default) colour is the component and line style the chain;
-    each row's legend says which is which.
+    each row's legend says which is which. Multivariate parameters get one row per feature
+    (``means (waiting)``), each on its own scale.
     """
     if var_names is None:
         var_names = [v for v in ("weights", "means", "sigma") if v in idata.posterior]
     kwargs.setdefault("compact", True)
+    posterior = idata.posterior
+    if kwargs["compact"]:
+        posterior, var_names = per_feature(posterior, var_names)
     with warnings.catch_warnings():
         # ArviZ 0.23 calls a matplotlib API that 3.11 deprecates; harmless, and not ours.
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        axes = az.plot_trace(idata, var_names=var_names, figsize=figsize, **kwargs)
+        axes = az.plot_trace(posterior, var_names=var_names, figsize=figsize, **kwargs)
     if kwargs["compact"] and np.ndim(axes) == 2:
-        _component_legends(idata, var_names, axes)
+        _component_legends(posterior, var_names, axes)
     fig = np.ravel(axes)[0].figure
     fig.set_layout_engine("constrained")  # no overlapping titles
     return axes
 
 
-def _component_legends(idata, var_names, axes) -> None:
+def per_feature(posterior, var_names: list[str]):
+    """Split each variable with a ``feature`` dim into one variable per feature.
+
+    In ArviZ's compact trace plot every variable is one row with one x-axis; a multivariate
+    ``means`` would put every feature on one scale (one feature's density a spike) and
+    colour only by component. Split, each feature gets its row, named ``means (waiting)``.
+
+    Returns
+    -------
+    (xarray.Dataset, list of str)
+        The posterior with the split variables, and the new variable names in order.
+    """
+    out, names = {}, []
+    for name in var_names:
+        var = posterior[name]
+        if "feature" not in var.dims:
+            out[name] = var
+            names.append(name)
+            continue
+        for feature in var["feature"].values:
+            label = f"{name} ({feature})"
+            out[label] = var.sel(feature=feature, drop=True)
+            names.append(label)
+    return posterior[[]].assign(out), names
+
+
+def _component_legends(posterior, var_names, axes) -> None:
     from matplotlib.lines import Line2D
 
-    chains = idata.posterior.sizes["chain"]
+    chains = posterior.sizes["chain"]
     styles = ["-", ":", "--", "-."]
-    for row, name in zip(axes, var_names, strict=False):
-        da = idata.posterior[name]
+    for row, name in zip(axes, var_names, strict=True):
+        da = posterior[name]
         handles = []
         if "component" in da.dims:
             for j, comp in enumerate(da["component"].values):

@@ -68,3 +68,23 @@ def test_plot_trace(fitted):
     # colour is the component: the legend's colours are the lines' colours
     line_colors = {matplotlib.colors.to_hex(line.get_color()) for line in axes[1, 0].lines}
     assert line_colors == {matplotlib.colors.to_hex(f"C{j}") for j in range(3)}
+
+
+def test_plot_trace_gives_each_feature_its_own_row_and_scale():
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    means = np.stack([rng.normal([2.0, 4.5], 0.05, size=(2, 200, 2)),
+                      rng.normal([55.0, 80.0], 0.5, size=(2, 200, 2))], axis=-1)  # fmt: skip
+    post = {"weights": rng.dirichlet([30, 30], size=(2, 200)), "means": means}
+    idata = az.from_dict(posterior=post, dims={"weights": ["component"],
+                         "means": ["component", "feature"]},
+                         coords={"feature": ["eruptions", "waiting"]})  # fmt: skip
+    axes = mixtures.plot_trace(idata)
+    titles = [a.get_title() for a in axes[:, 0]]
+    assert titles == ["weights", "means (eruptions)", "means (waiting)"]
+    for row, (lo, hi) in zip(axes[1:], [(1.5, 5.0), (50.0, 85.0)], strict=True):
+        left, right = row[0].get_xlim()  # the density panel spans this feature's draws only
+        assert lo < left < right < hi
+        labels = [t.get_text() for t in row[0].get_legend().get_texts()]
+        assert labels[:2] == ["component 0", "component 1"]
