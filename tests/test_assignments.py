@@ -195,6 +195,27 @@ def test_detector_finds_a_stretch_within_a_chain(unordered_fit):
     assert (row.chain, row.first_draw, row.last_draw) == (0, 100, 179)
 
 
+def test_isolated_permuted_draws_are_not_switching_but_are_reported(unordered_fit):
+    clean = mixtures.relabel(unordered_fit)
+    out = clean.copy()
+    post = out.posterior
+    rng = np.random.default_rng(0)
+    picked = np.zeros((4, 300), dtype=bool)
+    for c in range(4):  # 9 scattered single draws per chain (3%), as between overlapping components
+        picked[c, rng.choice(np.arange(0, 300, 5), 9, replace=False)] = True
+    for v in ("weights", "means", "sigma"):
+        arr = post[v].values.copy()
+        arr[picked] = arr[picked][:, [1, 0, 2]]
+        post[v] = (post[v].dims, arr)
+    out.posterior = post
+    report = mixtures.label_switching(out)
+    assert not report.switched
+    assert report.permuted_share == pytest.approx(picked.mean())
+    assert "3.0% of the draws are matched to other labels" in str(report)
+    relabelled = mixtures.relabel(out)  # permutes exactly those draws back
+    np.testing.assert_array_equal(relabelled.posterior["means"].values, clean.posterior["means"].values)
+
+
 def test_relabelled_tempered_unordered_fit_has_r_hat_below_1_01(y3):
     model = mixtures.full_mixture(y3, 3, ordered=False)
     idata = mixtures.sample(model, random_seed=3, progressbar=False, warn=False)
