@@ -51,7 +51,13 @@ __all__ = ["FitResults", "fit_many"]
 
 _PLUGIN = "mixtures-fit-many"
 _BACKENDS = ("serial", "processes")
-_RECORD_FIELDS = ("name", "status", "seed", "seconds", "sampler", "warnings", "error", "worker")
+_RECORD_FIELDS = (
+    "name", "status", "converged", "seed", "seconds", "sampler", "warnings", "error", "worker"
+)  # fmt: skip
+#: Below this many data sets (and with one worker) fit_many fits serially by default: measured
+#: in bench/many_fits.py, starting a LocalCluster and its workers costs about 12 s here, which
+#: two workers win back from about 16 fits of a second each (RESULTS.md, "many fits").
+SERIAL_BELOW = 16
 
 
 # ---------------------------------------------------------------------------------- the fit
@@ -63,6 +69,7 @@ def fit_seed(entropy: int, name) -> int:
 
 def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata: bool) -> dict:
     """Fit one data set with a compiled handle; never raises for a failed fit (records it)."""
+    from mixtures.diagnostics import ConvergenceWarning
     from mixtures.summaries import summary_table
 
     record = {"name": name, "seed": seed, "sampler": handle.sampler, "warnings": []}
@@ -77,6 +84,9 @@ def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata:
                 record["summary"] = _summary_rows(summary_table(idata), idata)
                 record["output"] = postprocess(idata) if postprocess is not None else None
         record["warnings"] = sorted({str(w.message) for w in caught})
+        record["converged"] = not any(
+            issubclass(w.category, ConvergenceWarning) for w in caught
+        )
         record["status"] = "ok"
         record["idata"] = idata if want_idata else None
     except Exception as exc:  # a failed fit is a result, not the end of the run
@@ -408,8 +418,10 @@ def fit_many(
         Run on this cluster. Workers should have one thread each (several work, with one
         compiled model per thread).
     backend : {"serial", "processes"}, optional
-        Without `client`: ``"processes"`` (default) starts a ``LocalCluster`` of
-        single-threaded worker processes for this call; ``"serial"`` fits in this process.
+        Without `client`: ``"processes"`` starts a ``LocalCluster`` of single-threaded worker
+        processes for this call; ``"serial"`` fits in this process. Default: serial for fewer
+        than 16 data sets (or one CPU), where starting the workers costs more than they win
+        back (measured: ``bench/many_fits.py``), processes otherwise.
     n_workers : int, optional
         Workers of the ``"processes"`` backend; default: the CPU count.
     results_dir : str or path, optional
@@ -469,7 +481,7 @@ def fit_many(
     spec = spec_of(model)
     _check_draws(draws, tune, chains)
     if client is None:
-        backend = backend or "processes"
+        backend = backend or default_backend(datasets, n_workers)
         if backend not in _BACKENDS:
             raise ValueError(f"`backend` should be one of {list(_BACKENDS)}, but got {backend!r}")
     elif backend is not None:
@@ -498,7 +510,7 @@ def fit_many(
             seen.add(stem)
             yield name, y, fit_seed(int(entropy), name), key, model_bytes
 
-    return run_jobs(
+    results = run_jobs(
         jobs(),
         total=len(datasets) if hasattr(datasets, "__len__") else None,
         options=options,
@@ -511,6 +523,44 @@ def fit_many(
         progressbar=progressbar,
         postprocess=postprocess,
         callback=callback,
+    )
+    line = problems_line(results)
+    if line:
+        print(line, file=sys.stderr)
+    return results
+
+
+def default_backend(datasets, n_workers: int | None) -> str:
+    """Return ``"serial"`` for a few fits or one worker, else ``"processes"``.
+
+    A generator (no length) counts as many fits.
+    """
+    workers = n_workers or os.cpu_count() or 1
+    few = hasattr(datasets, "__len__") and len(datasets) < SERIAL_BELOW
+    return "serial" if few or workers == 1 else "processes"
+
+
+def problems_line(results: FitResults) -> str:
+    """Return one line naming the fits that failed or missed their convergence checks ("")."""
+    table = results.fits
+    if table.empty:
+        return ""
+    failed = table.loc[table["status"] == "failed", "name"].tolist()
+    unconverged = table.loc[
+        (table["status"] == "ok") & (table["converged"] == False), "name"  # noqa: E712
+    ].tolist()
+    parts = []
+    if unconverged:
+        shown = ", ".join(map(str, unconverged[:5])) + (", ..." if len(unconverged) > 5 else "")
+        parts.append(f"{len(unconverged)} missed the convergence checks ({shown})")
+    if failed:
+        shown = ", ".join(map(str, failed[:5])) + (", ..." if len(failed) > 5 else "")
+        parts.append(f"{len(failed)} failed ({shown})")
+    if not parts:
+        return ""
+    return (
+        f"fit_many: of {len(table)} fits, " + " and ".join(parts)
+        + "; see .fits['warnings'] and .fits['error']"
     )
 
 

@@ -224,3 +224,40 @@ def test_bad_input(model, datasets, kwargs, match):
 def test_names_must_differ_as_text(model, y3):
     with pytest.raises(ValueError, match="unique names"):
         fit_many(model, {1: y3[:30], "1": y3[30:60]}, backend="serial", **FIT)
+
+
+def test_a_few_fits_run_serially_by_default_and_problems_get_one_line(model, boots, capsys):
+    from mixtures.batch import SERIAL_BELOW, default_backend
+
+    assert default_backend({"a": 1, "b": 2}, None) == "serial"
+    assert default_backend(list(range(SERIAL_BELOW)), 2) == "processes"
+    assert default_backend(iter(range(3)), 2) == "processes"  # unknown length: many
+    assert default_backend(list(range(100)), 1) == "serial"
+    data = {"good": boots["boot0"], "short": boots["boot1"], "constant": np.full(40, 3.0)}
+    short = {**FIT, "draws": 20, "tune": 20}  # 20 draws cannot reach ESS 400
+    out = fit_many(model, data, random_seed=5, **short)
+    assert set(out.fits["worker"]) == {"serial"}  # no cluster was started for three fits
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("fit_many: of 3 fits, 2 missed the convergence checks (good, short)")
+    assert "1 failed (constant)" in err[0]
+    assert out.fits.set_index("name").loc[["good", "short"], "converged"].tolist() == [False, False]
+
+
+def test_a_results_dir_with_the_users_files_is_refused(model, boots, tmp_path):
+    (tmp_path / "summary.csv").write_text("the user's own table")
+    with pytest.raises(ValueError, match="holds summary.csv without fit_many's run.json"):
+        fit_many(model, {"a": boots["boot0"]}, backend="serial", results_dir=tmp_path, **FIT)
+    assert (tmp_path / "summary.csv").read_text() == "the user's own table"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text('{"my": "settings"}')
+    with pytest.raises(ValueError, match="was not written by fit_many"):
+        fit_many(model, {"a": boots["boot0"]}, backend="serial", results_dir=other, **FIT)
+    assert (other / "run.json").read_text() == '{"my": "settings"}'
+    (other / "notes.txt").write_text("kept")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "notes.txt").write_text("kept")  # other files are fine, and left alone
+    fit_many(model, {"a": boots["boot0"]}, backend="serial", results_dir=fresh, **FIT)
+    assert (fresh / "notes.txt").read_text() == "kept"
