@@ -169,3 +169,27 @@ def test_sample_rejects_foreign_models():
         mixtures.sample(model)
     with pytest.raises(ValueError, match=r"`model` should be a pymc.Model, but got dict"):
         mixtures.sample({})
+
+
+def test_pymc_runs_report_engine_and_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import mixtures, mixtures.progress\n"
+        "mixtures.progress.LINE_EVERY = 0.2\n"
+        "y = mixtures.load_dataset('three_gaussians')['x']\n"
+        "m = mixtures.known_params_mixture(y, [9, 21, 35], [2, 2, 2])\n"
+        "mixtures.sample(m, sampler='pymc', draws=300, tune=300, chains=1, cores=1,\n"
+        "                random_seed=1, progressbar=True, warn=False)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.splitlines()
+    assert any(line.startswith("mixtures: sampling with 'pymc': ") for line in err)
+    lines = [line for line in err if line.startswith("PyMC sampling")]
+    assert lines and lines[-1].startswith(
+        "PyMC sampling (draws of all chains, tuning included): 100% (600/600)"
+    )

@@ -23,6 +23,7 @@ disk, keyed by the code itself). To refit without recompiling, keep the handle t
 
 from __future__ import annotations
 
+import sys
 import time
 
 import arviz as az
@@ -213,6 +214,8 @@ class CompiledMixture:
         if progressbar is None:
             progressbar = default_progressbar()
         seed = _seed(random_seed)
+        if progressbar and self.sampler != "gibbs":  # say which engine, and why, when not ours
+            print(f"mixtures: sampling with {self.sampler!r}: {self.reason}", file=sys.stderr)
         t0 = time.perf_counter()
         # Divergent trajectories overflow exp() inside PyTensor's Python ops; PyMC treats the
         # non-finite log-density as a divergence, so NumPy's warnings are noise here.

@@ -17,6 +17,7 @@ from pymc.blocking import DictToArrayBijection
 from pymc.initial_point import make_initial_point_fns_per_chain
 from pymc.step_methods.hmc import quadpotential
 
+from mixtures.progress import LineProgress, stderr_is_terminal
 from mixtures.steps.assignment import AssignmentGibbs
 from mixtures.steps.conjugate import (
     ConjugateMixtureGibbs,
@@ -100,9 +101,16 @@ class PymcEngine:
         self._fresh_potentials = [getattr(step, "potential", None) for step in steps]
 
     def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs):
-        """Run :func:`pymc.sample`; return ``(idata, steps)``."""
+        """Run :func:`pymc.sample`; return ``(idata, steps)``.
+
+        Where stderr is not a terminal, PyMC's bar would show nothing until the end: a line
+        every few seconds is printed instead (:class:`mixtures.progress.LineProgress`).
+        """
         model = self.model
         _refresh_start(model)
+        if progressbar and not stderr_is_terminal():
+            kwargs["callback"] = _line_callback(chains * (draws + tune), kwargs.get("callback"))
+            progressbar = False
         if "step" in kwargs:  # the user's own steps: PyMC's loop as it is
             kwargs.setdefault("compute_convergence_checks", False)
             with model:
@@ -178,6 +186,20 @@ class PymcEngine:
             )
         values = self._backward_fn(point)
         return {rv.name: v for rv, v in zip(self.model.free_RVs, values)}
+
+
+def _line_callback(total: int, inner=None):
+    """Return a ``pm.sample`` callback that counts draws into progress lines, then calls `inner`."""
+    lines = LineProgress(total, "PyMC sampling (draws of all chains, tuning included)")
+
+    def callback(trace, draw):
+        lines.advance()
+        if lines.done == total:
+            lines.close()
+        if inner is not None:
+            inner(trace=trace, draw=draw)
+
+    return callback
 
 
 def _refresh_start(model) -> None:
