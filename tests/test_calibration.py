@@ -36,8 +36,15 @@ def test_simulator_draws_the_resolved_prior(y3):
 
 def test_ordered_means_are_sorted_and_data_follow_the_mixture(y3):
     spec = mixtures.spec_of(mixtures.shared_sd_mixture(y3, 2))
+    rng = np.random.default_rng(0)
+    first = np.array([simulate(spec, 2, rng)[0]["means"][0] for _ in range(2000)])
+    prior = spec.priors["means"].params
+    mu, sd = float(np.ravel(prior["mu"])[0]), float(np.ravel(prior["sigma"])[0])
+    # ordered i.i.d. Normal means: the first is the minimum of two, CDF 1 - (1 - Phi)^2
+    min_cdf = lambda x: 1 - stats.norm.sf(x, mu, sd) ** 2  # noqa: E731
+    assert stats.kstest(first, min_cdf).pvalue > 0.01
+    assert stats.kstest(first, stats.norm(mu, sd).cdf).pvalue < 1e-6  # not the unordered law
     truth, y = simulate(spec, 20000, np.random.default_rng(1))
-    assert truth["means"][0] <= truth["means"][1]
     mix = truth["weights"] @ truth["means"]
     assert np.mean(y) == pytest.approx(mix, abs=5 * np.std(y) / np.sqrt(y.size))
 

@@ -33,8 +33,11 @@ def test_plot_ppc_uses_given_axes_and_is_reproducible(fitted):
     fig, ax = plt.subplots()
     assert mixtures.plot_ppc(idata, num_draws=5, ax=ax, random_seed=1) is ax
     other = mixtures.plot_ppc(idata, num_draws=5, random_seed=1)
-    for a, b in zip(ax.get_lines(), other.get_lines()):
+    assert len(ax.get_lines()) >= 6  # five draws, the data and the mean at least
+    for a, b in zip(ax.get_lines(), other.get_lines(), strict=True):
         np.testing.assert_array_equal(a.get_ydata(), b.get_ydata())
+    third = mixtures.plot_ppc(idata, num_draws=5, random_seed=2)  # another seed, other draws
+    assert not np.array_equal(ax.get_lines()[0].get_ydata(), third.get_lines()[0].get_ydata())
 
 
 def test_plot_ppc_needs_predictive(fitted):
