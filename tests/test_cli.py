@@ -306,3 +306,36 @@ def test_a_second_run_removes_only_its_own_stale_outputs(tmp_path):
     assert one_d.returncode in (0, 3), one_d.stderr
     assert not (folder / "mixture_2d.png").exists()  # the 2-D run's figure, listed in its run.json
     assert (folder / "keep.txt").read_text() == "mine"
+
+
+def test_figures_keep_the_csv_column_names_and_have_titles(tmp_path, monkeypatch):
+    from mixtures import cli
+
+    seen = {}
+
+    def record(fig, path):
+        seen[path.name] = [(ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) for ax in fig.axes]
+        seen[path.name + ":suptitle"] = fig._suptitle.get_text() if fig._suptitle else ""
+
+    monkeypatch.setattr(cli, "_save_figure", record)
+    path = tmp_path / "faithful.csv"
+    mixtures.load_dataset("old_faithful").to_csv(path, index=False)
+    assert main(["fit", str(path), "--column", "waiting", "--k", "2", "--out",
+                 str(tmp_path / "one"), *FAST]) in (0, 3)  # fmt: skip
+    xlabel, _, title = seen["ppc.png"][0]
+    assert xlabel == "waiting"
+    assert title == "faithful.csv, full mixture, k = 2: posterior predictive check"
+    assert seen["trace.png:suptitle"] == "faithful.csv, full mixture, k = 2: trace"
+    seen.clear()
+    assert main(["fit", str(path), "--columns", "eruptions,waiting", "--k", "2", "--out",
+                 str(tmp_path / "two"), *FAST]) in (0, 3)  # fmt: skip
+    for name in ("mixture_2d.png", "ppc.png"):
+        xlabel, ylabel, title = seen[name][0]
+        assert (xlabel, ylabel) == ("eruptions", "waiting"), name
+        assert title.startswith("faithful.csv, mv mixture, k = 2: ")
+    trace_titles = [t for _, _, t in seen["trace.png"]]
+    assert "means (eruptions)" in trace_titles and "means (waiting)" in trace_titles
+    summary = pd.read_csv(tmp_path / "two" / "summary.csv", index_col=0)
+    assert {"correlation[0, eruptions~waiting]", "correlation[1, eruptions~waiting]"} <= set(
+        summary.index
+    )
