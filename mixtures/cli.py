@@ -38,7 +38,10 @@ examples:
 FIT_EPILOG = """\
 writes into --out: summary.csv (full precision), summary.md, ppc.png, trace.png (mixture_2d.png
 for two columns), posterior.nc (the whole InferenceData) and run.json (arguments, resolved spec,
-versions, engine and why, diagnostics, timings, the list of files written). Outputs appear
+versions, engine and why, diagnostics, timings, the list of files written). Nothing of size
+rows x draws is stored (no pointwise log-likelihood, no predictive draws), whatever the rows:
+add them from posterior.nc with mixtures.loglik.add_log_likelihood(idata, True) and
+mixtures.sample_posterior_predictive. Outputs appear
 whole or not at all; other files in --out are never touched; an --out whose outputs would
 replace the input CSV or the priors file is refused.
 
@@ -417,7 +420,9 @@ def _write_all(out: Path, idata, record: dict, labels: dict) -> list[str]:
     _save_figure(fig, out / "trace.png")
     plt.close(fig)
     written.append("trace.png")
-    idata.to_netcdf(out / "posterior.nc")
+    # the predictive draws were for the figure only: N x draws values stay out of the file
+    groups = [g for g in idata.groups() if g != "posterior_predictive"]
+    idata.to_netcdf(str(out / "posterior.nc"), groups=groups)
     written.append("posterior.nc")
     record = {**record, "outputs": [*written, "run.json"]}
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
@@ -475,6 +480,7 @@ def _fit(args) -> int:
                 random_seed=args.seed,
                 sampler=args.sampler,
                 progressbar=not args.quiet,
+                log_likelihood=False,  # N x draws values: not for a file (see FIT_EPILOG)
             )
         except mixtures.SamplingInterrupted:
             raise

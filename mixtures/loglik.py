@@ -34,7 +34,7 @@ def add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
     else:
         post.attrs["mixtures_log_likelihood"] = (
             f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
-            "compute it with mixtures.inference.pointwise_loglik(idata) if needed"
+            "add it with mixtures.loglik.add_log_likelihood(idata, True) if needed"
         )
 
 

@@ -339,3 +339,14 @@ def test_figures_keep_the_csv_column_names_and_have_titles(tmp_path, monkeypatch
     assert {"correlation[0, eruptions~waiting]", "correlation[1, eruptions~waiting]"} <= set(
         summary.index
     )
+
+
+def test_the_netcdf_holds_nothing_of_size_rows_times_draws(fit_run):
+    _, out = fit_run
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert set(idata.groups()) == {"posterior", "sample_stats", "observed_data", "constant_data"}
+    n_obs = idata.observed_data.sizes["obs_id"]
+    draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    for group in idata.groups():
+        for name, var in idata[group].data_vars.items():
+            assert var.size < n_obs * draws, (group, name)
