@@ -36,13 +36,14 @@ __all__ = [
 _BLOCK = 2_000_000  # draws x observations x components per block of the log-densities
 
 
-def _flat(da: xr.DataArray) -> np.ndarray:
-    """(chain, draw, ...) -> (chain * draw, ...)."""
+def flat_draws(da: xr.DataArray) -> np.ndarray:
+    """Return the values of `da` with (chain, draw, ...) flattened to (chain * draw, ...)."""
     da = da.transpose("chain", "draw", ...)
     return da.values.reshape(-1, *da.shape[2:])
 
 
-def _check_idata(idata):
+def check_fit(idata) -> None:
+    """Refuse anything but an InferenceData whose posterior holds a mixture's ``weights``."""
     if not hasattr(idata, "groups") or "posterior" not in idata.groups():
         raise ValueError(
             f"`idata` should be an InferenceData with a posterior, but got {type(idata).__name__}"
@@ -94,14 +95,14 @@ def component_logdensity(idata, y=None, *, draws=None):
         The flat draw indices of the block and its log-densities.
     """
     x = _observations(idata, y)
-    w = _flat(idata.posterior["weights"])
+    w = flat_draws(idata.posterior["weights"])
     idx = np.arange(w.shape[0]) if draws is None else np.arange(w.shape[0])[draws]
     k = w.shape[-1]
     with np.errstate(divide="ignore"):
         logw = np.log(w)
     if _is_multivariate(idata):
-        mu = _flat(idata.posterior["means"].transpose(..., "component", "feature"))
-        chol = _flat(idata.posterior["chol_cov"].transpose("chain", "draw", "component", ...))
+        mu = flat_draws(idata.posterior["means"].transpose(..., "component", "feature"))
+        chol = flat_draws(idata.posterior["chol_cov"].transpose("chain", "draw", "component", ...))
     else:
         mu_da, sd_da = _param(idata, "means"), _param(idata, "sigma")
         mu = _broadcast(mu_da, w.shape[0], k)
@@ -130,7 +131,7 @@ def component_logdensity(idata, y=None, *, draws=None):
 def _broadcast(da: xr.DataArray, n_draws: int, k: int) -> np.ndarray:
     """Return a parameter as (draws, k): posterior draws, or a known value repeated."""
     if "chain" in da.dims:
-        arr = _flat(da)
+        arr = flat_draws(da)
     else:
         arr = np.broadcast_to(np.asarray(da.values, dtype=float), (n_draws, *da.shape))
     if arr.ndim == 1:  # a shared sd
@@ -197,11 +198,11 @@ def assignment_probabilities(idata, *, as_frame: bool = False):
     >>> probs = mixtures.assignment_probabilities(idata)  # doctest: +SKIP
     >>> probs["label"].to_series().value_counts()  # doctest: +SKIP
     """
-    _check_idata(idata)
+    check_fit(idata)
     components = idata.posterior["weights"]["component"].values
     obs = idata.observed_data["obs_id"].values
     if "assignment" in idata.posterior:
-        z = _flat(idata.posterior["assignment"]).astype(int)
+        z = flat_draws(idata.posterior["assignment"]).astype(int)
         prob = np.stack([(z == j).mean(axis=0) for j in range(components.size)], axis=1)
     else:
         prob = _mean_responsibilities(idata, None)
@@ -233,7 +234,7 @@ def predict_proba(idata, new_data) -> np.ndarray:
     -------
     numpy.ndarray of shape (n, k)
     """
-    _check_idata(idata)
+    check_fit(idata)
     return _mean_responsibilities(idata, new_data)
 
 
@@ -246,7 +247,7 @@ def predict(idata, new_data) -> np.ndarray:
 def _allocations(idata, rng, max_draws: int | None = None) -> np.ndarray:
     """Allocations per draw (draws, n): sampled ones, or one draw from the responsibilities."""
     if "assignment" in idata.posterior:
-        z = _flat(idata.posterior["assignment"]).astype(int)
+        z = flat_draws(idata.posterior["assignment"]).astype(int)
         sel = _thin(z.shape[0], max_draws)
         return z[sel]
     n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
@@ -283,12 +284,12 @@ def coclustering(idata, *, max_draws: int = 1000) -> xr.DataArray:
     xarray.DataArray
         Dims (obs_id, obs_id_bis).
     """
-    _check_idata(idata)
+    check_fit(idata)
     n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
     sel = _thin(n_draws, max_draws)
     obs = idata.observed_data["obs_id"].values
     if "assignment" in idata.posterior:
-        z = _flat(idata.posterior["assignment"]).astype(int)[sel]
+        z = flat_draws(idata.posterior["assignment"]).astype(int)[sel]
         k = idata.posterior.sizes["component"]
         onehot = np.eye(k)[z]  # (draws, n, k)
         total = np.einsum("sik,sjk->ij", onehot, onehot)
@@ -366,7 +367,7 @@ def occupied_components(idata, *, random_seed=None, max_draws: int | None = None
     pandas.Series
         Probability of each count, indexed by the count.
     """
-    _check_idata(idata)
+    check_fit(idata)
     z = _allocations(idata, np.random.default_rng(random_seed), max_draws)
     k = idata.posterior.sizes["component"]
     occupied = (np.eye(k, dtype=bool)[z].any(axis=1)).sum(axis=1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -33,7 +34,14 @@ from scipy.special import gammaln, logsumexp
 
 from mixtures.families import mvnormal_logpdf, normal_logpdf
 
-__all__ = ["bridge_log_evidence", "supports_bridge"]
+
+class LogEvidence(NamedTuple):
+    r"""Estimate of :math:`\log p(y)` and its Monte Carlo standard error."""
+
+    estimate: float
+    se: float
+
+__all__ = ["LogEvidence", "bridge_log_evidence", "supports_bridge"]
 
 
 def _spec(idata) -> dict:
@@ -290,13 +298,9 @@ def bridge_log_evidence(
 
     Returns
     -------
-    mixtures.evidence.LogEvidence
+    LogEvidence
         ``(estimate, se)``.
     """
-    from arviz import ess
-
-    from mixtures.evidence import LogEvidence
-
     ok, why = supports_bridge(idata)
     if not ok:
         raise ValueError(f"`idata` should be a fit bridge sampling can take, but it has {why}")
@@ -312,15 +316,26 @@ def bridge_log_evidence(
     rng = np.random.default_rng(random_seed)
     q = _Proposal(fit, n_components, rng)
     post_draws = use.reshape(-1, theta.shape[-1])
-    n1 = post_draws.shape[0]
-    n2 = n_proposal or n1
-    prop = q.rvs(n2, rng)
+    prop = q.rvs(n_proposal or post_draws.shape[0], rng)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         l1 = target.log_post(post_draws) - q.logpdf(post_draws)
         l2 = target.log_post(prop) - q.logpdf(prop)
     l2 = np.where(np.isfinite(l2), l2, -np.inf)
     shift = np.median(l1)
-    l1, l2 = l1 - shift, l2 - shift
+    log_r, se = _bridge_iterate(l1 - shift, l2 - shift, use.shape[:2], max_iter)
+    return LogEvidence(float(log_r + shift), se)
+
+
+def _bridge_iterate(l1, l2, chains_draws, max_iter: int) -> tuple[float, float]:
+    """Meng and Wong's iteration for log r, and its relative error.
+
+    `l1` are log(target / proposal) at the posterior draws (shape `chains_draws` flattened),
+    `l2` at the proposal's draws. The error is the relative mean squared error of
+    Fruhwirth-Schnatter (2004), the posterior part counted at its effective sample size.
+    """
+    from arviz import ess
+
+    n1, n2 = l1.size, l2.size
     s1, s2 = n1 / (n1 + n2), n2 / (n1 + n2)
     log_r = 0.0
     for _ in range(max_iter):
@@ -331,10 +346,8 @@ def bridge_log_evidence(
             log_r = new
             break
         log_r = new
-    # relative mean squared error (Fruhwirth-Schnatter 2004), posterior part at its ESS
     f1 = np.exp(np.log(s2) + log_r - np.logaddexp(np.log(s1) + l1, np.log(s2) + log_r))
     f2 = np.exp(np.log(s1) + l2 - np.logaddexp(np.log(s1) + l2, np.log(s2) + log_r))
-    f1_chains = f1.reshape(use.shape[0], use.shape[1])
-    n1_eff = float(ess(f1_chains)) if f1.std() > 0 else float(n1)
+    n1_eff = float(ess(f1.reshape(chains_draws))) if f1.std() > 0 else float(n1)
     re2 = f2.var() / (n2 * f2.mean() ** 2) + f1.var() / (max(n1_eff, 1.0) * f1.mean() ** 2)
-    return LogEvidence(float(log_r + shift), float(np.sqrt(re2)))
+    return float(log_r), float(np.sqrt(re2))

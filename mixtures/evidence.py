@@ -28,20 +28,13 @@ effective sample size of the summand (ArviZ's ``ess``), and the rungs' errors ad
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import arviz as az
 import numpy as np
 from scipy.special import logsumexp
 
+from mixtures.bridge import LogEvidence, bridge_log_evidence, supports_bridge
+
 __all__ = ["LogEvidence", "ladder_gap", "log_evidence"]
-
-
-class LogEvidence(NamedTuple):
-    r"""Estimate of :math:`\log p(y)` and its Monte Carlo standard error."""
-
-    estimate: float
-    se: float
 
 
 def log_evidence(idata: az.InferenceData, *, method: str = "auto") -> LogEvidence:
@@ -80,8 +73,6 @@ def log_evidence(idata: az.InferenceData, *, method: str = "auto") -> LogEvidenc
             f"`method` should be 'auto', 'bridge' or 'stepping-stone', but got {method!r}"
         )
     if method != "stepping-stone":
-        from mixtures.bridge import bridge_log_evidence, supports_bridge
-
         ok, why = supports_bridge(idata)
         if ok:
             return bridge_log_evidence(idata)

@@ -28,7 +28,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
-from mixtures.assignments import _check_idata, _flat, component_logdensity
+from mixtures.assignments import check_fit, component_logdensity, flat_draws
 
 __all__ = ["LabelSwitching", "label_switching", "relabel", "relabel_permutations"]
 
@@ -91,7 +91,7 @@ def relabel_permutations(idata, method: str = "stephens") -> np.ndarray:
     numpy.ndarray of shape (chain, draw, k)
         ``perm[c, d, j]`` is the component of draw (c, d) that gets label ``j``.
     """
-    _check_idata(idata)
+    check_fit(idata)
     if method not in _METHODS:
         raise ValueError(f"`method` should be one of {list(_METHODS)}, but got {method!r}")
     post = idata.posterior
@@ -102,7 +102,7 @@ def relabel_permutations(idata, method: str = "stephens") -> np.ndarray:
         perms = _stephens(resp, pivot)
     else:
         if "assignment" in post:
-            z = _flat(post["assignment"]).astype(int)
+            z = flat_draws(post["assignment"]).astype(int)
         else:
             z = resp.argmax(axis=-1)
         perms = _ecr(z, z[pivot], k)
