@@ -338,3 +338,11 @@ def test_plot_ppc_2d_bounds_the_points_of_every_kde(X, monkeypatch):
     assert ax.collections[0].get_offsets().shape == (300, 2)  # the pooled scatter
     with pytest.raises(ValueError, match=r"`max_points` should be an integer >= 1"):
         mixtures.plot_ppc_2d(idata, max_points=-1)
+
+
+def test_plot_ppc_kde_equals_scipys_across_blocks():
+    values = np.random.default_rng(13).normal(size=9_000)  # three blocks of the 256-point grid
+    grid = np.linspace(-5, 5, 256)
+    h = 0.3
+    ref = stats.gaussian_kde(values, bw_method=h / values.std(ddof=1))(grid)
+    np.testing.assert_allclose(mixtures.plots._kde(values, grid, h), ref, rtol=1e-10)
