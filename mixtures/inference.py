@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import logging
+import math
 
 import arviz as az
 import numpy as np
 import pymc as pm
-import xarray as xr
 
 from mixtures.diagnostics import ConvergenceWarning, warn_convergence
 from mixtures.engines import CompiledMixture, check_model, is_latent
 from mixtures.engines.advi import fit_advi
-from mixtures.progress import default_progressbar
+
+#: ``num_draws="auto"`` in :func:`sample_posterior_predictive` keeps the predictive at most this
+#: many values (400 MB of float64), thinning the posterior draws it uses beyond that.
+PREDICTIVE_MAX_VALUES = 50_000_000
+_BLOCK_VALUES = 4_000_000  # temporaries per block of draws (components x points x features^2)
 
 __all__ = [
+    "PREDICTIVE_MAX_VALUES",
     "ConvergenceWarning",
     "fit_advi",
     "is_latent",
@@ -143,97 +147,199 @@ def sample(
 
 
 def sample_posterior_predictive(
-    model: pm.Model, idata: az.InferenceData, *, random_seed=None, progressbar: bool | None = None
+    model: pm.Model,
+    idata: az.InferenceData,
+    *,
+    num_draws="auto",
+    random_seed=None,
+    progressbar: bool | None = None,
 ) -> az.InferenceData:
-    """Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
+    r"""Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
 
-    For latent models the assignments are drawn afresh from the weights, so both variants
-    give the same predictive distribution (the mixture's), not one conditioned on the
-    sampled assignments.
+    For each posterior draw used, every observation gets a fresh component
+    :math:`z_i \sim \text{Categorical}(w)` and then :math:`y_i \mid z_i \sim N(\mu_{z_i},
+    \Sigma_{z_i})`: the mixture's predictive, the same for the latent and the marginalised
+    variant (a latent posterior's sampled assignments are not reused). Observations with a
+    known label (``labels=`` of the factories) are drawn from their own component.
 
-    Unlike a bare ``pm.sample_posterior_predictive(idata, model=model)``, this never alters the
-    model: PyMC 5 appends to ``model.observed_RVs`` when ``var_names`` is omitted, after which
-    the model can no longer be sampled. And where the posterior lacks some of the model's free
-    variables (our Gibbs engine returns the Wishart model's covariances, ``chol_cov``, not the
-    Bartlett variables PyMC builds them from), PyMC would silently draw those from their prior;
-    the predictive is then drawn with NumPy from the posterior's weights, means and
-    covariances (or sds) instead.
+    The draws are made with NumPy from the posterior's ``weights``, ``means`` and ``sigma``
+    (univariate; known values from ``constant_data``) or ``chol_cov`` (multivariate), for every
+    model a `mixtures` factory builds, whatever engine sampled it: nothing is compiled, and
+    the model is never altered (a bare ``pm.sample_posterior_predictive`` without
+    ``var_names`` corrupts it in PyMC 5, and draws the Wishart model's Bartlett variables from
+    their prior when the posterior holds only ``chol_cov``).
 
     Parameters
     ----------
     model : pymc.Model
-        The model `idata` was sampled from.
+        The model `idata` was sampled from (a `mixtures` factory's).
     idata : arviz.InferenceData
-        Its posterior.
+        Its posterior, with ``observed_data`` (and ``constant_data``) as
+        :func:`mixtures.sample` leaves them.
+    num_draws : int, None or "auto", default "auto"
+        How many posterior draws to draw a data set at. None: every draw. An int: that many,
+        rounded up to a multiple of the number of chains, evenly spaced in each chain (a
+        figure needs a few dozen: :func:`mixtures.plot_ppc` shows 50). ``"auto"``: every draw
+        unless the predictive would hold more than :data:`PREDICTIVE_MAX_VALUES` values
+        (50 million, 400 MB: e.g. 4 x 1000 draws at N = 12,500), then as many evenly spaced
+        draws as fit in that. The group's ``mixtures_predictive`` attribute says which.
     random_seed : int or numpy.random.Generator, optional
         Makes the draws reproducible.
     progressbar : bool, optional
-        Show PyMC's progress bar; default as in :func:`sample`.
+        Ignored: the NumPy draw needs no progress bar (about a second per 10^8 values). Kept
+        so that calls written for the earlier, PyMC-based version still run.
 
     Returns
     -------
     arviz.InferenceData
-        `idata`, with a ``posterior_predictive`` group holding ``y``.
+        `idata`, with a ``posterior_predictive`` group holding ``y``, dims (``chain``,
+        ``draw``, ``obs_id``) or (``chain``, ``draw``, ``obs_id``, ``feature``); its ``draw``
+        coordinate holds the posterior draws used.
+
+    Examples
+    --------
+    >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
+    >>> mixtures.sample_posterior_predictive(model, idata, num_draws=50)  # doctest: +SKIP
     """
+    del progressbar
     check_model(model)
-    missing = [v.name for v in model.free_RVs if v.name not in idata.posterior]
-    missing = [name for name in missing if name != "assignment"]
-    if missing:
-        predictive = _mixture_predictive(idata, random_seed)
-        if "posterior_predictive" in idata.groups():
-            del idata.posterior_predictive
-        idata.add_groups(posterior_predictive=predictive)
-        return idata
-    var_names = ["assignment", "y"] if is_latent(model) else ["y"]
-    if progressbar is None:
-        progressbar = default_progressbar()
-    logger = logging.getLogger("pymc")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))  # PyMC's "Sampling: [y]" line is noise here
-    try:
-        with model:
-            pp = pm.sample_posterior_predictive(
-                idata,
-                var_names=var_names,
-                random_seed=random_seed,
-                progressbar=progressbar,
-                extend_inferencedata=False,
-            )
-    finally:
-        logger.setLevel(level)
-    predictive = pp.posterior_predictive[["y"]]
+    if "posterior" not in idata.groups() or "weights" not in idata.posterior:
+        raise ValueError("`idata` should hold `weights` in its posterior, but it does not")
+    if "observed_data" not in idata.groups() or "y" not in idata.observed_data:
+        raise ValueError("`idata` should hold `y` in its observed_data, but it does not")
+    post = idata.posterior
+    observed = idata.observed_data["y"]
+    width = observed.sizes.get("feature", 1)
+    keep = predictive_draws(
+        post.sizes["chain"], post.sizes["draw"], num_draws, observed.sizes["obs_id"] * width
+    )
+    rng = np.random.default_rng(random_seed)
+    params = _predictive_params(idata, model, keep)
+    labels = _labels(idata, model)
+    y = _draw_mixture(rng, *params, labels, observed.sizes["obs_id"])
+    chains, n_keep = post.sizes["chain"], keep.size
+    y = y.reshape(chains, n_keep, *y.shape[1:])
+    dims = ["chain", "draw", *observed.dims]
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values[keep]}
+    coords.update({d: observed[d].values for d in observed.dims})
+    predictive = az.dict_to_dataset({"y": y}, coords=coords, dims={"y": dims[2:]})
+    total = post.sizes["chain"] * post.sizes["draw"]
+    predictive.attrs["mixtures_predictive"] = (
+        f"drawn with NumPy at {chains * n_keep} of {total} posterior draws "
+        f"({n_keep} per chain, evenly spaced; num_draws={num_draws!r})"
+    )
     if "posterior_predictive" in idata.groups():
         del idata.posterior_predictive
     idata.add_groups(posterior_predictive=predictive)
     return idata
 
 
-def _mixture_predictive(idata: az.InferenceData, random_seed) -> xr.Dataset:
-    """Draw y from the mixture at every posterior draw (z from the weights, then y given z)."""
-    rng = np.random.default_rng(random_seed)
-    post = idata.posterior
-    observed = idata.observed_data["y"]
-    n_obs = observed.sizes["obs_id"]
-    w = post["weights"].transpose("chain", "draw", "component").values
-    chains, draws, k = w.shape
-    u = rng.uniform(size=(chains, draws, n_obs, 1))
-    z = np.minimum((u > np.cumsum(w, axis=-1)[:, :, None, :]).sum(-1), k - 1)  # (c, d, n)
-    if "chol_cov" in post:
-        mu = post["means"].transpose("chain", "draw", "component", "feature").values
-        chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
-        mu_z = np.take_along_axis(mu, z[..., None], axis=2)  # (c, d, n, f)
-        chol_z = np.take_along_axis(chol, z[..., None, None], axis=2)  # (c, d, n, f, f)
-        eps = rng.standard_normal(mu_z.shape)
-        y = mu_z + np.einsum("cdnij,cdnj->cdni", chol_z, eps)
-        dims = ("chain", "draw", "obs_id", "feature")
-    else:
-        from mixtures.assignments import _broadcast
-        from mixtures.loglik import _param
+def predictive_draws(chains: int, draws: int, num_draws, values_per_draw: int) -> np.ndarray:
+    """Return the indices of the draws (per chain) that :func:`sample_posterior_predictive` uses.
 
-        mu, sd = (_broadcast(_param(idata, n), chains * draws, k) for n in ("means", "sigma"))
-        mu, sd = mu.reshape(chains, draws, k), sd.reshape(chains, draws, k)
-        y = rng.normal(np.take_along_axis(mu, z, axis=2), np.take_along_axis(sd, z, axis=2))
-        dims = ("chain", "draw", "obs_id")
-    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
-    coords.update({d: observed[d].values for d in dims[2:]})
-    return xr.Dataset({"y": (dims, y)}, coords=coords)
+    Parameters
+    ----------
+    chains, draws : int
+        The posterior's sizes.
+    num_draws : int, None or "auto"
+        As in :func:`sample_posterior_predictive`.
+    values_per_draw : int
+        Values one predictive data set holds (observations x features).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Increasing indices into the ``draw`` axis, evenly spaced, the same in every chain.
+    """
+    if num_draws is None:
+        return np.arange(draws)
+    if isinstance(num_draws, str):
+        if num_draws != "auto":
+            raise ValueError(
+                f"`num_draws` should be an integer >= 1, None or 'auto', but got {num_draws!r}"
+            )
+        if chains * draws * values_per_draw <= PREDICTIVE_MAX_VALUES:
+            return np.arange(draws)
+        num_draws = max(chains, PREDICTIVE_MAX_VALUES // max(1, values_per_draw))
+        per_chain = max(1, num_draws // chains)  # round down: stay within the cap
+    elif isinstance(num_draws, bool) or not isinstance(num_draws, int | np.integer):
+        raise ValueError(
+            f"`num_draws` should be an integer >= 1, None or 'auto', but got {num_draws!r}"
+        )
+    elif num_draws < 1:
+        raise ValueError(
+            f"`num_draws` should be an integer >= 1, None or 'auto', but got {num_draws!r}"
+        )
+    else:
+        per_chain = math.ceil(int(num_draws) / chains)
+    if per_chain >= draws:
+        return np.arange(draws)
+    return np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
+
+
+def _value(idata, model, name: str, keep: np.ndarray) -> np.ndarray:
+    """Return a parameter's kept draws, flat (chain-major), or its known value (no draw axis)."""
+    if name in idata.posterior:
+        da = idata.posterior[name].isel(draw=keep)
+        rest = [d for d in da.dims if d not in ("chain", "draw")]
+        arr = da.transpose("chain", "draw", *rest).values
+        return arr.reshape(-1, *arr.shape[2:])
+    if "constant_data" in idata.groups() and name in idata.constant_data:
+        return np.asarray(idata.constant_data[name].values, dtype=float)
+    if name in model.named_vars and hasattr(model[name], "get_value"):
+        return np.asarray(model[name].get_value(), dtype=float)
+    raise ValueError(
+        f"`idata` should hold `{name}` in its posterior (or constant_data), but it does not"
+    )
+
+
+def _predictive_params(idata, model, keep: np.ndarray):
+    """Return weights (S, k), means (S, k[, d]) and scales: sds (S, k) or Cholesky factors."""
+    w = _value(idata, model, "weights", keep)
+    n_draws, k = w.shape
+    if "feature" in idata.observed_data["y"].dims:
+        mu = _value(idata, model, "means", keep)
+        chol = _value(idata, model, "chol_cov", keep)
+        return w, mu, chol
+    mu, sd = (_value(idata, model, name, keep) for name in ("means", "sigma"))
+    if "sigma" in idata.posterior and idata.posterior["sigma"].ndim == 2:  # a shared sd
+        sd = sd[:, None]
+    return w, np.broadcast_to(mu, (n_draws, k)), np.broadcast_to(sd, (n_draws, k))
+
+
+def _labels(idata, model) -> np.ndarray | None:
+    """Return the known labels (-1: unknown) from constant_data, else from the model, else None."""
+    if "constant_data" in idata.groups() and "labels" in idata.constant_data:
+        return np.asarray(idata.constant_data["labels"].values, dtype=int)
+    if "labels" in model.named_vars:
+        return np.asarray(model["labels"].get_value(), dtype=int)
+    return None
+
+
+def _draw_mixture(rng, w, mu, scale, labels, n_obs: int) -> np.ndarray:
+    """One predictive data set per row of `w`: components from the weights, then Normals.
+
+    `scale` holds sds (S, k) for univariate models, Cholesky factors (S, k, d, d) otherwise.
+    Blocks of draws keep the temporaries near :data:`_BLOCK_VALUES` values.
+    """
+    n_draws, k = w.shape
+    multivariate = scale.ndim == 4
+    d = mu.shape[-1] if multivariate else 1
+    out = np.empty((n_draws, n_obs, d) if multivariate else (n_draws, n_obs))
+    cum = np.cumsum(w, axis=1)
+    cum /= cum[:, -1:]  # weights that sum to 1 - 1e-16 must not leave a point without a component
+    fixed = None if labels is None else np.flatnonzero(labels >= 0)
+    block = max(1, _BLOCK_VALUES // max(1, n_obs * max(k, d * d)))
+    for start in range(0, n_draws, block):
+        sl = slice(start, start + block)
+        u = rng.random((cum[sl].shape[0], n_obs))
+        z = np.minimum((u[:, :, None] > cum[sl, None, :]).sum(axis=-1), k - 1)
+        if fixed is not None:
+            z[:, fixed] = labels[fixed]
+        rows = np.arange(z.shape[0])[:, None]
+        eps = rng.standard_normal(out[sl].shape)
+        if multivariate:
+            out[sl] = mu[sl][rows, z] + np.einsum("snij,snj->sni", scale[sl][rows, z], eps)
+        else:
+            out[sl] = mu[sl][rows, z] + scale[sl][rows, z] * eps
+    return out

@@ -8,8 +8,10 @@ The model, for observations :math:`x_i \in \mathbb R^D`:
     \mu_j \sim N(m, \text{diag}(s^2)), \quad \Sigma_j = L_j L_j^\top, \quad
     z_i \sim \text{Categorical}(w), \quad x_i \mid z_i \sim N(\mu_{z_i}, \Sigma_{z_i})
 
-with, per `covariance`, an LKJ Cholesky prior on each :math:`L_j` (``"full"``), one shared
-:math:`L` (``"tied"``), or diagonal :math:`L_j` with HalfNormal sds (``"diag"``).
+with, per `covariance`: an inverse-Wishart prior on each :math:`\Sigma_j` (``"full"``, the
+default ``covariance_prior="wishart"``, which our Gibbs engine samples exactly) or an LKJ
+Cholesky prior on each :math:`L_j` (``"full"`` with ``covariance_prior="lkj"``); one shared
+LKJ :math:`L` (``"tied"``); or diagonal :math:`L_j` with HalfNormal sds (``"diag"``).
 
 Names and dims, shared by the latent and marginalised variants:
 
@@ -46,6 +48,8 @@ from mixtures.spec import MixtureSpec, Prior, attach
 
 __all__ = [
     "COVARIANCES",
+    "COVARIANCE_PRIORS",
+    "DEFAULT_COVARIANCE_PRIOR",
     "OrderedColumn",
     "default_mv_priors",
     "effective_components",
@@ -54,6 +58,11 @@ __all__ = [
 ]
 
 COVARIANCES = ("full", "diag", "tied")
+COVARIANCE_PRIORS = ("auto", "wishart", "lkj")
+#: What ``covariance_prior="auto"`` resolves to, per `covariance`: the conjugate
+#: inverse-Wishart where it exists (our Gibbs engine samples it exactly, in seconds), and the
+#: LKJ / HalfNormal priors, sampled with NUTS, where it does not.
+DEFAULT_COVARIANCE_PRIOR = {"full": "wishart", "diag": "lkj", "tied": "lkj"}
 _WEIGHT_FAMILIES = ("Dirichlet", "StickBreaking")
 
 
@@ -186,9 +195,13 @@ def _merge_mv_priors(defaults: dict, priors, covariance_prior: str) -> dict:
     )
     unknown = sorted(set(priors) - set(keys))
     if unknown:
+        other = "lkj" if covariance_prior == "wishart" else "wishart"
+        hint = ""
+        if set(unknown) <= ({"sigma", "corr"} if other == "lkj" else {"wishart"}):
+            hint = f" (they belong to covariance_prior={other!r})"
         raise ValueError(
             f"`priors` keys should be among {keys} with covariance_prior="
-            f"{covariance_prior!r}, but got unknown key(s) {unknown}"
+            f"{covariance_prior!r}, but got unknown key(s) {unknown}{hint}"
         )
     allowed = {
         "weights": {"Dirichlet": {"dist", "a"}, "StickBreaking": {"dist", "alpha"}},
@@ -355,6 +368,24 @@ def _covariances(spec: dict, k: int, d: int, covariance: str):
     return chol
 
 
+def _check_covariance_prior(covariance_prior, covariance: str) -> str:
+    """Resolve ``"auto"`` per `covariance`; refuse a Wishart prior on tied or diagonal ones."""
+    if covariance_prior not in COVARIANCE_PRIORS:
+        raise ValueError(
+            f"`covariance_prior` should be one of {list(COVARIANCE_PRIORS)}, "
+            f"but got {covariance_prior!r}"
+        )
+    if covariance_prior == "auto":
+        return DEFAULT_COVARIANCE_PRIOR[covariance]
+    if covariance_prior == "wishart" and covariance != "full":
+        raise ValueError(
+            f"`covariance` should be 'full' with covariance_prior='wishart', but got "
+            f"{covariance!r} (the tied and diagonal covariances take covariance_prior='lkj', "
+            "the default for them)"
+        )
+    return covariance_prior
+
+
 def mv_mixture(
     X,
     k: int,
@@ -363,7 +394,7 @@ def mv_mixture(
     marginalized: bool = True,
     ordered_by: int | None = 0,
     priors=None,
-    covariance_prior: str = "lkj",
+    covariance_prior: str = "auto",
     labels=None,
 ) -> pm.Model:
     """Mixture of `k` multivariate Gaussians for `X` of shape (n_obs, n_features).
@@ -377,8 +408,9 @@ def mv_mixture(
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
         ("K large enough"; see :func:`effective_components`).
     covariance : {"full", "diag", "tied"}, default "full"
-        Per-component covariances with an LKJ(eta) Cholesky prior and HalfNormal sds; diagonal
-        per-component covariances; or one full covariance shared by all components.
+        Per-component full covariances; diagonal per-component covariances (HalfNormal sds);
+        or one full covariance shared by all components (LKJ(eta) correlations and
+        HalfNormal sds).
     marginalized : bool, default True
         Sum the assignments out (a ``pm.Mixture`` of ``MvNormal``, for NUTS / ADVI) or keep
         them as the ``Categorical`` variable ``assignment``.
@@ -386,21 +418,28 @@ def mv_mixture(
         Identify the components by ordering their means along this feature (across
         components, see :class:`OrderedColumn`); None leaves them exchangeable (e.g. with a
         stick-breaking prior, whose order already identifies them).
-    covariance_prior : {"lkj", "wishart"}, default "lkj"
-        ``"lkj"``: LKJ(eta) correlations and HalfNormal sds, sampled with NUTS (the
-        covariances have no exact update). ``"wishart"`` (``covariance="full"`` only): an
-        inverse-Wishart prior on each covariance (BayesPy's Gaussian-Wishart choice, with
-        independent means), conjugate given the means, so the whole model runs on our Gibbs
-        engine, seconds instead of minutes. The LKJ prior is easier to read (sds and
-        correlations separately) and the safer default for few observations per component;
-        pick the Wishart for speed, many components or many refits.
+    covariance_prior : {"auto", "wishart", "lkj"}, default "auto"
+        The prior of the full covariances. ``"wishart"``: an inverse-Wishart prior on each
+        covariance (BayesPy's Gaussian-Wishart choice and scikit-learn's
+        ``BayesianGaussianMixture``'s, with independent means), conjugate given the means,
+        so the whole model runs on our Gibbs engine: seconds per fit. ``"lkj"``: LKJ(eta)
+        correlations and HalfNormal sds, which have no exact update and go to NUTS: minutes
+        per fit (a K = 3 fit of the 272 ``old_faithful`` rows did not finish in half an
+        hour). ``"auto"`` takes the Wishart prior for ``covariance="full"`` and the
+        LKJ / HalfNormal priors for ``"tied"`` and ``"diag"``, for which there is no
+        Wishart model (asking for one is an error); see
+        :data:`DEFAULT_COVARIANCE_PRIOR`. Prefer the LKJ prior when you want to set priors
+        on the sds and the correlations separately (a HalfNormal scale per feature, eta),
+        e.g. with few observations per component, where the inverse-Wishart's coupling of
+        scales and correlations matters; prefer the Wishart for speed, many components (a
+        sparse K = 10 fit) and many refits.
     priors : dict, optional
         Overrides of :func:`default_mv_priors`: ``weights`` (``{"a": ...}`` for the Dirichlet,
         e.g. the BayesPy example's ``{"a": 1e-5}``, or ``{"dist": "StickBreaking", "alpha":
         ...}`` for a truncated stick-breaking prior), ``means`` (``mu``, ``sigma``, per
-        feature), ``sigma`` (the HalfNormal scale of the sds, per feature), ``corr``
-        (``eta``); with the Wishart prior ``wishart`` (``nu`` > d - 1, ``psi``: a
-        positive-definite (d, d) matrix or its diagonal) instead of ``sigma`` and ``corr``.
+        feature), and with the Wishart prior ``wishart`` (``nu`` > d - 1, ``psi``: a
+        positive-definite (d, d) matrix or its diagonal), with the LKJ prior ``sigma`` (the
+        HalfNormal scale of the sds, per feature) and ``corr`` (``eta``).
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
@@ -428,14 +467,7 @@ def mv_mixture(
             f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
         )
     ordered_by = _check_ordered_by(ordered_by, d)
-    if covariance_prior not in ("lkj", "wishart"):
-        raise ValueError(
-            f"`covariance_prior` should be 'lkj' or 'wishart', but got {covariance_prior!r}"
-        )
-    if covariance_prior == "wishart" and covariance != "full":
-        raise ValueError(
-            f"`covariance` should be 'full' with covariance_prior='wishart', but got {covariance!r}"
-        )
+    covariance_prior = _check_covariance_prior(covariance_prior, covariance)
     spec = _mv_priors(X, priors, covariance_prior)
     coords = {
         "component": np.arange(k),

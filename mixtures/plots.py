@@ -7,16 +7,28 @@ import warnings
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import gaussian_kde
 
-__all__ = ["plot_ppc", "plot_trace"]
+__all__ = ["PPC_MAX_POINTS", "plot_ppc", "plot_trace"]
 
 _GRID_POINTS = 256
+_KDE_BLOCK = 1_000_000  # grid points x data points per block of a KDE
+#: ``plot_ppc``'s default cap on the points of one KDE (the data's and each draw's).
+PPC_MAX_POINTS = 10_000
 
 
 def _kde(values: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.ndarray:
-    """Gaussian KDE of `values` on `grid` with a fixed absolute `bandwidth`."""
-    return gaussian_kde(values, bw_method=bandwidth / values.std(ddof=1))(grid)
+    """Gaussian KDE of `values` on `grid` with a fixed absolute `bandwidth`.
+
+    The mean over the points of N(grid | value, bandwidth), in blocks of points: plain NumPy
+    (scipy's ``gaussian_kde`` goes through a triangular solve per call, which was most of a
+    fresh process's figure time).
+    """
+    out = np.zeros(grid.shape[0])
+    step = max(1, _KDE_BLOCK // grid.shape[0])
+    for start in range(0, values.shape[0], step):
+        z = (grid[:, None] - values[None, start : start + step]) / bandwidth
+        out += np.exp(-0.5 * z * z).sum(axis=1)
+    return out / (values.shape[0] * bandwidth * np.sqrt(2.0 * np.pi))
 
 
 def plot_ppc(
@@ -30,6 +42,7 @@ def plot_ppc(
     alpha: float = 0.15,
     bw_adjust: float = 0.5,
     data_kwargs: dict | None = None,
+    max_points: int = PPC_MAX_POINTS,
     **kwargs,
 ):
     """Overlay the KDE of each posterior predictive draw (thin) on the KDE of the data (thick).
@@ -37,6 +50,14 @@ def plot_ppc(
     Gaussian KDEs, all with one bandwidth taken from the data, ``bw_adjust`` times Scott's rule
     (:math:`n^{-1/5} s_y`), and evaluated on one grid that extends past the data: differences
     between the curves are then differences between data sets, not between bandwidths.
+
+    The cost is bounded whatever the size of the data: at most `num_draws` curves, each the
+    KDE of at most `max_points` points. With more observations than that, the data and every
+    drawn data set are represented by the same seeded random subset of `max_points`
+    observations, and Scott's rule uses :math:`n` = `max_points`: the curves then vary as data
+    sets of that size would, and the data's curve as much as the draws'. Only the draws shown
+    are read from the predictive, so
+    ``mixtures.sample_posterior_predictive(model, idata, num_draws=num_draws)`` is enough.
 
     Parameters
     ----------
@@ -60,6 +81,8 @@ def plot_ppc(
         modes together.
     data_kwargs : dict, optional
         Line properties of the data's KDE (default: black, linewidth 2).
+    max_points : int, default 10,000
+        The most observations a KDE uses (see above); :data:`PPC_MAX_POINTS`.
     **kwargs
         Line properties of the predictive KDEs.
 
@@ -73,19 +96,16 @@ def plot_ppc(
             "(run mixtures.sample_posterior_predictive first), but got groups "
             f"{idata.groups()}"
         )
-    pred = idata.posterior_predictive["y"].stack(sample=("chain", "draw")).transpose("sample", ...)
-    n_total = pred.sizes["sample"]
-    if isinstance(num_draws, bool) or not isinstance(num_draws, int | np.integer) or num_draws < 1:
-        raise ValueError(f"`num_draws` should be an integer >= 1, but got {num_draws!r}")
+    for name, value in (("num_draws", num_draws), ("max_points", max_points)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
+    if not bw_adjust > 0:
+        raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust}")
     rng = np.random.default_rng(random_seed)
-    picks = rng.choice(n_total, size=min(num_draws, n_total), replace=False)
+    draws, data = _picked_draws(idata, num_draws, max_points, rng)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     line_kwargs = {"color": color, "alpha": alpha, "linewidth": 1, **kwargs}
-    if not bw_adjust > 0:
-        raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust}")
-    draws = pred.values[picks]
-    data = idata.observed_data["y"].values
     bandwidth = bw_adjust * data.shape[0] ** -0.2 * data.std(ddof=1)
     lo = min(data.min(), draws.min()) - 3 * bandwidth
     hi = max(data.max(), draws.max()) + 3 * bandwidth
@@ -95,10 +115,24 @@ def plot_ppc(
         ax.plot(grid, _kde(draw, grid, bandwidth), label=label, **line_kwargs)
     data_line = {"color": "k", "linewidth": 2, "label": "data", **(data_kwargs or {})}
     ax.plot(grid, _kde(data, grid, bandwidth), **data_line)
-    ax.set_xlabel("$y$")
+    ax.set_xlabel("y", style="italic")  # not "$y$": mathtext's parser costs ~0.5 s to build
     ax.set_ylabel("density")
     ax.legend(loc="best")
     return ax
+
+
+def _picked_draws(idata, num_draws: int, max_points: int, rng):
+    """Return (num_draws, m) predictive values and the (m,) data values: m <= max_points."""
+    pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id")
+    chains, n_draws, n_obs = pred.shape
+    picks = rng.choice(chains * n_draws, size=min(num_draws, chains * n_draws), replace=False)
+    values = pred.values  # in memory: indexing below copies only the picked draws
+    draws = values[picks // n_draws, picks % n_draws]
+    data = np.asarray(idata.observed_data["y"].values, dtype=float)
+    if n_obs > max_points:
+        cols = np.sort(rng.choice(n_obs, size=max_points, replace=False))
+        draws, data = draws[:, cols], data[cols]
+    return draws, data
 
 
 def plot_trace(idata, *, var_names=None, figsize=None, **kwargs):

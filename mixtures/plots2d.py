@@ -11,9 +11,11 @@ from mixtures._validation import check_observations
 from mixtures.em import EMResult
 from mixtures.families import mvnormal_logpdf
 
-__all__ = ["plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
+__all__ = ["PPC_2D_MAX_POINTS", "plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
 
 _MAX_DRAWS_FOR_LABELS = 200
+#: ``plot_ppc_2d``'s default cap on the points of one KDE (the data's, the pooled draws').
+PPC_2D_MAX_POINTS = 5_000
 
 
 def _ellipse(mean, cov, scale, **kwargs) -> Ellipse:
@@ -247,6 +249,7 @@ def plot_ppc_2d(
     random_seed=None,
     features=(0, 1),
     bw_adjust: float = 1.0,
+    max_points: int = PPC_2D_MAX_POINTS,
 ):
     """Posterior predictive check in 2-D: density contours of predictive draws against data.
 
@@ -254,6 +257,12 @@ def plot_ppc_2d(
     contours of the pooled predictive (colour) and of the data (black), with the same kernel
     (see :func:`ppc_densities_2d`), at the levels that enclose about 90%, 75%, 50% and 25% of
     the data.
+
+    The cost is bounded whatever the size of the data: the data and the pooled draws are each
+    represented by at most `max_points` points (seeded random subsets when there are more;
+    Scott's rule then uses n = `max_points`), so a KDE costs at most 10,000 grid points x
+    `max_points`, and the level of the contours at most `max_points` squared. Only the draws
+    shown are read from the predictive.
 
     Parameters
     ----------
@@ -266,6 +275,8 @@ def plot_ppc_2d(
     features : tuple of two ints, default (0, 1)
     bw_adjust : float, default 1
         Multiplies Scott's rule for the data's kernel.
+    max_points : int, default 5,000
+        The most points a KDE (and the scatter) uses; :data:`PPC_2D_MAX_POINTS`.
 
     Returns
     -------
@@ -278,17 +289,16 @@ def plot_ppc_2d(
         )
     if not bw_adjust > 0:
         raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust!r}")
+    for name, value in (("num_draws", num_draws), ("max_points", max_points)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
     features = list(features)
-    data = idata.observed_data["y"].transpose("obs_id", "feature").values[:, features]
-    pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id", "feature").values
-    pred = pred.reshape(-1, *pred.shape[2:])[:, :, features]
     rng = np.random.default_rng(random_seed)
-    chosen = rng.choice(pred.shape[0], min(num_draws, pred.shape[0]), replace=False)
-    pooled = pred[chosen].reshape(-1, 2)
+    data, pooled, n_chosen = _ppc_points_2d(idata, features, num_draws, max_points, rng)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(pooled[:, 0], pooled[:, 1], s=2, alpha=0.15, color="C0", lw=0,
-               label=f"{len(chosen)} predictive draws")  # fmt: skip
+               label=f"{n_chosen} predictive draws")  # fmt: skip
     gx, gy, z_data, z_pred = ppc_densities_2d(data, pooled, bw_adjust=bw_adjust)
     # contours that enclose about 90%, 75%, 50% and 25% of the data (its density at its points)
     factor = bw_adjust * data.shape[0] ** (-1.0 / 6.0)
@@ -302,3 +312,25 @@ def plot_ppc_2d(
     ax.set_title("posterior predictive (blue) vs data (black), same kernel")
     ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def _ppc_points_2d(idata, features, num_draws: int, max_points: int, rng):
+    """Return the data (m, 2) and pooled draws (p, 2), m, p <= max_points, and the draw count.
+
+    Only the chosen draws are read; the pooled points are a random subset of their
+    (draw, observation) pairs when there are more than `max_points`.
+    """
+    data = idata.observed_data["y"].transpose("obs_id", "feature").values[:, features]
+    pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id", "feature")
+    chains, n_draws, n_obs, _ = pred.shape
+    chosen = rng.choice(chains * n_draws, min(num_draws, chains * n_draws), replace=False)
+    values = pred.values  # in memory: the indexing below copies only what is used
+    if chosen.size * n_obs > max_points:
+        pairs = rng.choice(chosen.size * n_obs, max_points, replace=False)
+        draw, obs = chosen[pairs // n_obs], pairs % n_obs
+        pooled = values[draw // n_draws, draw % n_draws, obs][:, features]
+    else:
+        pooled = values[chosen // n_draws, chosen % n_draws][..., features].reshape(-1, 2)
+    if n_obs > max_points:
+        data = data[np.sort(rng.choice(n_obs, max_points, replace=False))]
+    return data, pooled, chosen.size

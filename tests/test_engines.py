@@ -90,7 +90,7 @@ def test_auto_rule(y3):
     latent = mixtures.full_mixture(y3, 3, marginalized=False)
     assert mixtures.choose_sampler(latent, latent_sampler="nuts")[0] == "pymc"
     X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]]
-    name, why = mixtures.choose_sampler(mixtures.mv_mixture(X, 3))
+    name, why = mixtures.choose_sampler(mixtures.mv_mixture(X, 3, covariance_prior="lkj"))
     assert name == "pymc" and "multivariate" in why
 
 

@@ -44,10 +44,13 @@ def _random_point(model, seed):
 # --- the model -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("covariance", ["full", "diag", "tied"])
-def test_marginal_density_equals_scipy(three, covariance):
+@pytest.mark.parametrize(
+    ("covariance", "covariance_prior"),
+    [("full", "wishart"), ("full", "lkj"), ("diag", "auto"), ("tied", "auto")],
+)
+def test_marginal_density_equals_scipy(three, covariance, covariance_prior):
     X, _ = three
-    model = mixtures.mv_mixture(X, 3, covariance=covariance)
+    model = mixtures.mv_mixture(X, 3, covariance=covariance, covariance_prior=covariance_prior)
     point = _random_point(model, 1)
     w, mu, chol = _params(model, point)
     cov = chol @ np.swapaxes(chol, -1, -2)
@@ -63,9 +66,10 @@ def test_marginal_density_equals_scipy(three, covariance):
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
 
 
-def test_latent_density_given_assignments_equals_scipy(three):
+@pytest.mark.parametrize("covariance_prior", ["wishart", "lkj"])
+def test_latent_density_given_assignments_equals_scipy(three, covariance_prior):
     X, labels = three
-    model = mixtures.mv_mixture(X, 3, marginalized=False)
+    model = mixtures.mv_mixture(X, 3, marginalized=False, covariance_prior=covariance_prior)
     point = _random_point(model, 2)
     point["assignment"] = labels.astype(point["assignment"].dtype)
     w, mu, chol = _params(model, point)
@@ -188,7 +192,7 @@ def test_em_initvals_are_ordered_and_accepted(three):
     X, _ = three
     start = mixtures.em(X, 3, random_seed=0).initvals(ordered_by=0)
     assert np.all(np.diff(start["means"][:, 0]) > 0)
-    model = mixtures.mv_mixture(X, 3)
+    model = mixtures.mv_mixture(X, 3, covariance_prior="lkj")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mixtures.ConvergenceWarning)
         idata = mixtures.sample(
@@ -247,6 +251,24 @@ def test_wishart_gibbs_equals_pymc_nuts_on_the_same_model():
     np.testing.assert_array_less(np.abs(ta["mean"] - tb["mean"]), 4.5 * mcse)
 
 
+def test_default_covariance_prior_is_the_conjugate_one_where_it_exists(three):
+    """Issue 21: full covariances default to the inverse-Wishart (our Gibbs engine); tied and
+    diagonal ones, which have no Wishart model, to the LKJ / HalfNormal priors (NUTS)."""
+    X, _ = three
+    full = mixtures.spec_of(mixtures.mv_mixture(X, 3))
+    assert full.priors["wishart"].dist == "InverseWishart" and "corr" not in full.priors
+    assert mixtures.choose_sampler(mixtures.mv_mixture(X, 3))[0] == "gibbs"
+    for covariance in ("tied", "diag"):
+        spec = mixtures.spec_of(mixtures.mv_mixture(X, 3, covariance=covariance))
+        assert "wishart" not in spec.priors and spec.priors["sigma"].dist == "HalfNormal"
+    lkj = mixtures.spec_of(mixtures.mv_mixture(X, 3, covariance_prior="lkj"))
+    assert lkj.priors["corr"].dist == "LKJ" and "wishart" not in lkj.priors
+    with pytest.raises(ValueError, match=r"`covariance_prior` should be one of \['auto'"):
+        mixtures.mv_mixture(X, 3, covariance_prior="invwishart")
+    with pytest.raises(ValueError, match=r"\['sigma'\] \(they belong to covariance_prior='lkj'\)"):
+        mixtures.mv_mixture(X, 3, priors={"sigma": {"sigma": 1.0}})
+
+
 def test_wishart_prior_is_checked(three):
     X, _ = three
     with pytest.raises(ValueError, match=r"`priors\['wishart'\]\['nu'\]` should be > 1"):
@@ -257,8 +279,9 @@ def test_wishart_prior_is_checked(three):
         )
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['corr'\]"):
         mixtures.mv_mixture(X, 3, covariance_prior="wishart", priors={"corr": {"eta": 2}})
-    with pytest.raises(ValueError, match=r"`covariance` should be 'full' with covariance_prior"):
-        mixtures.mv_mixture(X, 3, covariance="diag", covariance_prior="wishart")
+    for covariance in ("diag", "tied"):
+        with pytest.raises(ValueError, match=r"`covariance` should be 'full' with covariance_pr"):
+            mixtures.mv_mixture(X, 3, covariance=covariance, covariance_prior="wishart")
     with pytest.raises(ValueError, match=r"`priors\['means'\]\['sigma'\]` should be > 0"):
         mixtures.mv_mixture(X, 3, priors={"means": {"sigma": -1.0}})
 
@@ -347,7 +370,9 @@ def test_sparse_dirichlet_finds_four_components(four):
 
 def test_latent_lkj_model_runs_in_pymc_with_conjugate_steps(four):
     X, _ = four
-    model = mixtures.mv_mixture(X[::4], 3, marginalized=False, ordered_by=None)
+    model = mixtures.mv_mixture(
+        X[::4], 3, marginalized=False, ordered_by=None, covariance_prior="lkj"
+    )
     idata = mixtures.sample(model, draws=30, tune=30, chains=1, random_seed=3, warn=False, **QUIET)
     assert "MvConjugateGibbs[weights, means]" in idata.posterior.attrs["mixtures_steps"]
     assert idata.posterior["chol_cov"].shape == (1, 30, 3, 2, 2)
@@ -355,7 +380,7 @@ def test_latent_lkj_model_runs_in_pymc_with_conjugate_steps(four):
 
 def test_mv_conjugate_means_update_matches_closed_form(three):
     X, labels = three
-    model = mixtures.mv_mixture(X, 3, marginalized=False, ordered_by=None)
+    model = mixtures.mv_mixture(X, 3, marginalized=False, ordered_by=None, covariance_prior="lkj")
     with model:
         step = mixtures.MvConjugateGibbs([model["weights"], model["means"]], rng=1)
     point = model.initial_point()
@@ -376,14 +401,16 @@ def test_mv_conjugate_means_update_matches_closed_form(three):
 @pytest.mark.slow  # ADVI's compilation (35 s); notebook 04 (slow tier) runs ADVI too
 def test_advi_returns_inference_data(three):
     X, _ = three
-    model = mixtures.mv_mixture(X, 3)
+    model = mixtures.mv_mixture(X, 3, covariance_prior="lkj")
     idata = mixtures.fit_advi(model, n=3000, draws=200, random_seed=1, **QUIET)
     assert idata.posterior["means"].shape == (1, 200, 3, 2)
     assert idata.log_likelihood["y"].shape == (1, 200, len(X))
     loss = idata.posterior.attrs["mixtures_vi_loss"]
     assert loss.shape == (3000,) and loss[-100:].mean() < loss[:100].mean()
     with pytest.raises(ValueError, match="should be marginalised for ADVI"):
-        mixtures.fit_advi(mixtures.mv_mixture(X, 3, marginalized=False), n=10)
+        mixtures.fit_advi(
+            mixtures.mv_mixture(X, 3, marginalized=False, covariance_prior="lkj"), n=10
+        )
 
 
 def test_effective_components_counts_weights_above_threshold():

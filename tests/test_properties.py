@@ -81,7 +81,7 @@ def test_malformed_prior_is_a_value_error_naming_the_prior(key, value, which):
     with pytest.raises(ValueError, match=rf"^`priors\['{name}'\]\['{param}'\]` should be"):
         FACTORIES_K[which](GOOD_Y, 2, priors={name: {param: value}})
     with pytest.raises(ValueError, match=rf"^`priors\['{name}'\]\['{param}'\]` should be"):
-        mixtures.mv_mixture(GOOD_X, 2, priors={name: {param: value}})
+        mixtures.mv_mixture(GOOD_X, 2, priors={name: {param: value}}, covariance_prior="lkj")
 
 
 @SETTINGS
