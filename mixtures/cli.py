@@ -490,7 +490,10 @@ def _fit(args) -> int:
         str(w.message) for w in caught if issubclass(w.category, mixtures.ConvergenceWarning)
     ]
     t_sample = time.perf_counter() - t0 - t_build
-    mixtures.sample_posterior_predictive(model, idata, random_seed=args.seed, progressbar=False)
+    # for the figures only (they show at most 50 draws): N x 50 values, never N x draws
+    mixtures.sample_posterior_predictive(
+        model, idata, num_draws=50, random_seed=args.seed, progressbar=False
+    )
     attrs = idata.posterior.attrs
     record = {
         "command": sys.argv,
@@ -558,7 +561,7 @@ def _demo(args) -> int:
         random_seed=args.seed,
         progressbar=not args.quiet,
     )
-    mixtures.sample_posterior_predictive(model, idata, random_seed=args.seed)
+    mixtures.sample_posterior_predictive(model, idata, num_draws=50, random_seed=args.seed)
     print(f"\nfit in {time.perf_counter() - start:.1f} s\n")
     print(mixtures.summary_table(idata, fmt="markdown"))
     ax = mixtures.plot_ppc(idata, random_seed=args.seed, figsize=(7, 4))
