@@ -22,7 +22,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from mixtures.families import mvnormal_logpdf, normal_logpdf
-from mixtures.loglik import _param
+from mixtures.loglik import posterior_param
 
 __all__ = [
     "assignment_probabilities",
@@ -104,7 +104,7 @@ def component_logdensity(idata, y=None, *, draws=None):
         mu = flat_draws(idata.posterior["means"].transpose(..., "component", "feature"))
         chol = flat_draws(idata.posterior["chol_cov"].transpose("chain", "draw", "component", ...))
     else:
-        mu_da, sd_da = _param(idata, "means"), _param(idata, "sigma")
+        mu_da, sd_da = posterior_param(idata, "means"), posterior_param(idata, "sigma")
         mu = _broadcast(mu_da, w.shape[0], k)
         sd = _broadcast(sd_da, w.shape[0], k)
     block = max(1, _BLOCK // max(1, x.shape[0] * k))

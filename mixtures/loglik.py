@@ -38,8 +38,8 @@ def add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
         )
 
 
-def _param(idata, name) -> xr.DataArray:
-    """Posterior draws of a parameter, or its known value from constant_data, broadcast."""
+def posterior_param(idata, name) -> xr.DataArray:
+    """Return the posterior draws of a parameter, or its known value from constant_data."""
     if name in idata.posterior:
         return idata.posterior[name]
     if "constant_data" in idata.groups() and name in idata.constant_data:
@@ -70,7 +70,7 @@ def pointwise_loglik(idata: az.InferenceData) -> xr.Dataset:
     post = idata.posterior
     y = idata.observed_data["y"]
     n_obs = y.sizes["obs_id"]
-    weights, means, sigma = (_param(idata, n) for n in _PARAMS)
+    weights, means, sigma = (posterior_param(idata, n) for n in _PARAMS)
     if "component" not in sigma.dims:  # shared sd
         sigma = sigma.expand_dims(component=weights["component"].values).transpose(..., "component")
     full = xr.broadcast(weights, means, sigma, exclude=())

@@ -95,7 +95,7 @@ def _prior_rv(name: str, prior: Prior, **rv_kwargs):
     return getattr(pm, prior.dist)(name, **dict(prior.params), **rv_kwargs)
 
 
-def _increasing_start(y: np.ndarray, k: int) -> np.ndarray:
+def increasing_start(y: np.ndarray, k: int) -> np.ndarray:
     """Strictly increasing starting means: the data's quantiles at (j + 0.5) / k."""
     start = np.quantile(y, (np.arange(k) + 0.5) / k)
     # Ties (heavily repeated values) would make the ordered transform's start -inf.
@@ -141,7 +141,7 @@ class OrderedGaps(Ordered):
 
     def set_start_from(self, y: np.ndarray) -> None:
         """Reset the fallback start to the quantiles of new data `y` (a refit does this)."""
-        self.start = _increasing_start(y, self.start.shape[-1])
+        self.start = increasing_start(y, self.start.shape[-1])
 
     def forward(self, value, *inputs):
         """Map strictly increasing `value` to (first, log gaps); anything else to `start`'s."""
@@ -262,7 +262,7 @@ def build_model(y: np.ndarray, spec: MixtureSpec, labels: np.ndarray | None = No
         else:
             kwargs = {"dims": "component"}
             if spec.ordered:
-                kwargs["transform"] = OrderedGaps(_increasing_start(y, k))
+                kwargs["transform"] = OrderedGaps(increasing_start(y, k))
             means = _prior_rv("means", spec.priors["means"], **kwargs)
         sd_dims = {} if spec.shared_sd else {"dims": "component"}
         if "sigma" in spec.known:
@@ -274,12 +274,12 @@ def build_model(y: np.ndarray, spec: MixtureSpec, labels: np.ndarray | None = No
             sigma = pm.Truncated("sigma", base, lower=spec.sigma_floor, **sd_dims)
         else:
             sigma = _prior_rv("sigma", spec.priors["sigma"], **sd_dims)
-        obs_weights = _label_weights(weights, labels, k) if spec.labelled else weights
+        obs_weights = label_weights(weights, labels, k) if spec.labelled else weights
         _observe(y_data, obs_weights, means, pt.as_tensor(sigma), spec.marginalized)
     return attach(model, spec)
 
 
-def _label_weights(weights, labels: np.ndarray, k: int):
+def label_weights(weights, labels: np.ndarray, k: int):
     """Known labels: the labelled points' component is observed (``known_labels``).
 
     Per observation, the mixture weights are the model's for unlabelled points and the

@@ -43,7 +43,7 @@ from pymc.logprob.transforms import Transform
 
 from mixtures._validation import check_k, check_labels, check_observations
 from mixtures.families import mvnormal_logpdf
-from mixtures.models import _increasing_start, _label_weights
+from mixtures.models import increasing_start, label_weights
 from mixtures.spec import MixtureSpec, Prior, attach
 
 __all__ = [
@@ -96,7 +96,7 @@ class OrderedColumn(Transform):
 
     def set_start_from(self, x: np.ndarray) -> None:
         """Reset the fallback start to the quantiles of column `column` of new data `x`."""
-        self._start.set_value(_increasing_start(x[:, self.column], self.start.shape[0]))
+        self._start.set_value(increasing_start(x[:, self.column], self.start.shape[0]))
 
     def backward(self, value, *inputs):
         """Unconstrained (first, log gaps) in the column to increasing values."""
@@ -484,14 +484,14 @@ def mv_mixture(
         sd = np.broadcast_to(np.asarray(spec["means"]["sigma"], dtype=float), (k, d)).copy()
         kwargs = {}
         if ordered_by is not None and k > 1:
-            kwargs["transform"] = OrderedColumn(ordered_by, _increasing_start(X[:, ordered_by], k))
+            kwargs["transform"] = OrderedColumn(ordered_by, increasing_start(X[:, ordered_by], k))
         means = pm.Normal("means", mu=mu, sigma=sd, dims=("component", "feature"), **kwargs)
         if covariance_prior == "wishart":
             chol = _wishart_chol(spec, k, d)
         else:
             chol = _covariances(spec, k, d, covariance)
         if labels is not None:
-            weights = _label_weights(weights, labels, k)
+            weights = label_weights(weights, labels, k)
         if marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
             pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))
         elif marginalized:
