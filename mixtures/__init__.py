@@ -50,6 +50,12 @@ _LAZY = {
     "plot_em_history": "mixtures.plots2d",
     "plot_mixture_2d": "mixtures.plots2d",
     "plot_ppc_2d": "mixtures.plots2d",
+    "MFMSpec": "mixtures.mfm",
+    "k_posterior": "mixtures.mfm",
+    "filled_components": "mixtures.mfm",
+    "mfm_diagnostics": "mixtures.mfm",
+    "mfm_mixture": "mixtures.mfm",
+    "plot_k_posterior": "mixtures.mfm",
     "MixtureSpec": "mixtures.spec",
     "Prior": "mixtures.spec",
     "spec_of": "mixtures.spec",
@@ -62,8 +68,8 @@ _LAZY = {
 
 _SUBMODULES = {
     "assignments", "batch", "calibration", "cli", "data", "diagnostics", "engines", "evidence",
-    "inference", "interrupt", "labels", "loglik", "models", "multivariate", "plots", "plots2d",
-    "progress", "selection", "spec", "steps", "summaries",
+    "inference", "interrupt", "labels", "loglik", "mfm", "models", "multivariate", "plots",
+    "plots2d", "progress", "selection", "spec", "steps", "summaries",
 }  # fmt: skip
 
 
@@ -84,6 +90,12 @@ def __dir__():
 __version__ = "0.1.0"
 
 __all__ = [
+    "MFMSpec",
+    "filled_components",
+    "k_posterior",
+    "mfm_diagnostics",
+    "mfm_mixture",
+    "plot_k_posterior",
     "AssignmentGibbs",
     "CompiledMixture",
     "ConjugateMixtureGibbs",

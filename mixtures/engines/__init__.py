@@ -34,6 +34,7 @@ from mixtures._validation import check_observations
 from mixtures.diagnostics import check_degenerate, warn_convergence
 from mixtures.engines.finish import finish
 from mixtures.engines.gibbs import GibbsEngine
+from mixtures.engines.mfm import MFMEngine
 from mixtures.engines.numpyro import NumpyroEngine
 from mixtures.engines.nutpie import NutpieEngine
 from mixtures.engines.pymc import PymcEngine, is_latent
@@ -53,6 +54,7 @@ __all__ = [
 
 #: The engines, in the order ``"auto"`` considers them.
 REGISTRY = {
+    "mfm": MFMEngine,  # first: it takes only mfm_mixture models, which no other engine does
     "gibbs": GibbsEngine,
     "nutpie": NutpieEngine,
     "pymc": PymcEngine,
@@ -65,6 +67,7 @@ _NUTPIE_MIN_N = 2000
 def available_samplers() -> dict[str, bool]:
     """Return which engines can run here (``nutpie`` and ``numpyro`` are optional extras)."""
     return {
+        "mfm": True,
         "gibbs": True,
         "pymc": True,
         "nutpie": NutpieEngine.installed(),
