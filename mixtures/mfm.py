@@ -204,7 +204,7 @@ def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
     return float(sigma_floor)
 
 
-def _check_gamma(gamma) -> float:
+def check_gamma(gamma) -> float:
     if isinstance(gamma, bool) or not np.isscalar(gamma) or not (np.isfinite(gamma) and gamma > 0):
         raise ValueError(f"`gamma` should be a number > 0, but got {gamma!r}")
     return float(gamma)
@@ -279,7 +279,7 @@ def mfm_mixture(
 
         return mfm_mv_mixture(y, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
     pmf, desc = k_prior_pmf(k_prior, k_max)
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     defaults = default_priors(y, 1)
     defaults = {
         "means": Prior("Normal", {k: v[0] for k, v in defaults["means"].params.items()}),

@@ -283,3 +283,59 @@ def test_diagnostics_and_plot(two_group_fit):
     ax = mixtures.plot_k_posterior(two_group_fit)
     assert len(ax.patches) == 2 * len(ax.get_xticks())
     matplotlib.pyplot.close("all")
+
+
+# ------------------------------------------------------------------ multivariate (inverse-Wishart)
+
+
+def test_inverse_wishart_draws():
+    """A diagonal entry of IW(nu, psi) is InverseGamma((nu - d + 1) / 2, psi_jj / 2)."""
+    from mixtures.mfm_mv import draw_inverse_wishart
+
+    psi = np.array([[2.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 0.7]])
+    nu, d = 6.0, 3
+    chol = draw_inverse_wishart(
+        np.full(20000, nu), np.broadcast_to(psi, (20000, 3, 3)), np.random.default_rng(0)
+    )
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    for j in range(d):
+        ref = stats.invgamma((nu - d + 1) / 2, scale=psi[j, j] / 2)
+        assert stats.kstest(cov[:, j, j], ref.cdf).pvalue > 0.01
+    np.testing.assert_allclose(cov.mean(axis=0), psi / (nu - d - 1), rtol=0.1, atol=0.02)
+
+
+def _two_blobs_2d(seed=4):
+    rng = np.random.default_rng(seed)
+    return np.concatenate(
+        [rng.normal([0.0, 0.0], 1.0, (25, 2)), rng.normal([3.0, 1.0], [0.6, 1.0], (20, 2))]
+    )
+
+
+@pytest.mark.slow
+def test_mv_k_posterior_matches_marginal_likelihoods():
+    x, pk = _two_blobs_2d(), np.full(3, 1 / 3)
+    est, se = [], []
+    for k in range(1, 4):
+        model = mixtures.mv_mixture(x, k, covariance_prior="wishart", ordered_by=0)
+        idata = mixtures.sample(model, random_seed=k, draws=2000, warn=False, log_likelihood=False)
+        ev = mixtures.log_evidence(idata, method="bridge")
+        est.append(ev.estimate)
+        se.append(ev.se)
+    lp = np.log(pk) + np.array(est)
+    ref = np.exp(lp - logsumexp(lp))
+    ref_se = np.sqrt(((np.diag(ref) - np.outer(ref, ref)) ** 2) @ np.array(se) ** 2)
+    got, got_se = _mfm_k_posterior(x, pk, seed=7, draws=2000)
+    tol = 4.0 * np.sqrt(ref_se**2 + got_se**2) + 1e-3
+    assert np.all(np.abs(got - ref) <= tol), (got, ref, tol)
+
+
+def test_four_clusters_2d():
+    data = mixtures.load_dataset("four_clusters_2d")
+    x = data[[c for c in data.columns if c.startswith("x")]].to_numpy()
+    model = mixtures.mfm_mixture(x, k_max=12)
+    assert mixtures.spec_of(model).kind == "mfm_mv"
+    idata = mixtures.sample(model, random_seed=2, draws=400, tune=300, warn=False)
+    table = mixtures.k_posterior(idata)
+    assert table["p_K_plus"].idxmax() == 4
+    sub = mixtures.filled_components(idata)
+    assert sub.posterior["means"].shape[-2:] == (4, 2)

@@ -145,10 +145,12 @@ class _NormalParts:
         self.low = float(self.frozen.cdf(self.floor)) if self.floor > 0 else 0.0
 
     def sd_logprior(self, x):
+        """Return the sd prior's log-density, -inf below the floor."""
         lp = np.asarray(self.sd_prior.logpdf(x), dtype=float)
         return np.where(x >= self.floor, lp, -np.inf)
 
     def prior_draws(self, shape, rng):
+        """Draw means and sds from their priors (the sd truncated at the floor)."""
         mu = self.m0 + self.s0 * rng.standard_normal(shape)
         if self.floor > 0:
             u = self.low + (1.0 - self.low) * rng.random(shape)
@@ -158,6 +160,7 @@ class _NormalParts:
         return mu, np.maximum(sd, 1e-300)
 
     def init(self, chains, k_max, rng):
+        """Start: means at random data points, sds near the data's."""
         mu = rng.choice(self.y, size=(chains, k_max))
         sd = np.full((chains, k_max), float(np.std(self.y)) or 1.0)
         sd = np.maximum(sd * np.exp(0.2 * rng.standard_normal(sd.shape)), 1.5 * self.floor)
@@ -167,6 +170,7 @@ class _NormalParts:
         return {"means": mu, "sigma": sd}
 
     def logdens(self, params, kcap):
+        """Return log N(y_i | mu_k, sd_k) of the first `kcap` slots, shape (C, N, kcap)."""
         mu, sd = params["means"][:, :kcap], params["sigma"][:, :kcap]
         r = (self.y[None, :, None] - mu[:, None, :]) / sd[:, None, :]
         return -0.5 * r * r - np.log(sd)[:, None, :] - 0.5 * np.log(2 * np.pi)
@@ -205,6 +209,7 @@ class _NormalParts:
         return np.where(ok, prop, sd), ok
 
     def redraw_empty(self, params, k_plus, rng):
+        """Draw every slot from K+ on from the prior."""
         chains, k_max = params["means"].shape
         empty = np.arange(k_max)[None, :] >= k_plus[:, None]
         mu, sd = self.prior_draws((chains, k_max), rng)
