@@ -6,6 +6,9 @@ how it samples. :data:`REGISTRY` lists them in the order ``"auto"`` walks:
 ``"gibbs"`` (:mod:`mixtures.engines.gibbs`)
     Our own batched Gibbs sampler with replica exchange, for the univariate factories with a
     Dirichlet weight prior and Normal (or known) means; latent and marginalised alike.
+``"mfm"`` (:mod:`mixtures.engines.mfm`)
+    The telescoping sampler, for :func:`mixtures.mfm_mixture` models only (a prior on the
+    number of components); the other engines refuse or cannot sample them well.
 ``"nutpie"`` (:mod:`mixtures.engines.nutpie`)
     Marginalised models from N = 2,000 when nutpie is installed (its faster gradient repays
     its compile time there; ``bench/speed.py``).
@@ -54,8 +57,8 @@ __all__ = [
 
 #: The engines, in the order ``"auto"`` considers them.
 REGISTRY = {
-    "mfm": MFMEngine,  # first: it takes only mfm_mixture models, which no other engine does
-    "gibbs": GibbsEngine,
+    "gibbs": GibbsEngine,  # refuses mfm_mixture models (their weights prior is "MFMDirichlet")
+    "mfm": MFMEngine,  # takes only mfm_mixture models; before the engines that take any model
     "nutpie": NutpieEngine,
     "pymc": PymcEngine,
     "numpyro": NumpyroEngine,
@@ -67,8 +70,8 @@ _NUTPIE_MIN_N = 2000
 def available_samplers() -> dict[str, bool]:
     """Return which engines can run here (``nutpie`` and ``numpyro`` are optional extras)."""
     return {
-        "mfm": True,
         "gibbs": True,
+        "mfm": True,
         "pymc": True,
         "nutpie": NutpieEngine.installed(),
         "numpyro": NumpyroEngine.installed(),
