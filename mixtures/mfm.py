@@ -562,7 +562,7 @@ def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) 
     return table
 
 
-def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs) -> pd.DataFrame:
+def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs):
     """p(K | y) and p(K+ | y) for :func:`mixtures.choose_k`'s ``method="mfm"`` column.
 
     Fits :func:`mfm_mixture` once (default priors) and returns :func:`k_posterior`'s table,
@@ -580,8 +580,8 @@ def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs) 
 
     Returns
     -------
-    pandas.DataFrame
-        As :func:`k_posterior`; ``attrs["idata"]`` holds the fit.
+    (pandas.DataFrame, arviz.InferenceData)
+        :func:`k_posterior`'s table (rows `ks`) and the fit.
     """
     from mixtures.inference import sample
 
@@ -589,5 +589,4 @@ def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs) 
     table = k_posterior(idata)
     if ks is not None:
         table = table.reindex(list(ks))
-    table.attrs["idata"] = idata
-    return table
+    return table, idata

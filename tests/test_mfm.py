@@ -339,3 +339,77 @@ def test_four_clusters_2d():
     assert table["p_K_plus"].idxmax() == 4
     sub = mixtures.filled_components(idata)
     assert sub.posterior["means"].shape[-2:] == (4, 2)
+
+
+# ------------------------------------------------------------------ calibration (SBC)
+
+
+def _simulate_mfm(spec, n_obs, rng):
+    """Draw K, weights, parameters and data from the MFM prior (NumPy; independent of the sampler)."""
+    k = rng.choice(np.arange(1, spec.k + 1), p=np.asarray(spec.k_prior))
+    w = rng.dirichlet(np.full(k, spec.gamma))
+    mp, sp = spec.priors["means"].params, spec.priors["sigma"].params
+    mu = rng.normal(float(mp["mu"]), float(mp["sigma"]), k)
+    sd = np.abs(rng.normal(0.0, float(sp["sigma"]), k))  # HalfNormal
+    z = rng.choice(k, size=n_obs, p=w)
+    return rng.normal(mu[z], sd[z]), np.unique(z).size
+
+
+@pytest.mark.slow
+def test_sbc_ranks_of_k_plus_are_uniform():
+    rng = np.random.default_rng(2024)
+    n_obs, n_sims, n_keep = 30, 120, 19
+    model = mixtures.mfm_mixture(
+        rng.standard_normal(n_obs), {"dist": "poisson", "mu": 2.0}, k_max=10
+    )
+    spec = mixtures.spec_of(model)
+    compiled = mixtures.compile_model(model)
+    assert compiled.sampler == "mfm"
+    ranks = []
+    for s in range(n_sims):
+        y, k_plus = _simulate_mfm(spec, n_obs, rng)
+        idata = compiled.sample(
+            y, draws=950, tune=300, chains=2, random_seed=s, warn=False, log_likelihood=False
+        )
+        draws = idata.posterior["K_plus"].values.ravel()
+        draws = draws[np.linspace(0, draws.size - 1, n_keep).round().astype(int)]
+        below, ties = (draws < k_plus).sum(), (draws == k_plus).sum()
+        ranks.append(below + rng.integers(0, ties + 1))  # ties broken at random
+    counts = np.bincount(np.asarray(ranks) // 5, minlength=4)  # 4 bins of 5 ranks (0..19)
+    assert stats.chisquare(counts).pvalue > 0.01, counts
+
+
+def test_mfm_choice_for_choose_k():
+    from mixtures.mfm import mfm_choice
+
+    table, idata = mfm_choice(
+        _two_groups(),
+        range(1, 5),
+        k_prior="poisson",
+        random_seed=1,
+        draws=200,
+        tune=100,
+        warn=False,
+    )
+    assert list(table.index) == [1, 2, 3, 4]
+    np.testing.assert_allclose(
+        table["p_K_plus"], [(idata.posterior["K_plus"].values == k).mean() for k in range(1, 5)]
+    )
+
+
+@pytest.mark.parametrize("thin", [1, 3])
+def test_stored_loglik_is_that_of_the_stored_draws(thin):
+    idata = mixtures.sample(
+        mixtures.mfm_mixture(_two_groups(), "poisson", k_max=10),
+        draws=40,
+        tune=10,
+        chains=2,
+        random_seed=3,
+        warn=False,
+        thin=thin,
+    )
+    pointwise = idata.log_likelihood["y"].sum("obs_id").transpose("chain", "draw").values
+    np.testing.assert_allclose(idata.sample_stats["loglik"].values, pointwise, rtol=1e-10)
+    assert idata.posterior.attrs["mixtures_thin"] == thin
+    with pytest.raises(ValueError, match="`thin` should be an integer >= 1"):
+        mixtures.sample(mixtures.mfm_mixture(_two_groups(), [0.5, 0.5]), thin=0)

@@ -224,7 +224,7 @@ def stores_z(store_assignments, chains: int, draws: int, n_obs: int) -> bool:
     return bool(store_assignments)
 
 
-def run_telescope(parts, spec, n_obs, *, draws, tune, chains, rng, store_z):
+def run_telescope(parts, spec, n_obs, *, draws, tune, chains, rng, store_z, thin=1):
     """Run the telescoping sampler; return the stored arrays (see the module docstring)."""
     k_max = spec.k
     k_step = KStep(spec, n_obs)
@@ -242,14 +242,17 @@ def run_telescope(parts, spec, n_obs, *, draws, tune, chains, rng, store_z):
     loglik = np.empty((chains, draws))
     accept = np.zeros(chains)
     tried = np.zeros(chains)
-    for it in range(tune + draws + 1):
+    n_sweeps = (tune + draws) * thin
+    pending = -1  # the stored draw whose log-likelihood the next sweep computes
+    for sweep in range(n_sweeps + 1):
         kcap = int(k.max())
         with np.errstate(divide="ignore"):
             logd = parts.logdens(params, kcap) + np.log(w[:, None, :kcap])
         z, ll = draw_assignments(logd, rng)
-        if it > tune:  # the log-likelihood of the previous iteration's state
-            loglik[:, it - tune - 1] = ll
-        if it == tune + draws:
+        if pending >= 0:  # the log-likelihood of the state stored after the previous sweep
+            loglik[:, pending] = ll
+            pending = -1
+        if sweep == n_sweeps:
             break
         z, counts, moved = sort_filled(z, k_max, *params.values())
         params = dict(zip(params, moved))
@@ -258,8 +261,9 @@ def run_telescope(parts, spec, n_obs, *, draws, tune, chains, rng, store_z):
         k = k_step.draw(counts, rng)
         parts.redraw_empty(params, k_plus, rng)
         w = draw_weights(counts, k, spec, rng)
-        if it >= tune:
-            d = it - tune
+        after = sweep + 1 - tune * thin
+        if after > 0 and after % thin == 0:
+            d = pending = after // thin - 1
             out["K"][:, d], out["K_plus"][:, d], out["weights"][:, d] = k, k_plus, w
             for name, p in params.items():
                 out[name][:, d] = p
@@ -290,8 +294,17 @@ class MFMEngine:
         self.spec = spec
         self.compile_seconds = 0.0
 
-    def sample(self, *, draws, tune, chains, random_seed, progressbar, store_assignments="auto"):
-        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``."""
+    def sample(
+        self, *, draws, tune, chains, random_seed, progressbar, store_assignments="auto", thin=1
+    ):
+        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``.
+
+        ``thin``: sweeps per stored draw (and per tuning step). K mixes slowly on some data
+        (galaxies, static MFM: about one effective draw of K per 200 sweeps), and a sweep is
+        cheap, so ``mixtures.sample(model, thin=10)`` buys effective draws without memory.
+        """
+        if isinstance(thin, bool) or not isinstance(thin, int | np.integer) or thin < 1:
+            raise ValueError(f"`thin` should be an integer >= 1, but got {thin!r}")
         t0 = time.perf_counter()
         spec = self.spec
         y = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
@@ -312,12 +325,14 @@ class MFMEngine:
             chains=chains,
             rng=rng,
             store_z=store_z,
+            thin=int(thin),
         )
         stats = {"loglik": loglik}
         attrs = {
             "mixtures_sampling_seconds": time.perf_counter() - t0,
             "mixtures_sigma_accept": accept,
             "mixtures_k_max": spec.k,
+            "mixtures_thin": int(thin),
         }
         steps = "telescoping sampler [assignment, component parameters, K | partition, weights]"
         return out, stats, attrs, steps
