@@ -287,6 +287,12 @@ def mfm_mixture(
     }
     resolved = resolve_priors(priors, defaults, {"means": (), "sigma": ()})
     floor = _sigma_floor(sigma_floor, y, resolved["sigma"])
+    if np.unique(y).size < 2 and floor == 0 and resolved["sigma"].dist not in PROPER_AT_ZERO:
+        raise ValueError(
+            "`y` should have at least 2 distinct values (a component holding tied values "
+            f"alone has an unbounded likelihood), but got all equal to {y[0]!r}: give a "
+            "sigma_floor > 0 or an InverseGamma / LogNormal sigma prior"
+        )
     resolved["weights"] = Prior(MFM_WEIGHTS, {"a": gamma})
     spec = MFMSpec(
         family="mfm_normal",

@@ -76,6 +76,9 @@ def test_factory_errors():
         mixtures.mfm_mixture(y, gamma=0)
     with pytest.raises(ValueError, match="keys should be among"):
         mixtures.mfm_mixture(y, priors={"weights": {"a": 2}})
+    with pytest.raises(ValueError, match="`y` should have at least 2 distinct values"):
+        mixtures.mfm_mixture(np.full(20, 3.0))
+    assert mixtures.spec_of(mixtures.mfm_mixture(np.full(20, 3.0), sigma_floor=0.1)).k == 30
 
 
 # ------------------------------------------------------------------ the K step
