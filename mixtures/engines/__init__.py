@@ -6,6 +6,9 @@ how it samples. :data:`REGISTRY` lists them in the order ``"auto"`` walks:
 ``"gibbs"`` (:mod:`mixtures.engines.gibbs`)
     Our own batched Gibbs sampler with replica exchange, for the univariate factories with a
     Dirichlet weight prior and Normal (or known) means; latent and marginalised alike.
+``"mfm"`` (:mod:`mixtures.engines.mfm`)
+    The telescoping sampler, for :func:`mixtures.mfm_mixture` models only (a prior on the
+    number of components); the other engines refuse or cannot sample them well.
 ``"nutpie"`` (:mod:`mixtures.engines.nutpie`)
     Marginalised models from N = 2,000 when nutpie is installed (its faster gradient repays
     its compile time there; ``bench/speed.py``).
@@ -34,6 +37,7 @@ from mixtures._validation import check_observations
 from mixtures.diagnostics import check_degenerate, warn_convergence
 from mixtures.engines.finish import finish
 from mixtures.engines.gibbs import GibbsEngine
+from mixtures.engines.mfm import MFMEngine
 from mixtures.engines.numpyro import NumpyroEngine
 from mixtures.engines.nutpie import NutpieEngine
 from mixtures.engines.pymc import PymcEngine, is_latent
@@ -53,7 +57,8 @@ __all__ = [
 
 #: The engines, in the order ``"auto"`` considers them.
 REGISTRY = {
-    "gibbs": GibbsEngine,
+    "gibbs": GibbsEngine,  # refuses mfm_mixture models (their weights prior is "MFMDirichlet")
+    "mfm": MFMEngine,  # takes only mfm_mixture models; before the engines that take any model
     "nutpie": NutpieEngine,
     "pymc": PymcEngine,
     "numpyro": NumpyroEngine,
@@ -66,6 +71,7 @@ def available_samplers() -> dict[str, bool]:
     """Return which engines can run here (``nutpie`` and ``numpyro`` are optional extras)."""
     return {
         "gibbs": True,
+        "mfm": True,
         "pymc": True,
         "nutpie": NutpieEngine.installed(),
         "numpyro": NumpyroEngine.installed(),

@@ -1,0 +1,598 @@
+r"""Mixtures of finite mixtures (MFM): a prior on the number of components, sampled in one run.
+
+A mixture of finite mixtures (Miller and Harrison 2018; Frühwirth-Schnatter, Malsiner-Walli
+and Grün 2021) puts a prior on the number of components :math:`K` and answers "how many
+components?" in one posterior:
+
+.. math::
+
+    K \sim p(K), \quad w \mid K \sim \text{Dirichlet}_K(\gamma_K, \dots, \gamma_K), \quad
+    \theta_k \overset{iid}{\sim} p(\theta), \quad
+    y_i \mid K, w, \theta \sim \sum_{k=1}^{K} w_k\, N(y_i \mid \theta_k)
+
+with :math:`\gamma_K = \gamma` (static MFM) or :math:`\gamma_K = \gamma / K` (dynamic MFM).
+:math:`K_+`, the number of components that hold data, is reported beside :math:`K`.
+
+:func:`mfm_mixture` builds the model (a plain :class:`pymc.Model` of the MFM truncated at
+``k_max``, with the spec :class:`MFMSpec`); :func:`mixtures.sample` samples it with the
+telescoping sampler (:mod:`mixtures.engines.mfm`). The helpers here read the result:
+:func:`k_posterior` (the p(K | y) and p(K+ | y) table), :func:`plot_k_posterior`,
+:func:`filled_components` (the filled components' parameters on common labels) and
+:func:`mfm_diagnostics` (r_hat and ESS of the label-free quantities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import stats
+
+from mixtures._validation import check_observations
+from mixtures.models import PROPER_AT_ZERO, default_priors, tie_floor
+from mixtures.spec import MixtureSpec, Prior, attach, resolve_priors
+
+__all__ = [
+    "K_PRIORS",
+    "MFMSpec",
+    "filled_components",
+    "k_posterior",
+    "k_prior_pmf",
+    "mfm_choice",
+    "mfm_diagnostics",
+    "mfm_mixture",
+    "plot_k_posterior",
+]
+
+#: Named priors on K: ``K - 1`` follows the SciPy family, with these default parameters.
+#: ``"bnb"`` is the beta-negative-binomial BNB(alpha, a, b) of Frühwirth-Schnatter et al.
+#: (2021), whose recommended default is BNB(1, 4, 3); ``"poisson"`` the shifted Poisson;
+#: ``"geometric"`` K ~ Geometric(p) on 1, 2, ...; ``"uniform"`` is uniform on 1..k_max.
+K_PRIORS = {
+    "bnb": ({"alpha": 1.0, "a": 4.0, "b": 3.0}, lambda alpha, a, b: stats.betanbinom(alpha, a, b)),
+    "poisson": ({"mu": 3.0}, lambda mu: stats.poisson(mu)),
+    "geometric": ({"p": 0.1}, lambda p: stats.geom(p, loc=-1)),
+    "uniform": ({}, None),
+}
+_DEFAULT_K_MAX = 30
+#: The name of the weights prior in an MFM spec: Dirichlet(gamma_K) given K. A distinct name,
+#: so that engines for fixed-k models refuse the spec.
+MFM_WEIGHTS = "MFMDirichlet"
+
+
+@dataclass(frozen=True, eq=False)
+class MFMSpec(MixtureSpec):
+    """The resolved spec of a mixture of finite mixtures (see :class:`~mixtures.MixtureSpec`).
+
+    ``k`` is ``k_max``, the largest number of components the sampler considers; the component
+    priors (``priors["means"]``, ``priors["sigma"]``, or ``priors["wishart"]``) are those of
+    one component (scalars), shared by all. ``priors["weights"]`` holds ``gamma``.
+
+    Attributes
+    ----------
+    k_prior : tuple of float
+        p(K = 1), ..., p(K = k_max), normalised.
+    k_prior_name : str
+        How the prior was given, e.g. ``"bnb(alpha=1.0, a=4.0, b=3.0)"`` or ``"array"``.
+    gamma : float
+        The Dirichlet parameter (static) or its numerator (dynamic).
+    dynamic : bool
+        Dirichlet(gamma / K) weights (dynamic MFM) instead of Dirichlet(gamma).
+    """
+
+    k_prior: tuple = ()
+    k_prior_name: str = ""
+    gamma: float = 1.0
+    dynamic: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``"mfm"`` (univariate) or ``"mfm_mv"``."""
+        return "mfm_mv" if self.family == "mfm_mvnormal" else "mfm"
+
+    @property
+    def free(self) -> tuple[str, ...]:
+        """Names of the free continuous parameters."""
+        return tuple(n for n in ("weights", "means", "sigma", "wishart") if n in self.priors)
+
+    def gamma_k(self, k) -> np.ndarray:
+        """Return the Dirichlet parameter given K = `k` (array-like)."""
+        k = np.asarray(k, dtype=float)
+        return self.gamma / k if self.dynamic else np.full_like(k, self.gamma)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, with the MFM's fields."""
+        out = super().to_dict()
+        out.update(
+            k_prior=list(self.k_prior),
+            k_prior_name=self.k_prior_name,
+            gamma=self.gamma,
+            dynamic=self.dynamic,
+        )
+        return out
+
+    def replace(self, **changes) -> MFMSpec:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def k_prior_pmf(k_prior, k_max: int | None = None) -> tuple[np.ndarray, str]:
+    """Resolve a prior on K to its pmf on 1..k_max.
+
+    Parameters
+    ----------
+    k_prior : str, dict or array-like
+        A name of :data:`K_PRIORS` (default parameters), a dict ``{"dist": name, **params}``,
+        or the pmf of K = 1, 2, ..., len(k_prior) (normalised here).
+    k_max : int, optional
+        Truncation of a named prior (default 30); an array's length is its own k_max (a
+        different `k_max` is refused).
+
+    Returns
+    -------
+    (numpy.ndarray, str)
+        The pmf (sums to 1) and a description.
+    """
+    if isinstance(k_prior, str | Mapping):
+        entry = {"dist": k_prior} if isinstance(k_prior, str) else dict(k_prior)
+        name = entry.pop("dist", None)
+        if name not in K_PRIORS:
+            raise ValueError(f"`k_prior` should name one of {list(K_PRIORS)}, but got {name!r}")
+        defaults, family = K_PRIORS[name]
+        unknown = sorted(set(entry) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"`k_prior` parameters should be among {sorted(defaults)} for {name!r}, "
+                f"but got {unknown}"
+            )
+        params = {**defaults, **{k: float(v) for k, v in entry.items()}}
+        k_max = _DEFAULT_K_MAX if k_max is None else _check_k_max(k_max)
+        if family is None:
+            pmf = np.ones(k_max)
+        else:
+            pmf = np.asarray(family(**params).pmf(np.arange(k_max)), dtype=float)
+        desc = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())}), k_max={k_max}"
+    else:
+        pmf = np.asarray(k_prior, dtype=float)
+        if pmf.ndim != 1 or pmf.size < 1:
+            raise ValueError(
+                f"`k_prior` should be a 1-D pmf of K = 1, 2, ..., but got shape {pmf.shape}"
+            )
+        if k_max is not None and _check_k_max(k_max) != pmf.size:
+            raise ValueError(
+                f"`k_max` should be len(k_prior) = {pmf.size} for an array prior, but got {k_max}"
+            )
+        desc = "array"
+    if not np.isfinite(pmf).all() or (pmf < 0).any() or pmf.sum() <= 0:
+        raise ValueError(
+            f"`k_prior` should be finite, >= 0 and not all 0, but got {np.round(pmf, 6).tolist()}"
+        )
+    return pmf / pmf.sum(), desc
+
+
+def _check_k_max(k_max) -> int:
+    if isinstance(k_max, bool) or not isinstance(k_max, int | np.integer) or k_max < 1:
+        raise ValueError(f"`k_max` should be an integer >= 1, but got {k_max!r}")
+    return int(k_max)
+
+
+def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
+    """Return the sd floor by the rule of :func:`mixtures.full_mixture` (so both share a prior)."""
+    if isinstance(sigma_floor, str):
+        if sigma_floor != "auto":
+            raise ValueError(
+                f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
+            )
+        if prior.dist in PROPER_AT_ZERO or prior.dist == "HalfStudentT":
+            return 0.0
+        return tie_floor(y)
+    if isinstance(sigma_floor, bool) or not np.isscalar(sigma_floor) or not sigma_floor >= 0:
+        raise ValueError(
+            f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
+        )
+    if sigma_floor > 0 and prior.dist == "HalfStudentT":
+        raise ValueError(
+            f"`sigma_floor` should be 0 with a HalfStudentT sigma prior, but got {sigma_floor}"
+        )
+    return float(sigma_floor)
+
+
+def check_gamma(gamma) -> float:
+    if isinstance(gamma, bool) or not np.isscalar(gamma) or not (np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"`gamma` should be a number > 0, but got {gamma!r}")
+    return float(gamma)
+
+
+def mfm_mixture(
+    y,
+    k_prior="bnb",
+    *,
+    gamma: float = 1.0,
+    dynamic: bool = False,
+    k_max: int | None = None,
+    priors=None,
+    sigma_floor="auto",
+) -> pm.Model:
+    r"""Build a mixture of finite mixtures: a prior on the number of components K.
+
+    .. math::
+
+        K \sim p(K), \quad w \mid K \sim \text{Dirichlet}_K(\gamma_K), \quad
+        \mu_k \sim N(m, s^2), \quad \sigma_k \sim p(\sigma), \quad
+        y_i \sim \sum_{k \le K} w_k N(\mu_k, \sigma_k^2)
+
+    with :math:`\gamma_K = \gamma` (static) or :math:`\gamma / K` (``dynamic=True``). The
+    component priors are exactly :func:`mixtures.full_mixture`'s data-scaled defaults (sd
+    floor included) and take the same ``priors=`` overrides (scalars: the components are
+    exchangeable, so there is no ordering). 2-D `y` gives the multivariate model with
+    :func:`mixtures.mv_mixture`'s inverse-Wishart defaults (see :mod:`mixtures.mfm_mv`).
+
+    Sample it with :func:`mixtures.sample` (the telescoping sampler); the posterior holds
+    ``K`` and ``K_plus`` (the components holding data) per draw.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_obs,) or (n_obs, n_features)
+        Observations; must be finite.
+    k_prior : str, dict or array-like, default "bnb"
+        The prior on K: a name of :data:`K_PRIORS` (``"bnb"``: K - 1 ~ BNB(1, 4, 3), the
+        recommendation of Frühwirth-Schnatter et al. 2021; ``"poisson"``: K - 1 ~
+        Poisson(3); ``"geometric"``; ``"uniform"``), a dict ``{"dist": "poisson", "mu": 2}``,
+        or an array: the pmf of K = 1, ..., len(k_prior).
+    gamma : float, default 1.0
+        Dirichlet parameter of the weights given K.
+    dynamic : bool, default False
+        Dirichlet(gamma / K) weights (dynamic MFM).
+    k_max : int, optional
+        Truncation of a named prior on K (default 30; the prior is renormalised on 1..k_max).
+    priors : dict, optional
+        Overrides of the component priors, keys ``means`` and ``sigma`` (univariate), as in
+        :func:`mixtures.full_mixture`.
+    sigma_floor : "auto" or float, default "auto"
+        As in :func:`mixtures.full_mixture`.
+
+    Returns
+    -------
+    pymc.Model
+        The MFM truncated at k_max: ``K`` (via ``k_minus_one``), per-slot Gamma draws that
+        normalise to ``weights`` over the first K slots (zero beyond), ``means``, ``sigma``
+        for all k_max slots (those beyond K follow their prior), and the observed ``y``.
+
+    Examples
+    --------
+    >>> import mixtures
+    >>> y = mixtures.load_dataset("galaxies")["velocity"] / 1000
+    >>> model = mixtures.mfm_mixture(y, k_prior=[0.2] * 5)
+    >>> mixtures.spec_of(model).k
+    5
+    """
+    y = check_observations(y, ndim=2) if np.ndim(y) == 2 else check_observations(y)
+    if y.ndim == 2:
+        from mixtures.mfm_mv import mfm_mv_mixture
+
+        return mfm_mv_mixture(y, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
+    pmf, desc = k_prior_pmf(k_prior, k_max)
+    gamma = check_gamma(gamma)
+    defaults = default_priors(y, 1)
+    defaults = {
+        "means": Prior("Normal", {k: v[0] for k, v in defaults["means"].params.items()}),
+        "sigma": Prior("HalfNormal", {k: v[0] for k, v in defaults["sigma"].params.items()}),
+    }
+    resolved = resolve_priors(priors, defaults, {"means": (), "sigma": ()})
+    floor = _sigma_floor(sigma_floor, y, resolved["sigma"])
+    if np.unique(y).size < 2 and floor == 0 and resolved["sigma"].dist not in PROPER_AT_ZERO:
+        raise ValueError(
+            "`y` should have at least 2 distinct values (a component holding tied values "
+            f"alone has an unbounded likelihood), but got all equal to {y[0]!r}: give a "
+            "sigma_floor > 0 or an InverseGamma / LogNormal sigma prior"
+        )
+    resolved["weights"] = Prior(MFM_WEIGHTS, {"a": gamma})
+    spec = MFMSpec(
+        family="mfm_normal",
+        k=int(pmf.size),
+        marginalized=True,
+        ordered=False,
+        shared_sd=False,
+        priors=resolved,
+        built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
+        sigma_floor=floor,
+        k_prior=tuple(float(p) for p in pmf),
+        k_prior_name=desc,
+        gamma=gamma,
+        dynamic=bool(dynamic),
+    )
+    return build_mfm_model(y, spec)
+
+
+def mfm_weights(spec: MFMSpec):
+    """Add ``K`` and the MFM's ``weights`` (zero beyond K) to the model in context."""
+    k_max = spec.k
+    k_minus_one = pm.Categorical("k_minus_one", p=np.asarray(spec.k_prior))
+    k = pm.Deterministic("K", k_minus_one + 1)
+    a = spec.gamma / k if spec.dynamic else spec.gamma
+    raw = pm.Gamma("weights_raw", alpha=a, beta=1.0, dims="component")
+    used = pt.lt(pt.arange(k_max), k)
+    kept = pt.switch(used, raw, 0.0)
+    return pm.Deterministic("weights", kept / kept.sum(), dims="component")
+
+
+def build_mfm_model(y: np.ndarray, spec: MFMSpec) -> pm.Model:
+    """Build the univariate MFM's :class:`pymc.Model` (truncated at ``spec.k``) from `spec`."""
+    k_max = spec.k
+    coords = {"component": np.arange(k_max), "obs_id": np.arange(y.shape[0])}
+    with pm.Model(coords=coords) as model:
+        y_data = pm.Data("y_data", y, dims="obs_id")
+        weights = mfm_weights(spec)
+        mp = spec.priors["means"]
+        means = pm.Normal("means", **dict(mp.params), dims="component")
+        sp = spec.priors["sigma"]
+        if spec.sigma_floor > 0:
+            base = getattr(pm, sp.dist).dist(**dict(sp.params), shape=(k_max,))
+            sigma = pm.Truncated("sigma", base, lower=spec.sigma_floor, dims="component")
+        else:
+            sigma = getattr(pm, sp.dist)("sigma", **dict(sp.params), dims="component")
+        pm.NormalMixture("y", w=weights, mu=means, sigma=sigma, observed=y_data, dims="obs_id")
+    return attach(model, spec)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _is_mfm(idata) -> None:
+    if "K" not in idata.posterior or "K_plus" not in idata.posterior:
+        raise ValueError(
+            "`idata` should be a fit of mfm_mixture (posterior `K` and `K_plus`), but got "
+            f"posterior variables {list(idata.posterior.data_vars)}"
+        )
+
+
+def _k_prior_of(idata) -> np.ndarray:
+    import json
+
+    spec = json.loads(idata.posterior.attrs["mixtures_spec"])
+    return np.asarray(spec["k_prior"], dtype=float)
+
+
+def _share_and_se(values: np.ndarray, k: int) -> tuple[float, float]:
+    """Posterior share of draws with value `k` and its Monte Carlo se (ArviZ's mcse)."""
+    ind = (values == k).astype(float)
+    share = float(ind.mean())
+    if share in (0.0, 1.0):
+        return share, 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = float(np.ravel(az.mcse(ind, method="mean"))[0])
+    return share, se
+
+
+def k_posterior(idata) -> pd.DataFrame:
+    """Tabulate p(K | y) and p(K+ | y) with their Monte Carlo standard errors, and p(K).
+
+    The se of each share is ArviZ's MCSE of the mean of the indicator (K = k), which accounts
+    for the autocorrelation within chains (and, through the rank-normalised ESS, the spread
+    between chains).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit of :func:`mfm_mixture`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by k = 1..k_max; columns ``prior``, ``p_K``, ``se_K``, ``p_K_plus``,
+        ``se_K_plus``.
+    """
+    _is_mfm(idata)
+    prior = _k_prior_of(idata)
+    post = idata.posterior
+    kk = post["K"].transpose("chain", "draw").values
+    kp = post["K_plus"].transpose("chain", "draw").values
+    rows = {}
+    for k in range(1, prior.size + 1):
+        rows[k] = [prior[k - 1], *_share_and_se(kk, k), *_share_and_se(kp, k)]
+    table = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["prior", "p_K", "se_K", "p_K_plus", "se_K_plus"]
+    )
+    table.index.name = "k"
+    return table
+
+
+def plot_k_posterior(idata, *, ax=None, figsize=None, max_k: int | None = None, **kwargs):
+    """Bars of p(K | y) and p(K+ | y) side by side, with the prior p(K) as points.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit of :func:`mfm_mixture`.
+    ax : matplotlib.axes.Axes, optional
+    figsize : tuple, optional
+    max_k : int, optional
+        Largest k shown; default the largest with posterior or prior mass above 0.001.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.bar`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    table = k_posterior(idata)
+    if max_k is None:
+        mass = table[["prior", "p_K", "p_K_plus"]].max(axis=1)
+        max_k = int(mass.index[mass > 1e-3].max())
+    table = table.loc[:max_k]
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    x = table.index.to_numpy()
+    ax.bar(x - 0.2, table["p_K"], width=0.4, label="p(K | y)", **kwargs)
+    ax.bar(x + 0.2, table["p_K_plus"], width=0.4, label="p(K+ | y)", **kwargs)
+    ax.plot(x, table["prior"], "k.", label="p(K)")
+    ax.set_xticks(x)
+    ax.set_xlabel("number of components")
+    ax.set_ylabel("probability")
+    ax.legend()
+    return ax
+
+
+def _flat(da) -> np.ndarray:
+    return da.transpose("chain", "draw", ...).values.reshape(-1, *da.shape[2:])
+
+
+def filled_components(idata, k_plus: int | None = None, *, method: str = "stephens"):
+    """Return the filled components' parameters on common labels, in the draws with K+ = `k_plus`.
+
+    The draws whose number of filled components is `k_plus` (default: the most probable
+    K+) are pooled into one chain; their first `k_plus` components (the filled ones: the
+    sampler puts them first) are kept and relabelled with :func:`mixtures.relabel`. The
+    weights are those of the MFM (the empty components hold the rest of the mass).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit of :func:`mfm_mixture`.
+    k_plus : int, optional
+        Default: the most probable K+.
+    method : {"stephens", "ecr"}
+        Passed to :func:`mixtures.relabel`.
+
+    Returns
+    -------
+    arviz.InferenceData
+        One chain of the selected draws, ``component`` of length `k_plus`.
+    """
+    from mixtures.labels import relabel
+
+    _is_mfm(idata)
+    post = idata.posterior
+    kp = _flat(post["K_plus"])
+    if k_plus is None:
+        values, counts = np.unique(kp, return_counts=True)
+        k_plus = int(values[np.argmax(counts)])
+    sel = np.flatnonzero(kp == k_plus)
+    if sel.size == 0:
+        raise ValueError(f"`k_plus` should be a value K+ takes in the draws, but got {k_plus}")
+    data = {}
+    for name, da in post.data_vars.items():
+        if "component" not in da.dims:
+            continue
+        arr = _flat(da.transpose("chain", "draw", "component", ...))[sel, :k_plus]
+        data[name] = arr[None]
+    dims = {n: list(post[n].transpose("chain", "draw", "component", ...).dims[2:]) for n in data}
+    coords = {d: post[d].values for n in dims for d in dims[n] if d != "component"}
+    coords["component"] = np.arange(k_plus)
+    if "assignment" in post:
+        data["assignment"] = _flat(post["assignment"])[sel][None]
+        dims["assignment"] = ["obs_id"]
+        coords["obs_id"] = post["obs_id"].values
+    sub = az.from_dict(posterior=data, coords=coords, dims=dims)
+    sub.posterior.attrs.update({k: v for k, v in post.attrs.items()})
+    sub.add_groups(observed_data=idata.observed_data)
+    if "constant_data" in idata.groups():
+        sub.add_groups(constant_data=idata.constant_data)
+    return relabel(sub, method=method) if k_plus > 1 else sub
+
+
+def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) -> pd.DataFrame:
+    """r_hat and ESS of the quantities whose meaning does not depend on labels or on K.
+
+    ``K``, ``K_plus``, the log-likelihood of each draw (``sample_stats["loglik"]``) and the
+    co-clustering indicator 1(z_i = z_j) of `pairs` pairs of observations (drawn at random,
+    when the assignments are stored). Component parameters are not checked: their number and
+    labels change from draw to draw.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit of :func:`mfm_mixture`.
+    pairs : int, default 5
+        Number of pairs of observations whose co-clustering is checked.
+    warn : bool, default True
+        Issue a :class:`~mixtures.ConvergenceWarning` naming the quantities with r_hat > 1.01
+        or bulk / tail ESS < 400.
+    random_seed : int, default 0
+        Chooses the pairs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by quantity; columns ``r_hat``, ``ess_bulk``, ``ess_tail``.
+    """
+    from mixtures.diagnostics import ESS_MIN, RHAT_MAX, ConvergenceWarning, user_stacklevel
+
+    _is_mfm(idata)
+    post = idata.posterior
+    series = {"K": post["K"].values, "K_plus": post["K_plus"].values}
+    if "sample_stats" in idata.groups() and "loglik" in idata.sample_stats:
+        series["loglik"] = idata.sample_stats["loglik"].transpose("chain", "draw").values
+    if "assignment" in post and pairs > 0:
+        z = post["assignment"].transpose("chain", "draw", "obs_id").values
+        rng = np.random.default_rng(random_seed)
+        n = z.shape[-1]
+        for _ in range(pairs if n > 1 else 0):
+            i, j = rng.choice(n, 2, replace=False)
+            series[f"cocluster[{i}, {j}]"] = (z[..., i] == z[..., j]).astype(float)
+    rows = {}
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, arr in series.items():
+            arr = np.asarray(arr, dtype=float)
+            if np.ptp(arr) == 0:
+                continue
+            r_hat = float(az.rhat(arr)) if arr.shape[0] > 1 else np.nan
+            rows[name] = [
+                r_hat,
+                float(az.ess(arr, method="bulk")),
+                float(az.ess(arr, method="tail")),
+            ]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["r_hat", "ess_bulk", "ess_tail"])
+    if warn:
+        bad = table.index[
+            (table["r_hat"] > RHAT_MAX)
+            | (table["ess_bulk"] < ESS_MIN)
+            | (table["ess_tail"] < ESS_MIN)
+        ].tolist()
+        if bad:
+            warnings.warn(
+                f"r_hat > {RHAT_MAX} or ESS < {ESS_MIN} for {', '.join(bad)} (run longer chains)",
+                ConvergenceWarning,
+                stacklevel=user_stacklevel(),
+            )
+    return table
+
+
+def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs):
+    """p(K | y) and p(K+ | y) for :func:`mixtures.choose_k`'s ``method="mfm"`` column.
+
+    Fits :func:`mfm_mixture` once (default priors) and returns :func:`k_posterior`'s table,
+    restricted to `ks` if given.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_obs,) or (n_obs, n_features)
+    ks : iterable of int, optional
+        The k of the other criteria (rows kept); default all of 1..k_max.
+    k_prior : see :func:`mfm_mixture`
+    random_seed : int, optional
+    **sample_kwargs
+        Passed to :func:`mixtures.sample` (``draws``, ``tune``, ``chains``, ...).
+
+    Returns
+    -------
+    (pandas.DataFrame, arviz.InferenceData)
+        :func:`k_posterior`'s table (rows `ks`) and the fit.
+    """
+    from mixtures.inference import sample
+
+    idata = sample(mfm_mixture(y, k_prior), random_seed=random_seed, **sample_kwargs)
+    table = k_posterior(idata)
+    if ks is not None:
+        table = table.reindex(list(ks))
+    return table, idata
