@@ -18,6 +18,7 @@ __all__ = [
     "ConvergenceWarning",
     "check_degenerate",
     "convergence_table",
+    "label_free_table",
     "user_stacklevel",
     "warn_convergence",
 ]
@@ -84,6 +85,8 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
         Indexed by ArviZ's labels (``means[0]``), columns ``r_hat``, ``ess_bulk``,
         ``ess_tail``; r_hat is NaN for a single chain.
     """
+    if "K_plus" in idata.posterior:  # a varying number of components: label-free checks
+        return label_free_table(idata)
     posterior = summary_posterior(idata)
     names = [n for n in DEFAULT_VARS if n in posterior]
     if not names:
@@ -107,6 +110,36 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
 
 
+def label_free_table(idata, *, pairs: int = 5, random_seed=0) -> pd.DataFrame:
+    """Return r_hat and ESS of label-free quantities, for fits whose K varies (MFM).
+
+    ``K``, ``K_plus``, the log-likelihood of each draw (``sample_stats["loglik"]``) and the
+    co-clustering indicator 1(z_i = z_j) of `pairs` random pairs of observations (when the
+    assignments are stored). Constant quantities are left out.
+    """
+    post = idata.posterior
+    series = {name: post[name].values for name in ("K", "K_plus") if name in post}
+    if "sample_stats" in idata.groups() and "loglik" in idata.sample_stats:
+        series["loglik"] = idata.sample_stats["loglik"].transpose("chain", "draw").values
+    if "assignment" in post and pairs > 0:
+        z = post["assignment"].transpose("chain", "draw", "obs_id").values
+        rng = np.random.default_rng(random_seed)
+        for _ in range(pairs if z.shape[-1] > 1 else 0):
+            i, j = rng.choice(z.shape[-1], 2, replace=False)
+            series[f"cocluster[{i}, {j}]"] = (z[..., i] == z[..., j]).astype(float)
+    rows = {}
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, arr in series.items():
+            arr = np.asarray(arr, dtype=float)
+            if np.ptp(arr) == 0:
+                continue
+            r_hat = float(az.rhat(arr)) if arr.shape[0] > 1 else np.nan
+            ess = [float(az.ess(arr, method=m)) for m in ("bulk", "tail")]
+            rows[name] = [r_hat, *ess]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["r_hat", "ess_bulk", "ess_tail"])
+
+
 def _labels(name: str, var: xr.DataArray) -> list[str]:
     """ArviZ's labels of a variable's scalars, in C order: ``name[c1, c2]``."""
     dims = [d for d in var.dims if d not in ("chain", "draw")]
@@ -119,12 +152,13 @@ def _labels(name: str, var: xr.DataArray) -> list[str]:
     ]
 
 
-def warn_convergence(idata: az.InferenceData) -> list[str]:
+def warn_convergence(idata: az.InferenceData, **table_kwargs) -> list[str]:
     """Warn about r_hat > 1.01, bulk or tail ESS < 400, and divergences.
 
     The values are compared unrounded (ArviZ's summary table rounds to two decimals, so
     r_hat 1.0149 would pass as 1.01). The warning points at the caller's line outside
-    `mixtures`.
+    `mixtures`. Fits with a varying number of components (MFM) are checked on label-free
+    quantities (:func:`label_free_table`; `table_kwargs` go there).
 
     Parameters
     ----------
@@ -137,7 +171,10 @@ def warn_convergence(idata: az.InferenceData) -> list[str]:
         The problems found (empty if none); each is also issued as a
         :class:`ConvergenceWarning`.
     """
-    table = convergence_table(idata)
+    if table_kwargs:  # label-free checks with the caller's pairs (MFM)
+        table = label_free_table(idata, **table_kwargs)
+    else:
+        table = convergence_table(idata)
     problems = []
     if idata.posterior.sizes["chain"] > 1:
         bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()

@@ -23,21 +23,22 @@ telescoping sampler (:mod:`mixtures.engines.mfm`). The helpers here read the res
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
-
 import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor.tensor as pt
-from scipy import stats
 
 from mixtures._validation import check_observations
+from mixtures.mfm_spec import (
+    K_PRIORS,
+    MFM_WEIGHTS,
+    MFMSpec,
+    check_gamma,
+    k_prior_pmf,
+    mfm_weights,
+)
 from mixtures.models import PROPER_AT_ZERO, default_priors, tie_floor
-from mixtures.spec import MixtureSpec, Prior, attach, resolve_priors
+from mixtures.spec import Prior, attach, resolve_priors
 
 __all__ = [
     "K_PRIORS",
@@ -50,138 +51,6 @@ __all__ = [
     "mfm_mixture",
     "plot_k_posterior",
 ]
-
-#: Named priors on K: ``K - 1`` follows the SciPy family, with these default parameters.
-#: ``"bnb"`` is the beta-negative-binomial BNB(alpha, a, b) of Frühwirth-Schnatter et al.
-#: (2021), whose recommended default is BNB(1, 4, 3); ``"poisson"`` the shifted Poisson;
-#: ``"geometric"`` K ~ Geometric(p) on 1, 2, ...; ``"uniform"`` is uniform on 1..k_max.
-K_PRIORS = {
-    "bnb": ({"alpha": 1.0, "a": 4.0, "b": 3.0}, lambda alpha, a, b: stats.betanbinom(alpha, a, b)),
-    "poisson": ({"mu": 3.0}, lambda mu: stats.poisson(mu)),
-    "geometric": ({"p": 0.1}, lambda p: stats.geom(p, loc=-1)),
-    "uniform": ({}, None),
-}
-_DEFAULT_K_MAX = 30
-#: The name of the weights prior in an MFM spec: Dirichlet(gamma_K) given K. A distinct name,
-#: so that engines for fixed-k models refuse the spec.
-MFM_WEIGHTS = "MFMDirichlet"
-
-
-@dataclass(frozen=True, eq=False)
-class MFMSpec(MixtureSpec):
-    """The resolved spec of a mixture of finite mixtures (see :class:`~mixtures.MixtureSpec`).
-
-    ``k`` is ``k_max``, the largest number of components the sampler considers; the component
-    priors (``priors["means"]``, ``priors["sigma"]``, or ``priors["wishart"]``) are those of
-    one component (scalars), shared by all. ``priors["weights"]`` holds ``gamma``.
-
-    Attributes
-    ----------
-    k_prior : tuple of float
-        p(K = 1), ..., p(K = k_max), normalised.
-    k_prior_name : str
-        How the prior was given, e.g. ``"bnb(alpha=1.0, a=4.0, b=3.0)"`` or ``"array"``.
-    gamma : float
-        The Dirichlet parameter (static) or its numerator (dynamic).
-    dynamic : bool
-        Dirichlet(gamma / K) weights (dynamic MFM) instead of Dirichlet(gamma).
-    """
-
-    k_prior: tuple = ()
-    k_prior_name: str = ""
-    gamma: float = 1.0
-    dynamic: bool = False
-
-    @property
-    def kind(self) -> str:
-        """``"mfm"`` (univariate) or ``"mfm_mv"``."""
-        return "mfm_mv" if self.family == "mfm_mvnormal" else "mfm"
-
-    @property
-    def free(self) -> tuple[str, ...]:
-        """Names of the free continuous parameters."""
-        return tuple(n for n in ("weights", "means", "sigma", "wishart") if n in self.priors)
-
-    def gamma_k(self, k) -> np.ndarray:
-        """Return the Dirichlet parameter given K = `k` (array-like)."""
-        k = np.asarray(k, dtype=float)
-        return self.gamma / k if self.dynamic else np.full_like(k, self.gamma)
-
-    def to_dict(self) -> dict:
-        """JSON-ready form, with the MFM's fields."""
-        out = super().to_dict()
-        out.update(
-            k_prior=list(self.k_prior),
-            k_prior_name=self.k_prior_name,
-            gamma=self.gamma,
-            dynamic=self.dynamic,
-        )
-        return out
-
-    def replace(self, **changes) -> MFMSpec:
-        """Return a copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-
-def k_prior_pmf(k_prior, k_max: int | None = None) -> tuple[np.ndarray, str]:
-    """Resolve a prior on K to its pmf on 1..k_max.
-
-    Parameters
-    ----------
-    k_prior : str, dict or array-like
-        A name of :data:`K_PRIORS` (default parameters), a dict ``{"dist": name, **params}``,
-        or the pmf of K = 1, 2, ..., len(k_prior) (normalised here).
-    k_max : int, optional
-        Truncation of a named prior (default 30); an array's length is its own k_max (a
-        different `k_max` is refused).
-
-    Returns
-    -------
-    (numpy.ndarray, str)
-        The pmf (sums to 1) and a description.
-    """
-    if isinstance(k_prior, str | Mapping):
-        entry = {"dist": k_prior} if isinstance(k_prior, str) else dict(k_prior)
-        name = entry.pop("dist", None)
-        if name not in K_PRIORS:
-            raise ValueError(f"`k_prior` should name one of {list(K_PRIORS)}, but got {name!r}")
-        defaults, family = K_PRIORS[name]
-        unknown = sorted(set(entry) - set(defaults))
-        if unknown:
-            raise ValueError(
-                f"`k_prior` parameters should be among {sorted(defaults)} for {name!r}, "
-                f"but got {unknown}"
-            )
-        params = {**defaults, **{k: float(v) for k, v in entry.items()}}
-        k_max = _DEFAULT_K_MAX if k_max is None else _check_k_max(k_max)
-        if family is None:
-            pmf = np.ones(k_max)
-        else:
-            pmf = np.asarray(family(**params).pmf(np.arange(k_max)), dtype=float)
-        desc = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())}), k_max={k_max}"
-    else:
-        pmf = np.asarray(k_prior, dtype=float)
-        if pmf.ndim != 1 or pmf.size < 1:
-            raise ValueError(
-                f"`k_prior` should be a 1-D pmf of K = 1, 2, ..., but got shape {pmf.shape}"
-            )
-        if k_max is not None and _check_k_max(k_max) != pmf.size:
-            raise ValueError(
-                f"`k_max` should be len(k_prior) = {pmf.size} for an array prior, but got {k_max}"
-            )
-        desc = "array"
-    if not np.isfinite(pmf).all() or (pmf < 0).any() or pmf.sum() <= 0:
-        raise ValueError(
-            f"`k_prior` should be finite, >= 0 and not all 0, but got {np.round(pmf, 6).tolist()}"
-        )
-    return pmf / pmf.sum(), desc
-
-
-def _check_k_max(k_max) -> int:
-    if isinstance(k_max, bool) or not isinstance(k_max, int | np.integer) or k_max < 1:
-        raise ValueError(f"`k_max` should be an integer >= 1, but got {k_max!r}")
-    return int(k_max)
-
 
 def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
     """Return the sd floor by the rule of :func:`mixtures.full_mixture` (so both share a prior)."""
@@ -202,12 +71,6 @@ def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
             f"`sigma_floor` should be 0 with a HalfStudentT sigma prior, but got {sigma_floor}"
         )
     return float(sigma_floor)
-
-
-def check_gamma(gamma) -> float:
-    if isinstance(gamma, bool) or not np.isscalar(gamma) or not (np.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"`gamma` should be a number > 0, but got {gamma!r}")
-    return float(gamma)
 
 
 def mfm_mixture(
@@ -309,18 +172,6 @@ def mfm_mixture(
         dynamic=bool(dynamic),
     )
     return build_mfm_model(y, spec)
-
-
-def mfm_weights(spec: MFMSpec):
-    """Add ``K`` and the MFM's ``weights`` (zero beyond K) to the model in context."""
-    k_max = spec.k
-    k_minus_one = pm.Categorical("k_minus_one", p=np.asarray(spec.k_prior))
-    k = pm.Deterministic("K", k_minus_one + 1)
-    a = spec.gamma / k if spec.dynamic else spec.gamma
-    raw = pm.Gamma("weights_raw", alpha=a, beta=1.0, dims="component")
-    used = pt.lt(pt.arange(k_max), k)
-    kept = pt.switch(used, raw, 0.0)
-    return pm.Deterministic("weights", kept / kept.sum(), dims="component")
 
 
 def build_mfm_model(y: np.ndarray, spec: MFMSpec) -> pm.Model:
@@ -506,7 +357,8 @@ def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) 
     ``K``, ``K_plus``, the log-likelihood of each draw (``sample_stats["loglik"]``) and the
     co-clustering indicator 1(z_i = z_j) of `pairs` pairs of observations (drawn at random,
     when the assignments are stored). Component parameters are not checked: their number and
-    labels change from draw to draw.
+    labels change from draw to draw. :func:`mixtures.sample` runs this check on every MFM
+    fit (:func:`mixtures.diagnostics.convergence_table`).
 
     Parameters
     ----------
@@ -525,47 +377,12 @@ def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) 
     pandas.DataFrame
         Indexed by quantity; columns ``r_hat``, ``ess_bulk``, ``ess_tail``.
     """
-    from mixtures.diagnostics import ESS_MIN, RHAT_MAX, ConvergenceWarning, user_stacklevel
+    from mixtures.diagnostics import label_free_table, warn_convergence
 
     _is_mfm(idata)
-    post = idata.posterior
-    series = {"K": post["K"].values, "K_plus": post["K_plus"].values}
-    if "sample_stats" in idata.groups() and "loglik" in idata.sample_stats:
-        series["loglik"] = idata.sample_stats["loglik"].transpose("chain", "draw").values
-    if "assignment" in post and pairs > 0:
-        z = post["assignment"].transpose("chain", "draw", "obs_id").values
-        rng = np.random.default_rng(random_seed)
-        n = z.shape[-1]
-        for _ in range(pairs if n > 1 else 0):
-            i, j = rng.choice(n, 2, replace=False)
-            series[f"cocluster[{i}, {j}]"] = (z[..., i] == z[..., j]).astype(float)
-    rows = {}
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for name, arr in series.items():
-            arr = np.asarray(arr, dtype=float)
-            if np.ptp(arr) == 0:
-                continue
-            r_hat = float(az.rhat(arr)) if arr.shape[0] > 1 else np.nan
-            rows[name] = [
-                r_hat,
-                float(az.ess(arr, method="bulk")),
-                float(az.ess(arr, method="tail")),
-            ]
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["r_hat", "ess_bulk", "ess_tail"])
     if warn:
-        bad = table.index[
-            (table["r_hat"] > RHAT_MAX)
-            | (table["ess_bulk"] < ESS_MIN)
-            | (table["ess_tail"] < ESS_MIN)
-        ].tolist()
-        if bad:
-            warnings.warn(
-                f"r_hat > {RHAT_MAX} or ESS < {ESS_MIN} for {', '.join(bad)} (run longer chains)",
-                ConvergenceWarning,
-                stacklevel=user_stacklevel(),
-            )
-    return table
+        warn_convergence(idata, pairs=pairs, random_seed=random_seed)
+    return label_free_table(idata, pairs=pairs, random_seed=random_seed)
 
 
 def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs):

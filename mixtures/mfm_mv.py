@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from mixtures.mfm import MFM_WEIGHTS, MFMSpec, check_gamma, k_prior_pmf, mfm_weights
+from mixtures.mfm_spec import MFM_WEIGHTS, MFMSpec, check_gamma, k_prior_pmf, mfm_weights
 from mixtures.multivariate import default_mv_priors
 from mixtures.spec import Prior, attach
 

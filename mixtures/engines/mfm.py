@@ -289,7 +289,7 @@ class MFMEngine:
     @staticmethod
     def supports(model, spec) -> tuple[bool, str]:
         """Only MFM specs: the telescoping sampler."""
-        from mixtures.mfm import MFMSpec
+        from mixtures.mfm_spec import MFMSpec
 
         if isinstance(spec, MFMSpec):
             return True, "mixture of finite mixtures: the telescoping sampler"
