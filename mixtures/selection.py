@@ -153,6 +153,19 @@ class KChoice:
                 + "; ".join(f"k = {int(k)}: {status['warnings'].get(k, '')}" for k in bad)
                 + ")."
             )
+        if "mfm_p_K" in t:
+            mode = int(t["mfm_p_K_plus"].idxmax())
+            parts.append(
+                f"The mixture of finite mixtures (one run, uniform prior on K) gives "
+                f"p(K = {self.best} | y) = {t.loc[self.best, 'mfm_p_K']:.2f} and most "
+                f"probably {mode} filled components."
+            )
+            unconverged = self.fits["mfm"].posterior.attrs.get("mixtures_mfm_unconverged")
+            if unconverged:
+                parts.append(
+                    f"Its chains fall short of r_hat <= 1.01 / ESS >= 400 on {unconverged}: "
+                    "read its probabilities with their errors (mfm_se_K)."
+                )
         if "sparse" in status["unconverged"]:
             parts.append("The sparse fit did not converge either: read its answer with care.")
         return parts
@@ -270,6 +283,26 @@ def _fit_all(models, arr, entropy, options, run, progressbar, description="Choos
     return outputs, {name: results[name] for name in models}, status
 
 
+def _mfm(arr, ks, random_seed, draws, tune, chains, progressbar):
+    """One MFM fit with a uniform prior on K in 1..max(ks); its k table (rows `ks`)."""
+    from mixtures.diagnostics import ESS_MIN, RHAT_MAX, label_free_table
+    from mixtures.mfm import mfm_choice
+
+    pmf = np.full(max(ks), 1.0 / max(ks))
+    table, idata = mfm_choice(
+        arr, ks, k_prior=pmf, random_seed=random_seed, draws=draws, tune=tune, chains=chains,
+        thin=10, progressbar=progressbar, log_likelihood=False, warn=False,
+    )  # fmt: skip
+    checks = label_free_table(idata)
+    bad = checks[
+        ~(checks["r_hat"] <= RHAT_MAX)
+        | ~(checks["ess_bulk"] >= ESS_MIN)
+        | ~(checks["ess_tail"] >= ESS_MIN)
+    ]
+    idata.posterior.attrs["mixtures_mfm_unconverged"] = ", ".join(bad.index)
+    return table, idata
+
+
 def _table(ks, outputs, status, sparse: bool) -> pd.DataFrame:
     rows = {}
     for k in ks:
@@ -307,6 +340,7 @@ def choose_k(
     backend: str = "serial",
     progressbar: bool | None = None,
     rerun: bool = True,
+    method: str = "default",
     **sample_kwargs,
 ) -> KChoice:
     """Fit a mixture for each k and say how many components the data hold.
@@ -337,6 +371,12 @@ def choose_k(
     client, backend
         As in :func:`mixtures.fit_many` (default: serial, in this process).
     progressbar : bool, optional
+    method : {"default", "mfm"}, default "default"
+        ``"mfm"`` also fits a mixture of finite mixtures (:func:`mixtures.mfm_mixture`) once,
+        with a uniform prior on K in 1..max(ks), and adds its p(K | y) and p(K+ | y)
+        (columns ``mfm_p_K``, ``mfm_p_K_plus``, with Monte Carlo errors). Under that prior
+        p(K | y) is the marginal likelihood's ``posterior_prob`` when `ks` is 1..max(ks): two
+        independent computations of one quantity.
     rerun : bool, default True
         Fits that fail the convergence checks (r_hat > 1.01, bulk or tail ESS < 400,
         divergences) are run once more with four times the draws and twice the tuning. Fits
@@ -366,6 +406,8 @@ def choose_k(
         raise ValueError(f"`ks` should be integers >= 1, but got {ks}")
     if not 0 < sparse_alpha < 1:
         raise ValueError(f"`sparse_alpha` should be in (0, 1), but got {sparse_alpha!r}")
+    if method not in ("default", "mfm"):
+        raise ValueError(f"`method` should be 'default' or 'mfm', but got {method!r}")
     factory = factory or _default_factory(arr)
     sparse_k = max(ks) + 2 if sparse_k is None else int(sparse_k)
     models = {k: factory(arr, k) for k in ks}
@@ -387,4 +429,8 @@ def choose_k(
     else:
         status["rerun"] = []
     table = _table(ks, outputs, status, sparse)
+    if method == "mfm":
+        mfm_table, fits["mfm"] = _mfm(arr, ks, random_seed, draws, tune, chains, progressbar)
+        for column in ("p_K", "se_K", "p_K_plus", "se_K_plus"):
+            table[f"mfm_{column}"] = mfm_table[column]
     return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha, status)

@@ -82,3 +82,19 @@ def test_choose_k_bad_input(three_clusters):
         mixtures.choose_k(three_clusters, [0, 1])
     with pytest.raises(ValueError, match="sparse_alpha"):
         mixtures.choose_k(three_clusters, [1, 2], sparse_alpha=2.0)
+
+
+def test_choose_k_with_the_mfm_agrees_with_the_marginal_likelihood():
+    rng = np.random.default_rng(8)
+    y = np.concatenate([rng.normal(-3, 1, 50), rng.normal(3, 1, 50)])
+    choice = mixtures.choose_k(y, (1, 2, 3), sparse=False, method="mfm", draws=1000, tune=500,
+                               chains=4, random_seed=2, progressbar=False)  # fmt: skip
+    t = choice.table
+    assert choice.best == 2 and int(t["mfm_p_K_plus"].idxmax()) == 2
+    # uniform prior on K in 1..3: the MFM's p(K | y) is the evidence's posterior_prob
+    z = t["log_evidence"].to_numpy()
+    p = t["posterior_prob"].to_numpy()
+    se_p = p * np.sqrt(t["log_evidence_se"].to_numpy() ** 2 + np.sum((p * t["log_evidence_se"]) ** 2))
+    tolerance = 4 * np.hypot(t["mfm_se_K"].to_numpy(), se_p) + 0.01
+    assert np.all(np.abs(t["mfm_p_K"].to_numpy() - p) <= tolerance), (t, z)
+    assert "mixture of finite mixtures" in choice.message
