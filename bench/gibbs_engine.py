@@ -148,8 +148,8 @@ SNIPPETS = {
         mixtures.summary_table(ours)
         res["three_ours_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lkj = mixtures.sample(mixtures.mv_mixture(X3, 3), draws=300, tune=300, chains=2,
-                              random_seed=5, warn=False)
+        lkj = mixtures.sample(mixtures.mv_mixture(X3, 3, covariance_prior="lkj"), draws=300,
+                              tune=300, chains=2, random_seed=5, warn=False)
         mixtures.summary_table(lkj)
         res["three_lkj_nuts_2x300_s"] = time.perf_counter() - t0
         def ari(idata):

@@ -71,6 +71,11 @@ def _univariate_case(kind, y, marginalized):
         model = mixtures.full_mixture(y, 3, sigma=SD, marginalized=marginalized)
         params = {"weights": W, "means": MU, **latent}
         return model, params, {"weights": ["component"], "means": ["component"], **ldims}, SD
+    if kind == "shared_known_sigma":
+        model = mixtures.shared_sd_mixture(y, 3, sigma=2.5, marginalized=marginalized)
+        params = {"weights": W, "means": MU, **latent}
+        dims = {"weights": ["component"], "means": ["component"], **ldims}
+        return model, params, dims, np.full(3, 2.5)
     if kind == "shared":
         model = mixtures.shared_sd_mixture(y, 3, marginalized=marginalized)
         params = {"weights": W, "means": MU, "sigma": 2.5, **latent}
@@ -86,7 +91,7 @@ def _univariate_case(kind, y, marginalized):
 
 
 @pytest.mark.parametrize("marginalized", [True, False], ids=["marginalised", "latent"])
-@pytest.mark.parametrize("kind", ["known", "known_sigma", "shared", "full"])
+@pytest.mark.parametrize("kind", ["known", "known_sigma", "shared_known_sigma", "shared", "full"])
 def test_univariate_predictive_is_the_mixture(y, kind, marginalized):
     model, params, dims, sd = _univariate_case(kind, y, marginalized)
     idata = _fixed_idata(model, params, dims)
