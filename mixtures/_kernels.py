@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, vectorize
+from numba import njit, prange, types, vectorize
+from numba.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -26,10 +27,20 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
+_S12 = np.uint64(12)
+_ONE_BITS = np.uint64(0x3FF0000000000000)  # the bits of 1.0
 _TWO53 = 1.0 / 9007199254740992.0
 _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
+_BLOCK = 256  # points per block of the sweep
+_INV_LN2 = 1.4426950408889634
+_LN2_HI = 0.6931471803691238  # 0x3FE62E42FEE00000: n * _LN2_HI is exact for |n| < 2**11
+_LN2_LO = 1.9082149292705877e-10
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
+_TINY_SHIFT = 64
+_TINY_SCALE = 2.0**-64
+_EXP_MAX = 709.782712893384  # log of the largest float64
 
 
 def _scale_logpdf(code, x, p0, p1):
@@ -67,6 +78,26 @@ scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], ca
 )
 
 
+@intrinsic
+def _as_int(typingctx, x):
+    """The bits of a float64 as an int64 (an LLVM bitcast: free, and vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _as_float(typingctx, x):
+    """The float64 whose bits are the int64 `x` (an LLVM bitcast)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
+
+
 @njit(inline="always")
 def _mix(x):
     x = (x ^ (x >> _S30)) * _M1
@@ -77,7 +108,55 @@ def _mix(x):
 @njit(inline="always")
 def _counter_uniform(key, i):
     """Return a uniform on [0, 1) from (key, i): the sweep's counter-based draws."""
-    return np.float64(_mix(key + np.uint64(i + 1) * _GOLDEN) >> _S11) * _TWO53
+    h = _mix(key + np.uint64(i + 1) * _GOLDEN)
+    # (h >> 11) * 2**-53, converted through the bits (a vectorisable conversion): the top 52
+    # bits as the mantissa of a number in [1, 2), and the 53rd as a select
+    high = _as_float(np.int64((h >> _S12) | _ONE_BITS)) - 1.0
+    return high + (_TWO53 if (h >> _S11) & np.uint64(1) else 0.0)
+
+
+@njit(inline="always", fastmath={"contract"})
+def exp(x):
+    """Return e**x in plain arithmetic, so that a loop calling it vectorises.
+
+    Numba's ``math.exp`` is a call per value (no SVML here); this is the same function as
+    branch-free arithmetic: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2`` (n read off the bits of
+    ``x / ln 2 + 1.5 * 2**52``, ln 2 split in two so that ``r`` is exact), the Taylor polynomial
+    of ``e**r`` to degree 13 (truncation < 2e-17 relative), and ``2**n`` added to the exponent
+    bits. Results in the subnormal range are scaled by 2**-64 after the bit addition so that
+    they round once (gradual underflow); below -745.13 the result is 0, above 709.78 it is inf.
+    Relative error < 4e-16 over the normal range. Only FMA contraction is allowed
+    (``fastmath={"contract"}``): reassociation would cancel the rounding trick.
+    """
+    xc = min(max(x, -746.0), 710.0)
+    t = xc * _INV_LN2 + _ROUND
+    nf = t - _ROUND  # the nearest integer to x / ln 2
+    r = (xc - nf * _LN2_HI) - nf * _LN2_LO
+    p = r * (1.0 / 6227020800.0) + 1.0 / 479001600.0  # Horner: 1/13!, 1/12!, ..., 1/0!
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    tiny = xc < -708.0
+    shift = _as_int(t) + (_TINY_SHIFT if tiny else 0)  # the low bits of t hold n
+    v = _as_float(_as_int(p) + (shift << 52)) * (_TINY_SCALE if tiny else 1.0)
+    v = np.inf if x > _EXP_MAX else v
+    return v if x == x else x
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def exp_array(x, out):
+    """Write :func:`exp` of every value of the 1-D array `x` into `out` (a vectorised loop)."""
+    for i in range(x.shape[0]):
+        out[i] = exp(x[i])
 
 
 @njit(inline="always")
@@ -121,49 +200,128 @@ def _log_gamma(shape, state, r):
 
 
 @njit(inline="always")
-def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
-    """Sweep observations lo..hi-1 of replica r; return how many assignments changed.
+def _block_logits(yb, r, a, c, mu, lp, top):
+    """Log-weights ``lp[j, b]`` of the block's points ``yb`` in replica r; ``top[b]`` their max."""
+    k, m = a.shape[1], yb.shape[0]
+    for j in range(k):
+        aj, cj, mj = a[r, j], c[r, j], mu[r, j]
+        row = lp[j]
+        for b in range(m):
+            d = yb[b] - mj
+            row[b] = aj + cj * d * d
+    row = lp[0]
+    for b in range(m):
+        top[b] = row[b]
+    for j in range(1, k):
+        row = lp[j]
+        for b in range(m):
+            top[b] = max(top[b], row[b])
 
-    ``fixed[i] >= 0`` is a known label: observation i stays in that component.
+
+@njit(inline="always")
+def _block_pick(fb, zb, i0, key, lp, top, tot, u, pick):
+    """Draw the components of the block's points (global indices from i0); return how many
+    assignments changed. ``fb``: their known labels (-1: unknown); ``zb``: their assignments.
+
+    On entry ``lp`` holds the log-weights; it is overwritten by their cumulative exponentials
+    (the largest term is exp(0) = 1). The pick is the number of cumulative sums (but the last)
+    <= the uniform times the total: the first j with ``u < cumsum[j]``, without a branch.
     """
-    k = a.shape[1]
+    k, m = lp.shape[0], zb.shape[0]
+    for b in range(m):
+        tot[b] = 0.0
+    for j in range(k):
+        row = lp[j]
+        for b in range(m):
+            tot[b] += exp(row[b] - top[b])
+            row[b] = tot[b]
+    for b in range(m):
+        u[b] = _counter_uniform(key, i0 + b) * tot[b]
+        pick[b] = 0
+    for j in range(k - 1):
+        row = lp[j]
+        for b in range(m):
+            pick[b] += 1 if u[b] >= row[b] else 0
     changed = 0
-    for i in range(lo, hi):
-        yi = y[i]
-        pick = fixed[i]
-        if pick < 0:
-            top = -np.inf
-            best = 0
-            for j in range(k):
-                d = yi - mu[r, j]
-                v = a[r, j] + c[r, j] * d * d
-                logp[j] = v
-                if v > top:
-                    top = v
-                    best = j
-            total = 0.0
-            for j in range(k):  # the largest term is exp(0) = 1: one exponential fewer
-                total += 1.0 if j == best else math.exp(logp[j] - top)
-                logp[j] = total
-            u = _counter_uniform(key, i) * total
-            pick = k - 1
-            for j in range(k - 1):
-                if u < logp[j]:
-                    pick = j
-                    break
-        if z[r, i] != pick:
-            changed += 1
-            z[r, i] = pick
-        d = yi - mu[r, pick]
-        n[r, pick] += 1.0
-        s1[r, pick] += d
-        s2[r, pick] += d * d
+    for b in range(m):
+        known = fb[b]
+        p = known if known >= 0 else pick[b]
+        changed += 1 if zb[b] != p else 0
+        zb[b] = p
+        pick[b] = p
     return changed
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _sweep_threads(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
-    """Sweep every replica with the observations split into thread blocks."""
+@njit(inline="always")
+def _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2):
+    """Add the block's points to their components' lane accumulators (masked, per lane b)."""
+    k, m = acc_n.shape[0], yb.shape[0]
+    for j in range(k):
+        mj = mu[r, j]
+        cn, c1, c2 = acc_n[j], acc_1[j], acc_2[j]
+        for b in range(m):
+            d = yb[b] - mj
+            hit = pick[b] == j
+            cn[b] += 1.0 if hit else 0.0
+            c1[b] += d if hit else 0.0
+            c2[b] += d * d if hit else 0.0
+
+
+@njit(inline="always")
+def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
+    """Sweep observations lo..hi-1 of replica r; return how many assignments changed.
+
+    ``fixed[i] >= 0`` is a known label: observation i stays in that component. The points go
+    in blocks of ``_BLOCK``, each step a loop over the block that LLVM vectorises (plain
+    arithmetic, comparisons and selects on contiguous views). The sums of ``d`` and ``d**2``
+    are kept per lane and added up once at the end of the range.
+    """
+    lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
+    k = a.shape[1]
+    width = min(top.shape[0], hi - lo)
+    for j in range(k):
+        for b in range(width):
+            acc_n[j, b] = 0.0
+            acc_1[j, b] = 0.0
+            acc_2[j, b] = 0.0
+    changed = 0
+    for i0 in range(lo, hi, top.shape[0]):
+        i1 = min(i0 + top.shape[0], hi)
+        yb = y[i0:i1]
+        _block_logits(yb, r, a, c, mu, lp, top)
+        changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+        _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2)
+    for j in range(k):
+        for b in range(width):
+            n[r, j] += acc_n[j, b]
+            s1[r, j] += acc_1[j, b]
+            s2[r, j] += acc_2[j, b]
+    return changed
+
+
+@njit(inline="always")
+def _sweep_work(k):
+    """Scratch of one sweep: a block's log-weights and picks, and the lane accumulators."""
+    size = _BLOCK
+    return (
+        np.empty((k, size)),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int64),
+        np.empty((k, size)),
+        np.empty((k, size)),
+        np.empty((k, size)),
+    )
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath={"contract"})
+def sweep_threaded(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
+    """As :func:`sweep`, with the observations split into `n_blocks` ranges run on threads.
+
+    The draws are those of :func:`sweep` (the uniforms are keyed by the global index); the
+    sums differ from it only in the order of the floating-point additions.
+    """
     n_rep, k = a.shape
     n_obs = y.shape[0]
     size = (n_obs + n_blocks - 1) // n_blocks
@@ -174,10 +332,10 @@ def _sweep_threads(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
     for b in prange(n_blocks):
         lo = b * size
         hi = min(n_obs, lo + size)
-        logp = np.empty(k)
+        work = _sweep_work(k)
         for r in range(n_rep):
             bc[b, r] = _sweep_range(
-                y, fixed, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], logp
+                y, fixed, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], work
             )
     for r in range(n_rep):
         changed[r] = 0
@@ -281,15 +439,38 @@ def _prepare(logw, sd, state, temp_of, betas, a, c, keys):
         keys[r] = _next(state, r)
 
 
-@njit(cache=True, nogil=True)
-def _sweep_serial(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
-    logp = np.empty(a.shape[1])
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def sweep(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
+    """Draw every replica's assignments from their exact (tempered) conditionals; one thread.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_obs,)
+    fixed : ndarray of int32, shape (n_obs,)
+        Known labels; -1 where unknown.
+    a, c : ndarray of shape (n_rep, k)
+        Replica r's log-weight of component j at y is ``a[r, j] + c[r, j] * (y - mu[r, j])**2``:
+        ``a = log w - beta log sd``, ``c = -beta / (2 sd**2)`` at inverse temperature beta.
+    mu : ndarray of shape (n_rep, k)
+    keys : ndarray of uint64, shape (n_rep,)
+        This sweep's random key of each replica; the uniform of point i is a hash of (key, i).
+    z : ndarray of int8 or int32, shape (n_rep, n_obs)
+        Assignments, overwritten by the draws.
+    n, s1, s2 : ndarray of shape (n_rep, k)
+        Output: per component the count and the sums of ``d`` and ``d**2``, ``d = y - mu``.
+    changed : ndarray of int64, shape (n_rep,)
+        Output: how many assignments changed.
+    """
+    work = _sweep_work(a.shape[1])
     for r in range(a.shape[0]):
         for j in range(a.shape[1]):
             n[r, j] = 0.0
             s1[r, j] = 0.0
             s2[r, j] = 0.0
-        changed[r] = _sweep_range(y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
+        changed[r] = _sweep_range(y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, work)
+
+
+_sweep_serial = sweep  # the name tests/test_gibbs.py uses
 
 
 @njit(inline="always")
@@ -424,7 +605,7 @@ def run(y, it0, it1, tune, model, chain, out, stats):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_serial(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
+        sweep(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
@@ -446,7 +627,7 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_threads(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+        sweep_threaded(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
