@@ -80,7 +80,7 @@ scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], ca
 
 @intrinsic
 def _as_int(typingctx, x):
-    """The bits of a float64 as an int64 (an LLVM bitcast: free, and vectorisable)."""
+    """Return the bits of a float64 as an int64 (an LLVM bitcast: free, and vectorisable)."""
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(types.int64))
@@ -90,7 +90,7 @@ def _as_int(typingctx, x):
 
 @intrinsic
 def _as_float(typingctx, x):
-    """The float64 whose bits are the int64 `x` (an LLVM bitcast)."""
+    """Return the float64 whose bits are the int64 `x` (an LLVM bitcast)."""
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(types.float64))
@@ -220,9 +220,10 @@ def _block_logits(yb, r, a, c, mu, lp, top):
 
 @njit(inline="always")
 def _block_pick(fb, zb, i0, key, lp, top, tot, u, pick):
-    """Draw the components of the block's points (global indices from i0); return how many
-    assignments changed. ``fb``: their known labels (-1: unknown); ``zb``: their assignments.
+    """Draw the components of a block of points; return how many assignments changed.
 
+    ``fb``: the points' known labels (-1: unknown); ``zb``: their assignments; ``i0``: the
+    global index of the first (the uniforms' counter).
     On entry ``lp`` holds the log-weights; it is overwritten by their cumulative exponentials
     (the largest term is exp(0) = 1). The pick is the number of cumulative sums (but the last)
     <= the uniform times the total: the first j with ``u < cumsum[j]``, without a branch.
