@@ -6,6 +6,14 @@ assignment from its exact (tempered) conditional and accumulates counts and the 
 about the new means has no cancellation); then exact draws of the weights and means, a
 Metropolis move of the sds, and, per chain, replica exchange between adjacent temperatures.
 
+The univariate sweep goes over the points in blocks of ``_BLOCK``, each step a loop over the
+block that LLVM turns into SIMD code (Numba has no vectorised ``math.exp`` here, so the loops
+hold plain arithmetic, comparisons and selects only): the K log-weights per point, their
+maximum, :func:`exp` (a branch-free exponential), the counter-based uniform, the pick as a count
+of comparisons with the cumulative sums, and the per-component sums as masked per-lane
+accumulations. The sweep kernels are compiled with ``fastmath={"contract"}`` (FMA contraction
+only: every other IEEE rule holds, so ``inf``/``nan`` behave and nothing is reassociated).
+
 Random numbers: every replica (and every chain's swap move) owns a SplitMix64 stream in a
 ``uint64`` state, so results do not depend on threads. The sweep's uniforms are counter-based
 (SplitMix64 of a per-sweep key and the observation index), so the serial and the threaded sweep
@@ -121,8 +129,8 @@ def exp(x):
 
     Numba's ``math.exp`` is a call per value (no SVML here); this is the same function as
     branch-free arithmetic: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2`` (n read off the bits of
-    ``x / ln 2 + 1.5 * 2**52``, ln 2 split in two so that ``r`` is exact), the Taylor polynomial
-    of ``e**r`` to degree 13 (truncation < 2e-17 relative), and ``2**n`` added to the exponent
+    ``x / ln 2 + 1.5 * 2**52``, ln 2 split in two so that ``r`` is exact), a polynomial for
+    ``e**r`` (degree 11, near-minimax: truncation 3e-18), and ``2**n`` added to the exponent
     bits. Results in the subnormal range are scaled by 2**-64 after the bit addition so that
     they round once (gradual underflow); below -745.13 the result is 0, above 709.78 it is inf.
     Relative error < 4e-16 over the normal range. Only FMA contraction is allowed
@@ -132,17 +140,17 @@ def exp(x):
     t = xc * _INV_LN2 + _ROUND
     nf = t - _ROUND  # the nearest integer to x / ln 2
     r = (xc - nf * _LN2_HI) - nf * _LN2_LO
-    p = r * (1.0 / 6227020800.0) + 1.0 / 479001600.0  # Horner: 1/13!, 1/12!, ..., 1/0!
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    # near-minimax polynomial of e**r on [-ln 2 / 2, ln 2 / 2], degree 11 (Chebyshev fit,
+    # mpmath.chebyfit; truncation error 3e-18), by Horner's rule
+    p = r * 2.5110037605963777e-08 + 2.763263963904103e-07
+    p = p * r + 2.755724091857897e-06
+    p = p * r + 2.4801485482328494e-05
+    p = p * r + 0.00019841269890047113
+    p = p * r + 0.0013888888952314775
+    p = p * r + 0.008333333333319601
+    p = p * r + 0.0416666666664881
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
     tiny = xc < -708.0
