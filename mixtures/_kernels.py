@@ -23,9 +23,10 @@ give identical draws. Kernels are cached on disk (``cache=True``).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange, types, vectorize
+from numba import get_num_threads, njit, prange, types, vectorize
 from numba.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -308,6 +309,17 @@ def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
     return changed
 
 
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _sweep_part(y, fixed, lo, hi, a, c, mu, keys, z, n, s1, s2, changed):
+    """Sweep observations lo..hi-1 of every replica: add to the sums, set ``changed``.
+
+    The unit of work of :func:`sweep` and of each thread of :func:`sweep_threaded`.
+    """
+    work = _sweep_work(a.shape[1])
+    for r in range(a.shape[0]):
+        changed[r] = _sweep_range(y, fixed, lo, hi, r, a, c, mu, keys[r], z, n, s1, s2, work)
+
+
 @njit(inline="always")
 def _sweep_work(k):
     """Scratch of one sweep: a block's log-weights and picks, and the lane accumulators."""
@@ -324,40 +336,37 @@ def _sweep_work(k):
     )
 
 
-@njit(cache=True, parallel=True, nogil=True, fastmath={"contract"})
 def sweep_threaded(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
     """As :func:`sweep`, with the observations split into `n_blocks` ranges run on threads.
 
     The draws are those of :func:`sweep` (the uniforms are keyed by the global index); the
     sums differ from it only in the order of the floating-point additions.
     """
-    n_rep, k = a.shape
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+
+
+def _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
+    """Run :func:`sweep_threaded` on the Python threads of `pool`.
+
+    The kernel has ``nogil=True``, so the ranges run in parallel, each the serial kernel's
+    vectorised code. Inlined into a ``prange`` body the block loops were not vectorised, and
+    OpenMP's threads spun between sweeps (2x the CPU time on a shared machine).
+    """
     n_obs = y.shape[0]
-    size = (n_obs + n_blocks - 1) // n_blocks
-    bn = np.zeros((n_blocks, n_rep, k))
-    b1 = np.zeros((n_blocks, n_rep, k))
-    b2 = np.zeros((n_blocks, n_rep, k))
-    bc = np.zeros((n_blocks, n_rep), dtype=np.int64)
-    for b in prange(n_blocks):
-        lo = b * size
-        hi = min(n_obs, lo + size)
-        work = _sweep_work(k)
-        for r in range(n_rep):
-            bc[b, r] = _sweep_range(
-                y, fixed, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], work
-            )
-    for r in range(n_rep):
-        changed[r] = 0
-        for b in range(n_blocks):
-            changed[r] += bc[b, r]
-        for j in range(k):
-            n[r, j] = 0.0
-            s1[r, j] = 0.0
-            s2[r, j] = 0.0
-            for b in range(n_blocks):
-                n[r, j] += bn[b, r, j]
-                s1[r, j] += b1[b, r, j]
-                s2[r, j] += b2[b, r, j]
+    size = -(-n_obs // n_blocks)
+    sums = np.zeros((n_blocks, 3) + a.shape)
+    counts = np.zeros((n_blocks, a.shape[0]), dtype=np.int64)
+    jobs = [
+        pool.submit(
+            _sweep_part, y, fixed, lo, min(n_obs, lo + size), a, c, mu, keys, z, *sums[b], counts[b]
+        )
+        for b, lo in enumerate(range(0, n_obs, size))
+    ]
+    for job in jobs:
+        job.result()
+    n[:], s1[:], s2[:] = sums.sum(axis=0)
+    changed[:] = counts.sum(axis=0)
 
 
 @njit
@@ -470,13 +479,10 @@ def sweep(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
     changed : ndarray of int64, shape (n_rep,)
         Output: how many assignments changed.
     """
-    work = _sweep_work(a.shape[1])
-    for r in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            n[r, j] = 0.0
-            s1[r, j] = 0.0
-            s2[r, j] = 0.0
-        changed[r] = _sweep_range(y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, work)
+    n[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    _sweep_part(y, fixed, 0, y.shape[0], a, c, mu, keys, z, n, s1, s2, changed)
 
 
 _sweep_serial = sweep  # the name tests/test_gibbs.py uses
@@ -623,9 +629,8 @@ def run(y, it0, it1, tune, model, chain, out, stats):
 def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     """As :func:`run`, with each sweep split over threads (large N).
 
-    Driven from Python: Numba cannot cache a function that calls a ``parallel=True`` one (the
-    cached code would point at a stale gufunc), and at this N one Python call per iteration is
-    negligible.
+    Driven from Python, the sweep's ranges on a pool of Python threads (:func:`sweep_threaded`);
+    at this N one Python call per iteration is negligible.
     """
     logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
     temp_of, betas = chain[6], chain[8]
@@ -634,11 +639,12 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     keys = np.empty(n_rep, dtype=np.uint64)
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k)), np.zeros((n_rep, k))
     changed = np.zeros(n_rep, dtype=np.int64)
-    for it in range(it0, it1):
-        _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        sweep_threaded(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
-        if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
-            return it
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        for it in range(it0, it1):
+            _prepare(logw, sd, state, temp_of, betas, a, c, keys)
+            _sweep_on(pool, y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+            if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+                return it
     return -1
 
 
