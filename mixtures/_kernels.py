@@ -354,7 +354,7 @@ def _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
     OpenMP's threads spun between sweeps (2x the CPU time on a shared machine).
     """
     n_obs = y.shape[0]
-    size = -(-n_obs // n_blocks)
+    size = max(1, -(-n_obs // n_blocks))
     sums = np.zeros((n_blocks, 3) + a.shape)
     counts = np.zeros((n_blocks, a.shape[0]), dtype=np.int64)
     jobs = [
