@@ -26,7 +26,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import get_num_threads, njit, prange, types, vectorize
+from numba import get_num_threads, njit, types, vectorize
 from numba.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -43,6 +43,7 @@ _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
 _BLOCK = 256  # points per block of the sweep
+_MV_BLOCK = 64  # of the multivariate sweep (its lane accumulators hold k d (d + 1) / 2 sums)
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # 0x3FE62E42FEE00000: n * _LN2_HI is exact for |n| < 2**11
 _LN2_LO = 1.9082149292705877e-10
@@ -695,84 +696,144 @@ def _solve_upper_t(low, b, out):
 
 
 @njit(inline="always")
-def _mv_sweep_range(x, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, diff):
+def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
+    """Log-weights ``lp[j, b]`` of the points in columns s..e-1 of ``xt`` (by feature), replica r.
+
+    ``a_j - beta / 2 |F_j^T (x - mu_j)|^2``, column by column of the precision factor F_j;
+    ``u`` is scratch; ``top[b]`` the maximum over j.
+    """
+    k, d, m = mu.shape[1], mu.shape[2], e - s
+    half = -0.5 * beta[r]
+    for j in range(k):
+        out = lp[j]
+        for b in range(m):
+            out[b] = 0.0
+        for col in range(d):  # u = (F^T (x - mu))_col
+            for b in range(m):
+                u[b] = 0.0
+            for row in range(d):
+                f, mj = fac[r, j, row, col], mu[r, j, row]
+                xr = xt[row, s:e]
+                for b in range(m):
+                    u[b] += f * (xr[b] - mj)
+            for b in range(m):
+                out[b] += u[b] * u[b]
+        aj = a[r, j]
+        for b in range(m):
+            out[b] = aj + half * out[b]
+    out = lp[0]
+    for b in range(m):
+        top[b] = out[b]
+    for j in range(1, k):
+        out = lp[j]
+        for b in range(m):
+            top[b] = max(top[b], out[b])
+
+
+@njit(inline="always")
+def _mv_block_sums(xt, s, e, r, mu, pick, acc_n, acc_1, acc_2):
+    """Add a block's points to their components' lane accumulators: count, d, d d^T (lower)."""
+    k, d, m = mu.shape[1], mu.shape[2], e - s
+    for j in range(k):
+        cn = acc_n[j]
+        for b in range(m):
+            cn[b] += 1.0 if pick[b] == j else 0.0
+        for row in range(d):
+            xr, mr = xt[row, s:e], mu[r, j, row]
+            c1 = acc_1[j, row]
+            for b in range(m):
+                c1[b] += xr[b] - mr if pick[b] == j else 0.0
+            for col in range(row + 1):
+                xc, mc = xt[col, s:e], mu[r, j, col]
+                c2 = acc_2[j, row, col]
+                for b in range(m):
+                    c2[b] += (xr[b] - mr) * (xc[b] - mc) if pick[b] == j else 0.0
+
+
+@njit(inline="always")
+def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, work):
+    """Sweep observations lo..hi-1 of replica r (blocks, as the univariate sweep).
+
+    ``xt`` holds the points lo..hi-1 by feature, shape (d, hi - lo).
+    """
+    lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
     k, d = mu.shape[1], mu.shape[2]
+    size = top.shape[0]
+    width = min(size, hi - lo)
+    acc_n[:, :width] = 0.0
+    acc_1[:, :, :width] = 0.0
+    acc_2[:, :, :, :width] = 0.0
     changed = 0
-    for i in range(lo, hi):
-        pick = fixed[i]  # a known label, or -1
-        if pick < 0:
-            top = -np.inf
-            best = 0
-            for j in range(k):
-                q = 0.0
-                for col in range(d):  # (F^T (x - mu))_col
-                    u = 0.0
-                    for row in range(d):
-                        u += fac[r, j, row, col] * (x[i, row] - mu[r, j, row])
-                    q += u * u
-                v = a[r, j] - 0.5 * beta[r] * q
-                logp[j] = v
-                if v > top:
-                    top = v
-                    best = j
-            total = 0.0
-            for j in range(k):
-                total += 1.0 if j == best else math.exp(logp[j] - top)
-                logp[j] = total
-            u = _counter_uniform(key, i) * total
-            pick = k - 1
-            for j in range(k - 1):
-                if u < logp[j]:
-                    pick = j
-                    break
-        if z[r, i] != pick:
-            changed += 1
-            z[r, i] = pick
-        n[r, pick] += 1.0
+    for i0 in range(lo, hi, size):
+        i1 = min(i0 + size, hi)
+        _mv_block_logits(xt, i0 - lo, i1 - lo, r, a, beta, mu, fac, lp, top, u)
+        changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+        _mv_block_sums(xt, i0 - lo, i1 - lo, r, mu, pick, acc_n, acc_1, acc_2)
+    for j in range(k):
+        for b in range(width):
+            n[r, j] += acc_n[j, b]
         for row in range(d):
-            diff[row] = x[i, row] - mu[r, pick, row]
-            s1[r, pick, row] += diff[row]
-        for row in range(d):
-            for col in range(d):
-                s2[r, pick, row, col] += diff[row] * diff[col]
+            for b in range(width):
+                s1[r, j, row] += acc_1[j, row, b]
+            for col in range(row + 1):
+                acc = 0.0
+                for b in range(width):
+                    acc += acc_2[j, row, col, b]
+                s2[r, j, row, col] += acc
+                if col < row:
+                    s2[r, j, col, row] += acc
     return changed
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _mv_sweep_part(x, fixed, lo, hi, a, beta, mu, fac, keys, z, n, s1, s2, changed):
+    """Sweep observations lo..hi-1 of every replica: add to the sums, set ``changed``."""
+    k, d = mu.shape[1], mu.shape[2]
+    xt = np.ascontiguousarray(x[lo:hi].T)  # by feature: contiguous rows for the block loops
+    size = _MV_BLOCK
+    work = (
+        np.empty((k, size)),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int64),
+        np.empty((k, size)),
+        np.empty((k, d, size)),
+        np.empty((k, d, d, size)),
+    )
+    for r in range(a.shape[0]):
+        changed[r] = _mv_sweep_range(
+            xt, fixed, lo, hi, r, a, beta, mu, fac, keys[r], z, n, s1, s2, work
+        )
 
 
 @njit(cache=True, nogil=True)
 def _mv_sweep_serial(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed):
-    k, d = mu.shape[1], mu.shape[2]
-    logp = np.empty(k)
-    diff = np.empty(d)
     n[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
-    for r in range(a.shape[0]):
-        changed[r] = _mv_sweep_range(
-            x, fixed, 0, x.shape[0], r, a, beta, mu, fac, keys[r], z, n, s1, s2, logp, diff
-        )
+    _mv_sweep_part(x, fixed, 0, x.shape[0], a, beta, mu, fac, keys, z, n, s1, s2, changed)
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _mv_sweep_threads(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
-    n_rep, k, d = mu.shape
+def _mv_sweep_on(pool, x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
+    """Run the multivariate sweep with the observations split into `n_blocks` ranges on `pool`."""
     n_obs = x.shape[0]
-    size = (n_obs + n_blocks - 1) // n_blocks
-    bn = np.zeros((n_blocks, n_rep, k))
-    b1 = np.zeros((n_blocks, n_rep, k, d))
-    b2 = np.zeros((n_blocks, n_rep, k, d, d))
-    bc = np.zeros((n_blocks, n_rep), dtype=np.int64)
-    for b in prange(n_blocks):
-        lo = b * size
-        hi = min(n_obs, lo + size)
-        logp = np.empty(k)
-        diff = np.empty(d)
-        for r in range(n_rep):
-            bc[b, r] = _mv_sweep_range(
-                x, fixed, lo, hi, r, a, beta, mu, fac, keys[r], z, bn[b], b1[b], b2[b], logp, diff
-            )
-    n[:] = bn.sum(axis=0)
-    s1[:] = b1.sum(axis=0)
-    s2[:] = b2.sum(axis=0)
+    size = max(1, -(-n_obs // n_blocks))
+    bn = np.zeros((n_blocks,) + n.shape)
+    b1 = np.zeros((n_blocks,) + s1.shape)
+    b2 = np.zeros((n_blocks,) + s2.shape)
+    bc = np.zeros((n_blocks,) + changed.shape, dtype=np.int64)
+    jobs = [
+        pool.submit(
+            _mv_sweep_part,
+            *(x, fixed, lo, min(n_obs, lo + size), a, beta, mu, fac, keys, z),
+            *(bn[b], b1[b], b2[b], bc[b]),
+        )
+        for b, lo in enumerate(range(0, n_obs, size))
+    ]
+    for job in jobs:
+        job.result()
+    n[:], s1[:], s2[:] = bn.sum(axis=0), b1.sum(axis=0), b2.sum(axis=0)
     changed[:] = bc.sum(axis=0)
 
 
@@ -980,7 +1041,8 @@ def mv_run(x, it0, it1, tune, model, chain, out, stats):
 def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     """As :func:`mv_run`, each sweep split over threads (driven from Python).
 
-    See :func:`run_threaded` for why this loop is not compiled.
+    See :func:`run_threaded` for why this loop is not compiled: the sweep's ranges run on a pool
+    of Python threads.
     """
     logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
     temp_of, betas = chain[6], chain[8]
@@ -989,7 +1051,10 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     keys = np.empty(n_rep, dtype=np.uint64)
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
-    for it in range(it0, it1):
-        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_threads(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks)
-        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        for it in range(it0, it1):
+            _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+            _mv_sweep_on(
+                pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
+            )
+            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)

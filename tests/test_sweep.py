@@ -168,3 +168,74 @@ def test_threaded_sweep_gives_the_serial_draws(n_blocks):
     np.testing.assert_array_equal(out1[3], out2[3])  # changed
     for s, t in zip(out1[1:3], out2[1:3], strict=True):  # sums: only the order differs
         np.testing.assert_allclose(s, t, rtol=1e-11)
+
+
+# --- the multivariate sweep -----------------------------------------------------------------------
+
+
+def _mv_inputs(rng, n_obs, k, d, betas):
+    """Points, known labels and replica coefficients of a d-dimensional K-component mixture."""
+    x = rng.normal(0.0, 1.5, size=(n_obs, d))
+    fixed = np.where(rng.random(n_obs) < 0.1, rng.integers(0, k, n_obs), -1).astype(np.int32)
+    reps = betas.size
+    logw = np.log(rng.dirichlet(np.full(k, 3.0), size=reps))
+    mu = rng.normal(0.0, 1.0, size=(reps, k, d))
+    fac = np.tril(rng.normal(0.0, 0.3, size=(reps, k, d, d)), -1) + np.eye(d) * rng.uniform(
+        0.6, 1.4, size=(reps, k, 1, d)
+    )  # lower-triangular factors F of the precisions F F^T
+    logdet = 2.0 * np.log(np.abs(np.diagonal(fac, axis1=2, axis2=3))).sum(axis=2)
+    a = logw + 0.5 * betas[:, None] * logdet
+    keys = rng.integers(0, 2**63, size=reps, dtype=np.uint64)
+    return x, fixed, logw, mu, fac, a, keys
+
+
+@pytest.mark.parametrize(("k", "d"), [(3, 2), (4, 5)])
+def test_mv_sweep_is_the_inverse_cdf_draw_of_the_exact_conditional(k, d):
+    rng = np.random.default_rng(8)
+    betas = np.array([1.0, 0.4])
+    x, fixed, logw, mu, fac, a, keys = _mv_inputs(rng, 3000, k, d, betas)
+    z = np.full((2, x.shape[0]), -1, dtype=np.int8)
+    n, s1, s2 = np.zeros((2, k)), np.zeros((2, k, d)), np.zeros((2, k, d, d))
+    changed = np.zeros(2, dtype=np.int64)
+    _kernels._mv_sweep_serial(x, fixed, a, betas, mu, fac, keys, z, n, s1, s2, changed)
+    known = fixed >= 0
+    for r, beta in enumerate(betas):
+        assert np.all(z[r, known] == fixed[known])
+        cov = np.linalg.inv(fac[r] @ np.swapaxes(fac[r], -1, -2))
+        logits = np.stack(
+            [
+                logw[r, j] + beta * stats.multivariate_normal(mu[r, j], cov[j]).logpdf(x)
+                for j in range(k)
+            ]
+        )
+        probs = np.exp(logits - logits.max(axis=0))
+        cdf = np.cumsum(probs / probs.sum(axis=0), axis=0)
+        u = _splitmix_uniform(keys[r], np.arange(x.shape[0]))
+        ref = (u[None, :] >= cdf[:-1]).sum(axis=0)
+        assert np.count_nonzero(z[r, ~known] != ref[~known]) == 0
+        for j in range(k):  # the statistics: sums over the drawn components, about mu
+            diff = x[z[r] == j] - mu[r, j]
+            assert n[r, j] == diff.shape[0]
+            np.testing.assert_allclose(s1[r, j], diff.sum(axis=0), rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(s2[r, j], diff.T @ diff, rtol=1e-10, atol=1e-10)
+
+
+def test_mv_threaded_sweep_gives_the_serial_draws():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    k, d = 3, 2
+    betas = np.array([1.0, 0.5, 0.2])
+    x, fixed, _, mu, fac, a, keys = _mv_inputs(rng, 50_001, k, d, betas)
+
+    def outputs():
+        z = np.zeros((3, x.shape[0]), dtype=np.int8)
+        return z, np.zeros((3, k)), np.zeros((3, k, d)), np.zeros((3, k, d, d)), np.zeros(3, int)
+
+    serial, threaded = outputs(), outputs()
+    _kernels._mv_sweep_serial(x, fixed, a, betas, mu, fac, keys, *serial)
+    with ThreadPoolExecutor(2) as pool:
+        _kernels._mv_sweep_on(pool, x, fixed, a, betas, mu, fac, keys, *threaded, 8)
+    for s, t in zip(serial, threaded, strict=True):
+        np.testing.assert_allclose(s, t, rtol=1e-11, atol=0)
+    np.testing.assert_array_equal(serial[0], threaded[0])
