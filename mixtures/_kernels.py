@@ -6,13 +6,15 @@ assignment from its exact (tempered) conditional and accumulates counts and the 
 about the new means has no cancellation); then exact draws of the weights and means, a
 Metropolis move of the sds, and, per chain, replica exchange between adjacent temperatures.
 
-The univariate sweep goes over the points in blocks of ``_BLOCK``, each step a loop over the
+The sweeps go over the points in blocks (``_BLOCK``, ``_MV_BLOCK``), each step a loop over the
 block that LLVM turns into SIMD code (Numba has no vectorised ``math.exp`` here, so the loops
-hold plain arithmetic, comparisons and selects only): the K log-weights per point, their
-maximum, :func:`exp` (a branch-free exponential), the counter-based uniform, the pick as a count
-of comparisons with the cumulative sums, and the per-component sums as masked per-lane
-accumulations. The sweep kernels are compiled with ``fastmath={"contract"}`` (FMA contraction
-only: every other IEEE rule holds, so ``inf``/``nan`` behave and nothing is reassociated).
+hold plain arithmetic, comparisons and selects only, on contiguous views): the K log-weights per
+point, their maximum, :func:`exp` (a branch-free exponential), the counter-based uniform, the
+pick as a count of comparisons with the cumulative sums, and the per-component sums as masked
+per-lane accumulations. The sweep kernels are compiled with ``fastmath={"contract"}`` (FMA
+contraction only: every other IEEE rule holds, so ``inf``/``nan`` behave and nothing is
+reassociated). The threaded sweeps run the serial kernel (``nogil``) on ranges of the points on
+a pool of Python threads.
 
 Random numbers: every replica (and every chain's swap move) owns a SplitMix64 stream in a
 ``uint64`` state, so results do not depend on threads. The sweep's uniforms are counter-based
