@@ -16,8 +16,12 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
    (300 + 300) and scikit-learn's ARI), four_clusters_2d (K = 10, sparse Dirichlet), with the
    inverse-Wishart prior on our engine.
 
-Run: ``python bench/gibbs_engine.py [--quick]``; figures go to stdout and
-``bench/gibbs_engine.json``.
+6. **sweep** (``--sweep``, issue 21; runs only this and section 4): the sweep alone at N = 1e6,
+   K = 3, one chain on one thread, in ns per point, beside NumPy's ``np.exp(x, out=buf)`` per
+   value (interleaved rounds, the best of each).
+
+Run: ``python bench/gibbs_engine.py [--quick | --sweep]``; figures go to stdout and
+``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``, ``gibbs_engine_sweep.json``).
 """
 
 from __future__ import annotations
@@ -117,18 +121,59 @@ SNIPPETS = {
         rng = np.random.default_rng(0)
         comp = rng.choice(3, size=1_000_000, p=np.array([90, 50, 75]) / 215)
         big = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model = mixtures.full_mixture(big, 3)
         idata = mixtures.sample(model, draws=500, tune=500, chains=2, random_seed=1, warn=False)
         table = mixtures.summary_table(idata)
         total = time.perf_counter() - t0
+        cpu = time.process_time() - c0  # all threads: what a shared machine cannot inflate
         sampling = idata.posterior.attrs["mixtures_sampling_seconds"]
         # the floor: 2 exponentials per point and chain (K - 1), vectorised by NumPy
         x = rng.random(4_000_000)
         t1 = time.perf_counter(); np.exp(x); floor = (time.perf_counter() - t1)
-        out(seconds=total, sampling_seconds=sampling, per_sweep_s=sampling / 1000,
+        out(seconds=total, cpu_seconds=cpu, load_average=os.getloadavg()[0],
+            sampling_seconds=sampling, per_sweep_s=sampling / 1000,
             numpy_exp_of_2x2e6_s=floor, max_rhat=float(table["r_hat"].max()),
             means=idata.posterior["means"].mean(("chain", "draw")).values.tolist())
+    """,
+    "sweep": """
+        # the sweep alone, one thread, one chain, at N = 1e6, K = 3, beside NumPy's exp into a
+        # preallocated buffer; interleaved rounds, the best of each
+        from mixtures import _kernels
+        rng = np.random.default_rng(0)
+        n_obs, k = 1_000_000, 3
+        comp = rng.choice(k, size=n_obs, p=np.array([90, 50, 75]) / 215)
+        big = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
+        logw, mu, sd = np.log(np.array([90, 50, 75]) / 215), np.array([9.0, 21.0, 35.0]), 2.0
+        a = (logw - np.log(sd) * np.ones(k))[None, :].copy()
+        c = np.full((1, k), -0.5 / sd**2)
+        mus = mu[None, :].copy()
+        fixed = np.full(n_obs, -1, dtype=np.int32)
+        z = np.zeros((1, n_obs), dtype=np.int8)
+        n, s1, s2 = (np.zeros((1, k)) for _ in range(3))
+        changed = np.zeros(1, dtype=np.int64)
+        x = rng.uniform(-40.0, 0.0, n_obs)
+        buf = np.empty(n_obs)
+        def sweep():
+            keys = rng.integers(0, 2**63, size=1, dtype=np.uint64)
+            _kernels.sweep(big, fixed, a, c, mus, keys, z, n, s1, s2, changed)
+        jobs = {"sweep": sweep, "numpy_exp_out": lambda: np.exp(x, out=buf),
+                "our_exp_array": lambda: _kernels.exp_array(x, buf)}
+        best = {name: np.inf for name in jobs}
+        best_cpu = dict(best)
+        for name, job in jobs.items():
+            job()  # compile / warm
+        for _ in range(15):
+            for name, job in jobs.items():
+                t0, c0 = time.perf_counter(), time.thread_time()
+                job()
+                best[name] = min(best[name], time.perf_counter() - t0)
+                best_cpu[name] = min(best_cpu[name], time.thread_time() - c0)
+        ns = {f"{name}_ns": 1e9 * t / n_obs for name, t in best.items()}
+        ns.update({f"{name}_cpu_ns": 1e9 * t / n_obs for name, t in best_cpu.items()})
+        out(**ns, ratio=ns["sweep_ns"] / ns["numpy_exp_out_ns"],
+            ratio_cpu=ns["sweep_cpu_ns"] / ns["numpy_exp_out_cpu_ns"],
+            load_average=os.getloadavg()[0])
     """,
     "two_d": """
         from sklearn.metrics import adjusted_rand_score
@@ -190,14 +235,47 @@ def run(name: str, env_extra: dict | None = None) -> dict:
     raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
 
 
+def print_million(m: dict) -> None:
+    """Print the N = 1e6 section's figures."""
+    print(
+        f"N=1e6, 2 x (500 + 500): {m['seconds']:.1f} s to summary, {m.get('cpu_seconds', 0):.1f} s CPU "
+        f"(load average {m.get('load_average', 0):.1f}; {m['sampling_seconds']:.1f} s "
+        f"sampling, {m['per_sweep_s'] * 1e3:.1f} ms per iteration), peak {m['peak_rss_mb']:.0f} MB; "
+        f"NumPy exp of 4e6 values {m['numpy_exp_of_2x2e6_s'] * 1e3:.1f} ms"
+    )
+
+
+def sweep_section(results: dict) -> None:
+    """Issue 21: the sweep per point and chain beside NumPy's exp; N = 1e6 model to summary."""
+    results["sweep"] = s = run("sweep")
+    print(
+        f"sweep at N=1e6, K=3, one thread: {s['sweep_ns']:.2f} ns per point and chain; "
+        f"np.exp(x, out=buf) {s['numpy_exp_out_ns']:.2f} ns per value (ratio {s['ratio']:.2f}); "
+        f"our exp {s['our_exp_array_ns']:.2f} ns per value. Thread CPU time: sweep "
+        f"{s['sweep_cpu_ns']:.2f} ns, np.exp {s['numpy_exp_out_cpu_ns']:.2f} ns (ratio "
+        f"{s['ratio_cpu']:.2f}); load average {s['load_average']:.1f}"
+    )
+    results["million"] = run("million")
+    print_million(results["million"])
+    out = HERE / "gibbs_engine_sweep.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip N = 1e6 and the 2-D section")
+    parser.add_argument(
+        "--sweep", action="store_true", help="only the sweep against NumPy's exp, and N = 1e6"
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }
+    if args.sweep:
+        sweep_section(results)
+        return
     results["per_iteration"] = run("per_iteration")
     r = results["per_iteration"]
     print(
@@ -236,12 +314,7 @@ def main() -> None:
     )
     if not args.quick:
         results["million"] = run("million")
-        m = results["million"]
-        print(
-            f"N=1e6, 2 x (500 + 500): {m['seconds']:.1f} s to summary ({m['sampling_seconds']:.1f} s "
-            f"sampling, {m['per_sweep_s'] * 1e3:.1f} ms per iteration), peak {m['peak_rss_mb']:.0f} MB; "
-            f"NumPy exp of 4e6 values {m['numpy_exp_of_2x2e6_s'] * 1e3:.1f} ms"
-        )
+        print_million(results["million"])
         results["two_d"] = run("two_d")
         print("2-D:", json.dumps(results["two_d"], indent=1))
     out = HERE / ("gibbs_engine_quick.json" if args.quick else "gibbs_engine.json")

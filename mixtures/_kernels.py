@@ -6,6 +6,16 @@ assignment from its exact (tempered) conditional and accumulates counts and the 
 about the new means has no cancellation); then exact draws of the weights and means, a
 Metropolis move of the sds, and, per chain, replica exchange between adjacent temperatures.
 
+The sweeps go over the points in blocks (``_BLOCK``, ``_MV_BLOCK``), each step a loop over the
+block that LLVM turns into SIMD code (Numba has no vectorised ``math.exp`` here, so the loops
+hold plain arithmetic, comparisons and selects only, on contiguous views): the K log-weights per
+point, their maximum, :func:`exp` (a branch-free exponential), the counter-based uniform, the
+pick as a count of comparisons with the cumulative sums, and the per-component sums as masked
+per-lane accumulations. The sweep kernels are compiled with ``fastmath={"contract"}`` (FMA
+contraction only: every other IEEE rule holds, so ``inf``/``nan`` behave and nothing is
+reassociated). The threaded sweeps run the serial kernel (``nogil``) on ranges of the points on
+a pool of Python threads.
+
 Random numbers: every replica (and every chain's swap move) owns a SplitMix64 stream in a
 ``uint64`` state, so results do not depend on threads. The sweep's uniforms are counter-based
 (SplitMix64 of a per-sweep key and the observation index), so the serial and the threaded sweep
@@ -15,9 +25,11 @@ give identical draws. Kernels are cached on disk (``cache=True``).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange, vectorize
+from numba import get_num_threads, njit, types, vectorize
+from numba.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -26,10 +38,21 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
+_S12 = np.uint64(12)
+_ONE_BITS = np.uint64(0x3FF0000000000000)  # the bits of 1.0
 _TWO53 = 1.0 / 9007199254740992.0
 _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
+_BLOCK = 256  # points per block of the sweep
+_MV_BLOCK = 64  # of the multivariate sweep (its lane accumulators hold k d (d + 1) / 2 sums)
+_INV_LN2 = 1.4426950408889634
+_LN2_HI = 0.6931471803691238  # 0x3FE62E42FEE00000: n * _LN2_HI is exact for |n| < 2**11
+_LN2_LO = 1.9082149292705877e-10
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
+_TINY_SHIFT = 64
+_TINY_SCALE = 2.0**-64
+_EXP_MAX = 709.782712893384  # log of the largest float64
 
 
 def _scale_logpdf(code, x, p0, p1):
@@ -67,6 +90,26 @@ scale_logpdf_ufunc = vectorize(["float64(int64, float64, float64, float64)"], ca
 )
 
 
+@intrinsic
+def _as_int(typingctx, x):
+    """Return the bits of a float64 as an int64 (an LLVM bitcast: free, and vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _as_float(typingctx, x):
+    """Return the float64 whose bits are the int64 `x` (an LLVM bitcast)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
+
+
 @njit(inline="always")
 def _mix(x):
     x = (x ^ (x >> _S30)) * _M1
@@ -77,7 +120,55 @@ def _mix(x):
 @njit(inline="always")
 def _counter_uniform(key, i):
     """Return a uniform on [0, 1) from (key, i): the sweep's counter-based draws."""
-    return np.float64(_mix(key + np.uint64(i + 1) * _GOLDEN) >> _S11) * _TWO53
+    h = _mix(key + np.uint64(i + 1) * _GOLDEN)
+    # (h >> 11) * 2**-53, converted through the bits (a vectorisable conversion): the top 52
+    # bits as the mantissa of a number in [1, 2), and the 53rd as a select
+    high = _as_float(np.int64((h >> _S12) | _ONE_BITS)) - 1.0
+    return high + (_TWO53 if (h >> _S11) & np.uint64(1) else 0.0)
+
+
+@njit(inline="always", fastmath={"contract"})
+def exp(x):
+    """Return e**x in plain arithmetic, so that a loop calling it vectorises.
+
+    Numba's ``math.exp`` is a call per value (no SVML here); this is the same function as
+    branch-free arithmetic: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2`` (n read off the bits of
+    ``x / ln 2 + 1.5 * 2**52``, ln 2 split in two so that ``r`` is exact), a polynomial for
+    ``e**r`` (degree 11, near-minimax: truncation 3e-18), and ``2**n`` added to the exponent
+    bits. Results in the subnormal range are scaled by 2**-64 after the bit addition so that
+    they round once (gradual underflow); below -745.13 the result is 0, above 709.78 it is inf.
+    Relative error < 4e-16 over the normal range. Only FMA contraction is allowed
+    (``fastmath={"contract"}``): reassociation would cancel the rounding trick.
+    """
+    xc = min(max(x, -746.0), 710.0)
+    t = xc * _INV_LN2 + _ROUND
+    nf = t - _ROUND  # the nearest integer to x / ln 2
+    r = (xc - nf * _LN2_HI) - nf * _LN2_LO
+    # near-minimax polynomial of e**r on [-ln 2 / 2, ln 2 / 2], degree 11 (Chebyshev fit,
+    # mpmath.chebyfit; truncation error 3e-18), by Horner's rule
+    p = r * 2.5110037605963777e-08 + 2.763263963904103e-07
+    p = p * r + 2.755724091857897e-06
+    p = p * r + 2.4801485482328494e-05
+    p = p * r + 0.00019841269890047113
+    p = p * r + 0.0013888888952314775
+    p = p * r + 0.008333333333319601
+    p = p * r + 0.0416666666664881
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
+    p = p * r + 1.0
+    p = p * r + 1.0
+    tiny = xc < -708.0
+    shift = _as_int(t) + (_TINY_SHIFT if tiny else 0)  # the low bits of t hold n
+    v = _as_float(_as_int(p) + (shift << 52)) * (_TINY_SCALE if tiny else 1.0)
+    v = np.inf if x > _EXP_MAX else v
+    return v if x == x else x
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def exp_array(x, out):
+    """Write :func:`exp` of every value of the 1-D array `x` into `out` (a vectorised loop)."""
+    for i in range(x.shape[0]):
+        out[i] = exp(x[i])
 
 
 @njit(inline="always")
@@ -121,76 +212,164 @@ def _log_gamma(shape, state, r):
 
 
 @njit(inline="always")
-def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, logp):
-    """Sweep observations lo..hi-1 of replica r; return how many assignments changed.
+def _block_logits(yb, r, a, c, mu, lp, top):
+    """Log-weights ``lp[j, b]`` of the block's points ``yb`` in replica r; ``top[b]`` their max."""
+    k, m = a.shape[1], yb.shape[0]
+    for j in range(k):
+        aj, cj, mj = a[r, j], c[r, j], mu[r, j]
+        row = lp[j]
+        for b in range(m):
+            d = yb[b] - mj
+            row[b] = aj + cj * d * d
+    row = lp[0]
+    for b in range(m):
+        top[b] = row[b]
+    for j in range(1, k):
+        row = lp[j]
+        for b in range(m):
+            top[b] = max(top[b], row[b])
 
-    ``fixed[i] >= 0`` is a known label: observation i stays in that component.
+
+@njit(inline="always")
+def _block_pick(fb, zb, i0, key, lp, top, tot, u, pick):
+    """Draw the components of a block of points; return how many assignments changed.
+
+    ``fb``: the points' known labels (-1: unknown); ``zb``: their assignments; ``i0``: the
+    global index of the first (the uniforms' counter).
+    On entry ``lp`` holds the log-weights; it is overwritten by their cumulative exponentials
+    (the largest term is exp(0) = 1). The pick is the number of cumulative sums (but the last)
+    <= the uniform times the total: the first j with ``u < cumsum[j]``, without a branch.
     """
-    k = a.shape[1]
+    k, m = lp.shape[0], zb.shape[0]
+    for b in range(m):
+        tot[b] = 0.0
+    for j in range(k):
+        row = lp[j]
+        for b in range(m):
+            tot[b] += exp(row[b] - top[b])
+            row[b] = tot[b]
+    for b in range(m):
+        u[b] = _counter_uniform(key, i0 + b) * tot[b]
+        pick[b] = 0
+    for j in range(k - 1):
+        row = lp[j]
+        for b in range(m):
+            pick[b] += 1 if u[b] >= row[b] else 0
     changed = 0
-    for i in range(lo, hi):
-        yi = y[i]
-        pick = fixed[i]
-        if pick < 0:
-            top = -np.inf
-            best = 0
-            for j in range(k):
-                d = yi - mu[r, j]
-                v = a[r, j] + c[r, j] * d * d
-                logp[j] = v
-                if v > top:
-                    top = v
-                    best = j
-            total = 0.0
-            for j in range(k):  # the largest term is exp(0) = 1: one exponential fewer
-                total += 1.0 if j == best else math.exp(logp[j] - top)
-                logp[j] = total
-            u = _counter_uniform(key, i) * total
-            pick = k - 1
-            for j in range(k - 1):
-                if u < logp[j]:
-                    pick = j
-                    break
-        if z[r, i] != pick:
-            changed += 1
-            z[r, i] = pick
-        d = yi - mu[r, pick]
-        n[r, pick] += 1.0
-        s1[r, pick] += d
-        s2[r, pick] += d * d
+    for b in range(m):
+        known = fb[b]
+        p = known if known >= 0 else pick[b]
+        changed += 1 if zb[b] != p else 0
+        zb[b] = p
+        pick[b] = p
     return changed
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _sweep_threads(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
-    """Sweep every replica with the observations split into thread blocks."""
-    n_rep, k = a.shape
+@njit(inline="always")
+def _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2):
+    """Add the block's points to their components' lane accumulators (masked, per lane b)."""
+    k, m = acc_n.shape[0], yb.shape[0]
+    for j in range(k):
+        mj = mu[r, j]
+        cn, c1, c2 = acc_n[j], acc_1[j], acc_2[j]
+        for b in range(m):
+            d = yb[b] - mj
+            hit = pick[b] == j
+            cn[b] += 1.0 if hit else 0.0
+            c1[b] += d if hit else 0.0
+            c2[b] += d * d if hit else 0.0
+
+
+@njit(inline="always")
+def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
+    """Sweep observations lo..hi-1 of replica r; return how many assignments changed.
+
+    ``fixed[i] >= 0`` is a known label: observation i stays in that component. The points go
+    in blocks of ``_BLOCK``, each step a loop over the block that LLVM vectorises (plain
+    arithmetic, comparisons and selects on contiguous views). The sums of ``d`` and ``d**2``
+    are kept per lane and added up once at the end of the range.
+    """
+    lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
+    k = a.shape[1]
+    width = min(top.shape[0], hi - lo)
+    for j in range(k):
+        for b in range(width):
+            acc_n[j, b] = 0.0
+            acc_1[j, b] = 0.0
+            acc_2[j, b] = 0.0
+    changed = 0
+    for i0 in range(lo, hi, top.shape[0]):
+        i1 = min(i0 + top.shape[0], hi)
+        yb = y[i0:i1]
+        _block_logits(yb, r, a, c, mu, lp, top)
+        changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+        _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2)
+    for j in range(k):
+        for b in range(width):
+            n[r, j] += acc_n[j, b]
+            s1[r, j] += acc_1[j, b]
+            s2[r, j] += acc_2[j, b]
+    return changed
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _sweep_part(y, fixed, lo, hi, a, c, mu, keys, z, n, s1, s2, changed):
+    """Sweep observations lo..hi-1 of every replica: add to the sums, set ``changed``.
+
+    The unit of work of :func:`sweep` and of each thread of :func:`sweep_threaded`.
+    """
+    work = _sweep_work(a.shape[1])
+    for r in range(a.shape[0]):
+        changed[r] = _sweep_range(y, fixed, lo, hi, r, a, c, mu, keys[r], z, n, s1, s2, work)
+
+
+@njit(inline="always")
+def _sweep_work(k):
+    """Scratch of one sweep: a block's log-weights and picks, and the lane accumulators."""
+    size = _BLOCK
+    return (
+        np.empty((k, size)),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int64),
+        np.empty((k, size)),
+        np.empty((k, size)),
+        np.empty((k, size)),
+    )
+
+
+def sweep_threaded(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
+    """As :func:`sweep`, with the observations split into `n_blocks` ranges run on threads.
+
+    The draws are those of :func:`sweep` (the uniforms are keyed by the global index); the
+    sums differ from it only in the order of the floating-point additions.
+    """
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+
+
+def _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
+    """Run :func:`sweep_threaded` on the Python threads of `pool`.
+
+    The kernel has ``nogil=True``, so the ranges run in parallel, each the serial kernel's
+    vectorised code. Inlined into a ``prange`` body the block loops were not vectorised, and
+    OpenMP's threads spun between sweeps (2x the CPU time on a shared machine).
+    """
     n_obs = y.shape[0]
-    size = (n_obs + n_blocks - 1) // n_blocks
-    bn = np.zeros((n_blocks, n_rep, k))
-    b1 = np.zeros((n_blocks, n_rep, k))
-    b2 = np.zeros((n_blocks, n_rep, k))
-    bc = np.zeros((n_blocks, n_rep), dtype=np.int64)
-    for b in prange(n_blocks):
-        lo = b * size
-        hi = min(n_obs, lo + size)
-        logp = np.empty(k)
-        for r in range(n_rep):
-            bc[b, r] = _sweep_range(
-                y, fixed, lo, hi, r, a, c, mu, keys[r], z, bn[b], b1[b], b2[b], logp
-            )
-    for r in range(n_rep):
-        changed[r] = 0
-        for b in range(n_blocks):
-            changed[r] += bc[b, r]
-        for j in range(k):
-            n[r, j] = 0.0
-            s1[r, j] = 0.0
-            s2[r, j] = 0.0
-            for b in range(n_blocks):
-                n[r, j] += bn[b, r, j]
-                s1[r, j] += b1[b, r, j]
-                s2[r, j] += b2[b, r, j]
+    size = max(1, -(-n_obs // n_blocks))
+    sums = np.zeros((n_blocks, 3) + a.shape)
+    counts = np.zeros((n_blocks, a.shape[0]), dtype=np.int64)
+    jobs = [
+        pool.submit(
+            _sweep_part, y, fixed, lo, min(n_obs, lo + size), a, c, mu, keys, z, *sums[b], counts[b]
+        )
+        for b, lo in enumerate(range(0, n_obs, size))
+    ]
+    for job in jobs:
+        job.result()
+    n[:], s1[:], s2[:] = sums.sum(axis=0)
+    changed[:] = counts.sum(axis=0)
 
 
 @njit
@@ -281,15 +460,35 @@ def _prepare(logw, sd, state, temp_of, betas, a, c, keys):
         keys[r] = _next(state, r)
 
 
-@njit(cache=True, nogil=True)
-def _sweep_serial(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
-    logp = np.empty(a.shape[1])
-    for r in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            n[r, j] = 0.0
-            s1[r, j] = 0.0
-            s2[r, j] = 0.0
-        changed[r] = _sweep_range(y, fixed, 0, y.shape[0], r, a, c, mu, keys[r], z, n, s1, s2, logp)
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def sweep(y, fixed, a, c, mu, keys, z, n, s1, s2, changed):
+    """Draw every replica's assignments from their exact (tempered) conditionals; one thread.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_obs,)
+    fixed : ndarray of int32, shape (n_obs,)
+        Known labels; -1 where unknown.
+    a, c : ndarray of shape (n_rep, k)
+        Replica r's log-weight of component j at y is ``a[r, j] + c[r, j] * (y - mu[r, j])**2``:
+        ``a = log w - beta log sd``, ``c = -beta / (2 sd**2)`` at inverse temperature beta.
+    mu : ndarray of shape (n_rep, k)
+    keys : ndarray of uint64, shape (n_rep,)
+        This sweep's random key of each replica; the uniform of point i is a hash of (key, i).
+    z : ndarray of int8 or int32, shape (n_rep, n_obs)
+        Assignments, overwritten by the draws.
+    n, s1, s2 : ndarray of shape (n_rep, k)
+        Output: per component the count and the sums of ``d`` and ``d**2``, ``d = y - mu``.
+    changed : ndarray of int64, shape (n_rep,)
+        Output: how many assignments changed.
+    """
+    n[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    _sweep_part(y, fixed, 0, y.shape[0], a, c, mu, keys, z, n, s1, s2, changed)
+
+
+_sweep_serial = sweep  # the name tests/test_gibbs.py uses
 
 
 @njit(inline="always")
@@ -424,7 +623,7 @@ def run(y, it0, it1, tune, model, chain, out, stats):
     changed = np.zeros(n_rep, dtype=np.int64)
     for it in range(it0, it1):
         _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_serial(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
+        sweep(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
@@ -433,9 +632,8 @@ def run(y, it0, it1, tune, model, chain, out, stats):
 def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     """As :func:`run`, with each sweep split over threads (large N).
 
-    Driven from Python: Numba cannot cache a function that calls a ``parallel=True`` one (the
-    cached code would point at a stale gufunc), and at this N one Python call per iteration is
-    negligible.
+    Driven from Python, the sweep's ranges on a pool of Python threads (:func:`sweep_threaded`);
+    at this N one Python call per iteration is negligible.
     """
     logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
     temp_of, betas = chain[6], chain[8]
@@ -444,11 +642,12 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
     keys = np.empty(n_rep, dtype=np.uint64)
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k)), np.zeros((n_rep, k))
     changed = np.zeros(n_rep, dtype=np.int64)
-    for it in range(it0, it1):
-        _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        _sweep_threads(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
-        if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
-            return it
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        for it in range(it0, it1):
+            _prepare(logw, sd, state, temp_of, betas, a, c, keys)
+            _sweep_on(pool, y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
+            if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+                return it
     return -1
 
 
@@ -499,84 +698,144 @@ def _solve_upper_t(low, b, out):
 
 
 @njit(inline="always")
-def _mv_sweep_range(x, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, logp, diff):
+def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
+    """Log-weights ``lp[j, b]`` of the points in columns s..e-1 of ``xt`` (by feature), replica r.
+
+    ``a_j - beta / 2 |F_j^T (x - mu_j)|^2``, column by column of the precision factor F_j;
+    ``u`` is scratch; ``top[b]`` the maximum over j.
+    """
+    k, d, m = mu.shape[1], mu.shape[2], e - s
+    half = -0.5 * beta[r]
+    for j in range(k):
+        out = lp[j]
+        for b in range(m):
+            out[b] = 0.0
+        for col in range(d):  # u = (F^T (x - mu))_col
+            for b in range(m):
+                u[b] = 0.0
+            for row in range(d):
+                f, mj = fac[r, j, row, col], mu[r, j, row]
+                xr = xt[row, s:e]
+                for b in range(m):
+                    u[b] += f * (xr[b] - mj)
+            for b in range(m):
+                out[b] += u[b] * u[b]
+        aj = a[r, j]
+        for b in range(m):
+            out[b] = aj + half * out[b]
+    out = lp[0]
+    for b in range(m):
+        top[b] = out[b]
+    for j in range(1, k):
+        out = lp[j]
+        for b in range(m):
+            top[b] = max(top[b], out[b])
+
+
+@njit(inline="always")
+def _mv_block_sums(xt, s, e, r, mu, pick, acc_n, acc_1, acc_2):
+    """Add a block's points to their components' lane accumulators: count, d, d d^T (lower)."""
+    k, d, m = mu.shape[1], mu.shape[2], e - s
+    for j in range(k):
+        cn = acc_n[j]
+        for b in range(m):
+            cn[b] += 1.0 if pick[b] == j else 0.0
+        for row in range(d):
+            xr, mr = xt[row, s:e], mu[r, j, row]
+            c1 = acc_1[j, row]
+            for b in range(m):
+                c1[b] += xr[b] - mr if pick[b] == j else 0.0
+            for col in range(row + 1):
+                xc, mc = xt[col, s:e], mu[r, j, col]
+                c2 = acc_2[j, row, col]
+                for b in range(m):
+                    c2[b] += (xr[b] - mr) * (xc[b] - mc) if pick[b] == j else 0.0
+
+
+@njit(inline="always")
+def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, work):
+    """Sweep observations lo..hi-1 of replica r (blocks, as the univariate sweep).
+
+    ``xt`` holds the points lo..hi-1 by feature, shape (d, hi - lo).
+    """
+    lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
     k, d = mu.shape[1], mu.shape[2]
+    size = top.shape[0]
+    width = min(size, hi - lo)
+    acc_n[:, :width] = 0.0
+    acc_1[:, :, :width] = 0.0
+    acc_2[:, :, :, :width] = 0.0
     changed = 0
-    for i in range(lo, hi):
-        pick = fixed[i]  # a known label, or -1
-        if pick < 0:
-            top = -np.inf
-            best = 0
-            for j in range(k):
-                q = 0.0
-                for col in range(d):  # (F^T (x - mu))_col
-                    u = 0.0
-                    for row in range(d):
-                        u += fac[r, j, row, col] * (x[i, row] - mu[r, j, row])
-                    q += u * u
-                v = a[r, j] - 0.5 * beta[r] * q
-                logp[j] = v
-                if v > top:
-                    top = v
-                    best = j
-            total = 0.0
-            for j in range(k):
-                total += 1.0 if j == best else math.exp(logp[j] - top)
-                logp[j] = total
-            u = _counter_uniform(key, i) * total
-            pick = k - 1
-            for j in range(k - 1):
-                if u < logp[j]:
-                    pick = j
-                    break
-        if z[r, i] != pick:
-            changed += 1
-            z[r, i] = pick
-        n[r, pick] += 1.0
+    for i0 in range(lo, hi, size):
+        i1 = min(i0 + size, hi)
+        _mv_block_logits(xt, i0 - lo, i1 - lo, r, a, beta, mu, fac, lp, top, u)
+        changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+        _mv_block_sums(xt, i0 - lo, i1 - lo, r, mu, pick, acc_n, acc_1, acc_2)
+    for j in range(k):
+        for b in range(width):
+            n[r, j] += acc_n[j, b]
         for row in range(d):
-            diff[row] = x[i, row] - mu[r, pick, row]
-            s1[r, pick, row] += diff[row]
-        for row in range(d):
-            for col in range(d):
-                s2[r, pick, row, col] += diff[row] * diff[col]
+            for b in range(width):
+                s1[r, j, row] += acc_1[j, row, b]
+            for col in range(row + 1):
+                acc = 0.0
+                for b in range(width):
+                    acc += acc_2[j, row, col, b]
+                s2[r, j, row, col] += acc
+                if col < row:
+                    s2[r, j, col, row] += acc
     return changed
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _mv_sweep_part(x, fixed, lo, hi, a, beta, mu, fac, keys, z, n, s1, s2, changed):
+    """Sweep observations lo..hi-1 of every replica: add to the sums, set ``changed``."""
+    k, d = mu.shape[1], mu.shape[2]
+    xt = np.ascontiguousarray(x[lo:hi].T)  # by feature: contiguous rows for the block loops
+    size = _MV_BLOCK
+    work = (
+        np.empty((k, size)),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int64),
+        np.empty((k, size)),
+        np.empty((k, d, size)),
+        np.empty((k, d, d, size)),
+    )
+    for r in range(a.shape[0]):
+        changed[r] = _mv_sweep_range(
+            xt, fixed, lo, hi, r, a, beta, mu, fac, keys[r], z, n, s1, s2, work
+        )
 
 
 @njit(cache=True, nogil=True)
 def _mv_sweep_serial(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed):
-    k, d = mu.shape[1], mu.shape[2]
-    logp = np.empty(k)
-    diff = np.empty(d)
     n[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
-    for r in range(a.shape[0]):
-        changed[r] = _mv_sweep_range(
-            x, fixed, 0, x.shape[0], r, a, beta, mu, fac, keys[r], z, n, s1, s2, logp, diff
-        )
+    _mv_sweep_part(x, fixed, 0, x.shape[0], a, beta, mu, fac, keys, z, n, s1, s2, changed)
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _mv_sweep_threads(x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
-    n_rep, k, d = mu.shape
+def _mv_sweep_on(pool, x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks):
+    """Run the multivariate sweep with the observations split into `n_blocks` ranges on `pool`."""
     n_obs = x.shape[0]
-    size = (n_obs + n_blocks - 1) // n_blocks
-    bn = np.zeros((n_blocks, n_rep, k))
-    b1 = np.zeros((n_blocks, n_rep, k, d))
-    b2 = np.zeros((n_blocks, n_rep, k, d, d))
-    bc = np.zeros((n_blocks, n_rep), dtype=np.int64)
-    for b in prange(n_blocks):
-        lo = b * size
-        hi = min(n_obs, lo + size)
-        logp = np.empty(k)
-        diff = np.empty(d)
-        for r in range(n_rep):
-            bc[b, r] = _mv_sweep_range(
-                x, fixed, lo, hi, r, a, beta, mu, fac, keys[r], z, bn[b], b1[b], b2[b], logp, diff
-            )
-    n[:] = bn.sum(axis=0)
-    s1[:] = b1.sum(axis=0)
-    s2[:] = b2.sum(axis=0)
+    size = max(1, -(-n_obs // n_blocks))
+    bn = np.zeros((n_blocks,) + n.shape)
+    b1 = np.zeros((n_blocks,) + s1.shape)
+    b2 = np.zeros((n_blocks,) + s2.shape)
+    bc = np.zeros((n_blocks,) + changed.shape, dtype=np.int64)
+    jobs = [
+        pool.submit(
+            _mv_sweep_part,
+            *(x, fixed, lo, min(n_obs, lo + size), a, beta, mu, fac, keys, z),
+            *(bn[b], b1[b], b2[b], bc[b]),
+        )
+        for b, lo in enumerate(range(0, n_obs, size))
+    ]
+    for job in jobs:
+        job.result()
+    n[:], s1[:], s2[:] = bn.sum(axis=0), b1.sum(axis=0), b2.sum(axis=0)
     changed[:] = bc.sum(axis=0)
 
 
@@ -784,7 +1043,8 @@ def mv_run(x, it0, it1, tune, model, chain, out, stats):
 def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     """As :func:`mv_run`, each sweep split over threads (driven from Python).
 
-    See :func:`run_threaded` for why this loop is not compiled.
+    See :func:`run_threaded` for why this loop is not compiled: the sweep's ranges run on a pool
+    of Python threads.
     """
     logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
     temp_of, betas = chain[6], chain[8]
@@ -793,7 +1053,10 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     keys = np.empty(n_rep, dtype=np.uint64)
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
-    for it in range(it0, it1):
-        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_threads(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks)
-        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        for it in range(it0, it1):
+            _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+            _mv_sweep_on(
+                pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
+            )
+            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
