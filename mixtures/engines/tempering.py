@@ -155,15 +155,17 @@ def auto_temperatures(n_obs: int) -> int:
     return 16
 
 
-def drive(total: int, rounds: list[int], progressbar: bool, label: str, run_chunk, adapt) -> None:
-    """Run iterations 0..total-1 in chunks of about 0.1 s, with a progress bar.
+def drive(
+    total: int, rounds: list[int], progressbar: bool, label: str, run_chunk, adapt, start: int = 0
+) -> None:
+    """Run iterations start..total-1 in chunks of about 0.1 s, with a progress bar.
 
     ``run_chunk(start, stop)`` runs the compiled kernel on those iterations; chunks end at each
     adaptation round, after which ``adapt()`` re-spaces the ladder. Between chunks Python
     regains control, so the bar moves and one Ctrl-C is answered promptly.
     """
-    it, chunk = 0, 10
-    with progress_bar(total, progressbar, label) as bar:
+    it, chunk = start, 10
+    with progress_bar(total - start, progressbar, label) as bar:
         while it < total:
             stop = min([total, it + chunk, *(r for r in rounds if r > it)])
             t0 = time.perf_counter()
