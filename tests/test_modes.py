@@ -162,7 +162,9 @@ def test_tempered_extension_keeps_the_ladder(three_gaussians):
     assert total > 100
     single = mixtures.sample(model, draws=total, tune=200, tempering=4, random_seed=2,
                              warn=False, **QUIET)  # fmt: skip
-    assert idata.posterior.attrs["mixtures_betas"] == single.posterior.attrs["mixtures_betas"]
+    np.testing.assert_array_equal(
+        idata.posterior.attrs["mixtures_betas"], single.posterior.attrs["mixtures_betas"]
+    )
     np.testing.assert_array_equal(idata.posterior["means"].values, single.posterior["means"].values)
     np.testing.assert_array_equal(
         idata.sample_stats["swap_accept"].values, single.sample_stats["swap_accept"].values
@@ -173,9 +175,10 @@ def test_spent_budget_is_recorded_and_warned():
     y = mixtures.load_dataset("galaxies")["velocity"].to_numpy() / 1000
     model = mixtures.full_mixture(y, 3)
     # untempered chains on the galaxies stay in different modes (see test_gibbs.py)
-    with pytest.warns(ConvergenceWarning, match="r_hat"):
+    with pytest.warns(ConvergenceWarning) as record:
         idata = mixtures.sample(model, tempering=False, random_seed=1, budget=(1600, 60.0),
                                 **QUIET)  # fmt: skip
+    assert any("r_hat" in str(w.message) for w in record)
     attrs = idata.posterior.attrs
     assert attrs["mixtures_draws_run"] <= 1600
     assert attrs["mixtures_draws_reason"].startswith("budget spent (1600 draws per chain")

@@ -110,7 +110,7 @@ def _next_length(done: int, grow: float, per_draw: float, elapsed: float, budget
     """
     max_draws, max_seconds = budget
     room = min(max_draws - done, int((max_seconds - elapsed) / max(per_draw, 1e-12)))
-    want = max(done // 2, math.ceil(done * (1.2 * grow - 1.0)))
+    want = max(done // 2, math.ceil(done * (1.2 * grow - 1.0)), MIN_EXTENSION)
     length = min(room, want)
     return length if length >= MIN_EXTENSION else 0
 
