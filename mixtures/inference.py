@@ -68,7 +68,7 @@ def sample(
         :func:`full_mixture`.
     draws : int or None, default None
         Draws per chain. ``draws=N`` runs exactly N. None (converged by default): the Gibbs
-        engine runs 1,000, then, while r_hat > 1.01 or the bulk or tail ESS < 400 on any
+        engine runs 500, then, while r_hat > 1.01 or the bulk or tail ESS < 400 on any
         scalar of ``weights``, ``means``, ``sigma``, continues the same chains (state and
         adapted ladder kept) for more draws, up to 8,000 per chain or 60 s of sampling
         (:mod:`mixtures.engines.extend`); the draws equal those of ``draws=`` the total with
@@ -106,8 +106,11 @@ def sample(
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs
-        Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
-        ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
+        Passed to the engine: the Gibbs engine's ``init`` (``"auto"``, ``"em"``,
+        ``"random"``; see `tempering`) and ``budget`` (``(draws per chain, seconds)`` of an
+        automatic run, default ``(8000, 60.0)``); :func:`pymc.sample` (``cores``,
+        ``target_accept``, ``step``, ...) or nutpie's ``sample`` (``backend="numba" | "jax"``,
+        ...).
 
     Returns
     -------
@@ -119,7 +122,8 @@ def sample(
     -----
     ConvergenceWarning
         If any of ``weights``, ``means``, ``sigma`` has r_hat > 1.01 or bulk ESS < 400, or if
-        there were divergences.
+        there were divergences; with ``draws=None`` on the Gibbs engine, only when the budget
+        ran out before the diagnostics passed.
 
     Examples
     --------

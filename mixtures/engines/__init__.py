@@ -31,7 +31,7 @@ import pymc as pm
 
 from mixtures._validation import check_observations
 from mixtures.diagnostics import check_degenerate, warn_convergence
-from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE
+from mixtures.engines.extend import AUTO_TUNE, DEFAULT_DRAWS
 from mixtures.engines.finish import finish
 from mixtures.engines.gibbs import GibbsEngine
 from mixtures.engines.numpyro import NumpyroEngine
@@ -190,7 +190,7 @@ class CompiledMixture:
         y : array-like, optional
             New observations (any length); default: the model's current data.
         draws : int or None, default None
-            Draws per chain. None: the Gibbs engine runs 1,000 and continues the chains until
+            Draws per chain. None: the Gibbs engine runs 500 and continues the chains until
             the diagnostics pass or its budget is spent (see :func:`mixtures.sample`); the
             other engines run 1,000.
         tune : int or None, default None
@@ -207,8 +207,9 @@ class CompiledMixture:
         warn : bool, default True
             Issue a :class:`~mixtures.ConvergenceWarning` for failed diagnostics.
         **kwargs
-            Passed to the engine: ``tempering`` for Gibbs; ``cores``, ``target_accept``,
-            ``step`` for PyMC; ``backend`` for nutpie.
+            Passed to the engine: ``tempering``, ``init`` ("auto", "em", "random") and
+            ``budget`` (draws per chain, seconds of an automatic run) for Gibbs; ``cores``,
+            ``target_accept``, ``step`` for PyMC; ``backend`` for nutpie.
 
         Returns
         -------
@@ -216,7 +217,7 @@ class CompiledMixture:
         """
         _check_draws(draws, tune, chains)
         if self.sampler != "gibbs":
-            draws = AUTO_DRAWS if draws is None else draws
+            draws = DEFAULT_DRAWS if draws is None else draws
             tune = AUTO_TUNE if tune is None else tune
         if y is not None:
             self.set_data(y)
