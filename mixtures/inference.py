@@ -96,13 +96,14 @@ def sample(
     tempering : "auto", False, int or array-like, default "auto"
         Gibbs engine only: replica exchange over powers of the likelihood, so chains cross
         between modes. An int sets the number of temperatures on the default ladder
-        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse temperatures
-        (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
-        uses 16 temperatures when N k <= 6,000, none above 60,000, and in between only when
-        EM finds two distinct local optima within 10 nats of each other
-        (:mod:`mixtures.engines.starts`). Untempered chains with N k > 6,000 start from the
-        best of several EM fits on a subsample, each chain perturbed (pass ``init="random"``
-        for random starts, ``init="em"`` to force EM starts).
+        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse
+        temperatures (increasing, ending at 1; start at 0 for
+        :func:`mixtures.log_evidence`). ``"auto"`` uses 32 temperatures when N k <= 1,000,
+        16 when N k <= 6,000, none above 60,000, and in between only when EM finds two
+        distinct local optima within 10 nats of each other (:mod:`mixtures.engines.starts`).
+        Untempered chains with N k > 6,000 start from the best of several EM fits on a
+        subsample, each chain perturbed (pass ``init="random"`` for random starts,
+        ``init="em"`` to force EM starts).
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs

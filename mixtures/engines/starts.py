@@ -13,10 +13,11 @@ Tempered runs keep the random starts (:meth:`GibbsEngine._init`): there the ladd
 chains between modes, and starts spread over the data let r_hat see whether it did.
 
 **When to temper** (``tempering="auto"``): always when N k <= 6,000, where 16 temperatures cost
-at most a few seconds; never when N k > 60,000 (as before); in between only when EM finds a
-second local optimum, distinct from the best, whose log-likelihood on all the data (EM continued
-there from the subsample's optima) is within 10 nats of it (then a second mode can carry
-posterior mass, and the ladder is worth its 16-fold cost).
+at most a few seconds (32 when N k <= 1,000:
+:func:`~mixtures.engines.tempering.auto_temperatures`); never when N k > 60,000 (as before); in
+between only when EM finds a second local optimum, distinct from the best, whose log-likelihood
+on all the data (EM continued there from the subsample's optima) is within 10 nats of it (then a
+second mode can carry posterior mass, and the ladder is worth its 16-fold cost).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def choose_ladder(tempering, x: np.ndarray, k: int, rng: np.random.Generator):
     """
     if isinstance(tempering, str) and tempering == "auto":
         temper, optima = needs_tempering(x, k, rng)
-        ladder = default_ladder(auto_temperatures(x.shape[0])) if temper else np.ones(1)
+        ladder = default_ladder(auto_temperatures(x.shape[0], k)) if temper else np.ones(1)
         return ladder, optima
     return resolve_ladder(tempering, x.shape[0], k), []
 
