@@ -13,8 +13,8 @@ indicative and the old way is measured beside the new in the same run):
 3. **defaults end converged**: galaxies K = 3, 4 and three_gaussians K = 2, 3, 4, seed 1:
    r_hat, bulk and tail ESS, warnings, seconds.
 
-Run: ``python bench/modes.py [--quick] [--big]``; figures go to stdout and
-``bench/modes.json``.
+Run: ``python bench/modes.py [--quick] [--big] [--sections large galaxies converged]``;
+figures go to stdout and ``bench/modes.json``.
 """
 
 from __future__ import annotations
@@ -132,16 +132,23 @@ def main() -> None:
         "--old", type=float, nargs="*", default=[1e5],
         help="sizes at which the old default also runs (seed 1); 1e4 takes minutes",
     )  # fmt: skip
+    parser.add_argument(
+        "--sections", nargs="*", default=["large", "galaxies", "converged"],
+        help="sections to run; the others keep their figures in the json file",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes, seeds = ([10_000], [1]) if args.quick else ([10_000, 100_000], [1, 2, 3, 4])
-    out = {"machine": f"{platform.node()} ({os.cpu_count()} cores, shared)"}
-    out["large_n"] = large_n(sizes, seeds, {(int(n), 1) for n in args.old})
-    if args.big:
-        out["large_n"] += large_n([1_000_000], [1], set())
-    out["galaxies"] = galaxies([3] if args.quick else [3, 11, 21])
-    if not args.quick:
-        out["converged_by_default"] = converged_by_default()
     path = HERE / ("modes_quick.json" if args.quick else "modes.json")
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out["machine"] = f"{platform.node()} ({os.cpu_count()} cores, shared)"
+    if "large" in args.sections:
+        out["large_n"] = large_n(sizes, seeds, {(int(n), 1) for n in args.old})
+        if args.big:
+            out["large_n"] += large_n([1_000_000], [1], set())
+    if "galaxies" in args.sections:
+        out["galaxies"] = galaxies([3] if args.quick else [3, 11, 21])
+    if "converged" in args.sections and not args.quick:
+        out["converged_by_default"] = converged_by_default()
     path.write_text(json.dumps(out, indent=1))
 
 
