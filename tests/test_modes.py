@@ -198,3 +198,10 @@ def test_multivariate_wishart_model_converges_by_default():
     for chain in means:
         order = np.argsort(chain[:, 0] + 10 * chain[:, 1])
         np.testing.assert_allclose(chain[order], centres, atol=0.15)
+
+
+@pytest.mark.parametrize("budget", [(0, 10.0), ("many", 10.0), (100,), (100, -1.0)])
+def test_a_bad_budget_is_refused(three_gaussians, budget):
+    model = mixtures.full_mixture(three_gaussians, 2)
+    with pytest.raises(ValueError, match=r"`budget` should be .*, but got"):
+        mixtures.sample(model, tune=10, tempering=False, budget=budget, **QUIET)

@@ -119,6 +119,21 @@ def _next_length(done: int, grow: float, per_draw: float, elapsed: float, budget
     return length if length >= MIN_EXTENSION else 0
 
 
+def _check_budget(budget) -> tuple[int, float]:
+    if budget is None:
+        return MAX_DRAWS, MAX_SECONDS
+    try:
+        max_draws, max_seconds = budget
+        ok = int(max_draws) == max_draws and max_draws >= 1 and float(max_seconds) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`budget` should be (most draws per chain >= 1, most seconds >= 0), but got {budget!r}"
+        )
+    return int(max_draws), float(max_seconds)
+
+
 def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
     """Run `draws` per chain, or (``draws=None``) extend until the diagnostics pass.
 
@@ -145,7 +160,7 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
         record = {"mixtures_draws_requested": int(draws), "mixtures_draws_run": int(draws)}
         record["mixtures_draws_reason"] = "draws fixed by the user"
         return run_segment(draws), record
-    budget = budget or (MAX_DRAWS, MAX_SECONDS)
+    budget = _check_budget(budget)
     t0 = time.perf_counter()
     parts, done = [run_segment(AUTO_DRAWS)], AUTO_DRAWS
     per_draw = (time.perf_counter() - t0) / AUTO_DRAWS
