@@ -31,8 +31,8 @@ __all__ = [
 def sample(
     model: pm.Model,
     *,
-    draws: int = 1000,
-    tune: int = 1000,
+    draws: int | None = None,
+    tune: int | None = None,
     chains: int = 4,
     random_seed=None,
     progressbar: bool | None = None,
@@ -70,7 +70,19 @@ def sample(
     model : pymc.Model
         A model from :func:`known_params_mixture`, :func:`shared_sd_mixture` or
         :func:`full_mixture`.
-    draws, tune, chains : int
+    draws : int or None, default None
+        Draws per chain. ``draws=N`` runs exactly N. None (converged by default): the Gibbs
+        engine runs 500, then, while r_hat > 1.01 or the bulk or tail ESS < 400 on any
+        scalar of ``weights``, ``means``, ``sigma``, continues the same chains (state and
+        adapted ladder kept) for more draws, up to 8,000 per chain or 60 s of sampling
+        (:mod:`mixtures.engines.extend`); the draws equal those of ``draws=`` the total with
+        the same seed. ``posterior.attrs`` records ``mixtures_draws_requested``,
+        ``mixtures_draws_run`` and ``mixtures_draws_reason``. The other engines run 1,000.
+    tune : int or None, default None
+        Tuning (burn-in) iterations. None: for the Gibbs engine 200 when the chains start from
+        EM fits untempered (see `tempering`), else 1,000 (the ladder's adaptation needs them);
+        1,000 for the other engines. Recorded in ``posterior.attrs["mixtures_tune"]``.
+    chains : int
         As in :func:`pymc.sample`.
     random_seed : int or numpy.random.Generator, optional
         Makes the run reproducible, with every engine.
@@ -88,14 +100,22 @@ def sample(
     tempering : "auto", False, int or array-like, default "auto"
         Gibbs engine only: replica exchange over powers of the likelihood, so chains cross
         between modes. An int sets the number of temperatures on the default ladder
-        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse temperatures
-        (increasing, ending at 1; start at 0 for :func:`mixtures.log_evidence`). ``"auto"``
-        uses 16 temperatures when N k <= 60,000 and none above.
+        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse
+        temperatures (increasing, ending at 1; start at 0 for
+        :func:`mixtures.log_evidence`). ``"auto"`` uses 32 temperatures when N k <= 1,000,
+        16 when N k <= 6,000, none above 60,000, and in between only when EM finds two
+        distinct local optima within 10 nats of each other (:mod:`mixtures.engines.starts`).
+        Untempered chains with N k > 6,000 start from the best of several EM fits on a
+        subsample, each chain perturbed (pass ``init="random"`` for random starts,
+        ``init="em"`` to force EM starts).
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs
-        Passed to the engine: :func:`pymc.sample` (``cores``, ``target_accept``, ``step``,
-        ...) or nutpie's ``sample`` (``backend="numba" | "jax"``, ...).
+        Passed to the engine: the Gibbs engine's ``init`` (``"auto"``, ``"em"``,
+        ``"random"``; see `tempering`) and ``budget`` (``(draws per chain, seconds)`` of an
+        automatic run, default ``(8000, 60.0)``); :func:`pymc.sample` (``cores``,
+        ``target_accept``, ``step``, ...) or nutpie's ``sample`` (``backend="numba" | "jax"``,
+        ...).
 
     Returns
     -------
@@ -107,7 +127,8 @@ def sample(
     -----
     ConvergenceWarning
         If any of ``weights``, ``means``, ``sigma`` has r_hat > 1.01 or bulk ESS < 400, or if
-        there were divergences.
+        there were divergences; with ``draws=None`` on the Gibbs engine, only when the budget
+        ran out before the diagnostics passed.
 
     Examples
     --------

@@ -35,6 +35,7 @@ import pymc as pm
 
 from mixtures._validation import check_observations
 from mixtures.diagnostics import check_degenerate, warn_convergence
+from mixtures.engines.extend import AUTO_TUNE, DEFAULT_DRAWS
 from mixtures.engines.finish import finish
 from mixtures.engines.gibbs import GibbsEngine
 from mixtures.engines.mfm import MFMEngine
@@ -180,8 +181,8 @@ class CompiledMixture:
         self,
         y=None,
         *,
-        draws: int = 1000,
-        tune: int = 1000,
+        draws: int | None = None,
+        tune: int | None = None,
         chains: int = 4,
         random_seed=None,
         progressbar: bool | None = None,
@@ -195,7 +196,14 @@ class CompiledMixture:
         ----------
         y : array-like, optional
             New observations (any length); default: the model's current data.
-        draws, tune, chains : int
+        draws : int or None, default None
+            Draws per chain. None: the Gibbs engine runs 500 and continues the chains until
+            the diagnostics pass or its budget is spent (see :func:`mixtures.sample`); the
+            other engines run 1,000.
+        tune : int or None, default None
+            Tuning iterations. None: the Gibbs engine's choice (see :func:`mixtures.sample`);
+            1,000 for the other engines.
+        chains : int
             As in :func:`pymc.sample`.
         random_seed : int or numpy.random.Generator, optional
             Makes the run reproducible (for every engine).
@@ -206,14 +214,18 @@ class CompiledMixture:
         warn : bool, default True
             Issue a :class:`~mixtures.ConvergenceWarning` for failed diagnostics.
         **kwargs
-            Passed to the engine: ``tempering`` for Gibbs; ``cores``, ``target_accept``,
-            ``step`` for PyMC; ``backend`` for nutpie.
+            Passed to the engine: ``tempering``, ``init`` ("auto", "em", "random") and
+            ``budget`` (draws per chain, seconds of an automatic run) for Gibbs; ``cores``,
+            ``target_accept``, ``step`` for PyMC; ``backend`` for nutpie.
 
         Returns
         -------
         arviz.InferenceData
         """
         _check_draws(draws, tune, chains)
+        if self.sampler != "gibbs":
+            draws = DEFAULT_DRAWS if draws is None else draws
+            tune = AUTO_TUNE if tune is None else tune
         if y is not None:
             self.set_data(y)
         check_degenerate(self.model["y_data"].get_value(), self.spec)
@@ -259,9 +271,11 @@ class CompiledMixture:
 
 def _check_draws(draws, tune, chains) -> None:
     for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if name in ("draws", "tune") and val is None:
+            continue
         if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 0:
             raise ValueError(f"`{name}` should be a non-negative integer, but got {val!r}")
-    if chains < 1 or draws < 1:
+    if chains < 1 or (draws is not None and draws < 1):
         raise ValueError(f"`draws` and `chains` should be >= 1, but got {draws} and {chains}")
 
 

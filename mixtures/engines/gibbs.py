@@ -37,13 +37,14 @@ import time
 import numpy as np
 
 from mixtures._kernels import run, run_threaded
+from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import sample_mv
+from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
     adapt_ladder,
     adaptation_rounds,
     drive,
     replica_state,
-    resolve_ladder,
     run_record,
     sample_stats_arrays,
     stores_assignments,
@@ -112,6 +113,7 @@ class GibbsEngine:
         return np.ascontiguousarray(labels)
 
     def _init(self, y, known, n_rep, rng):
+        """Random starts: means at data points, sds near sd(y) / sqrt(k)."""
         k, spec = self.spec.k, self.spec
         scale = float(np.std(y)) or 1.0
         logw = np.full((n_rep, k), -np.log(k))
@@ -120,23 +122,47 @@ class GibbsEngine:
         else:
             mu = np.sort(rng.choice(y, size=(n_rep, k)), axis=1)
             mu += scale * 1e-3 * rng.standard_normal((n_rep, k))
-            if spec.ordered:
-                mu = np.sort(mu, axis=1)
-                for j in range(1, k):
-                    mu[:, j] = np.maximum(mu[:, j], mu[:, j - 1] + scale * 1e-3)
+            mu = self._order(mu, scale)
+        shape = (n_rep, 1) if spec.shared_sd else (n_rep, k)
+        sd = scale / np.sqrt(k) * np.exp(0.2 * rng.standard_normal(shape))
+        return logw, mu, self._admissible_sd(sd, known, rng)
+
+    def _em_init(self, opt, y, known, n_rep, rng):
+        """Start around the EM optimum `opt` (see ``starts.univariate_starts``)."""
+        logw, mu, sd = univariate_starts(opt, n_rep, y.shape[0], rng)
+        if self.spec.shared_sd:
+            sd = np.sqrt((np.exp(logw) * sd**2).sum(axis=1, keepdims=True))
+        scale = float(np.std(y)) or 1.0
+        sd = np.maximum(sd, 1e-3 * scale)  # EM may end on a near-collapsed component
+        return logw, self._order(mu, scale), self._admissible_sd(sd, known, rng)
+
+    def _order(self, mu, scale):
+        if self.spec.ordered:
+            mu = np.sort(mu, axis=1)
+            for j in range(1, mu.shape[1]):
+                mu[:, j] = np.maximum(mu[:, j], mu[:, j - 1] + scale * 1e-3)
+        return mu
+
+    def _admissible_sd(self, sd, known, rng):
+        """Known sds, or `sd` moved into the prior's support and above the floor; (n_rep, k)."""
+        n_rep, k = sd.shape[0], self.spec.k
         if "sigma" in known:
-            sd = np.broadcast_to(known["sigma"], (n_rep, k)).copy()
-        else:
-            shape = (n_rep, 1) if spec.shared_sd else (n_rep, k)
-            sd = scale / np.sqrt(k) * np.exp(0.2 * rng.standard_normal(shape))
-            prior = spec.priors["sigma"]
-            bad = ~np.isfinite(prior.logpdf(sd))
-            if bad.any():  # e.g. outside a Uniform's support: start inside it
-                draws = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)
-                sd = np.where(bad, np.broadcast_to(draws, shape), sd)
-            sd = np.maximum(sd, 1.5 * spec.sigma_floor)
-            sd = np.broadcast_to(sd, (n_rep, k)).copy()
-        return logw, mu, sd
+            return np.broadcast_to(known["sigma"], (n_rep, k)).copy()
+        prior = self.spec.priors["sigma"]
+        bad = ~np.isfinite(prior.logpdf(sd))
+        if bad.any():  # e.g. outside a Uniform's support: start inside it
+            draws = np.asarray(prior.scipy().rvs(size=sd.shape, random_state=rng), dtype=float)
+            sd = np.where(bad, np.broadcast_to(draws, sd.shape), sd)
+        sd = np.maximum(sd, 1.5 * self.spec.sigma_floor)
+        return np.broadcast_to(sd, (n_rep, k)).copy()
+
+    def _starts(self, y, known, n_rep, rng, optima, em_starts: bool):
+        """Chain starts: around the best EM optimum if `em_starts` (and one is found)."""
+        if em_starts and "means" not in known and not self.spec.labelled:
+            optima = optima or em_optima(y[:, None], self.spec.k, rng)
+            if optima:
+                return self._em_init(optima[0], y, known, n_rep, rng), "EM (best of several)"
+        return self._init(y, known, n_rep, rng), "random"
 
     # ---------------------------------------------------------------- the run
     def sample(
@@ -149,75 +175,135 @@ class GibbsEngine:
         progressbar,
         tempering="auto",
         store_assignments="auto",
+        init="auto",
+        budget=None,
     ):
-        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``."""
+        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``.
+
+        ``draws=None`` extends the chains until the diagnostics pass or `budget` (draws per
+        chain, seconds; default :data:`~mixtures.engines.extend.MAX_DRAWS`,
+        :data:`~mixtures.engines.extend.MAX_SECONDS`) is spent (:mod:`mixtures.engines.extend`).
+        ``tune=None``: :data:`~mixtures.engines.extend.EM_TUNE` for chains started from EM
+        and untempered, :data:`~mixtures.engines.extend.AUTO_TUNE` otherwise.
+        ``init``: ``"auto"``, ``"em"`` or ``"random"`` starts
+        (:func:`mixtures.engines.starts.uses_em_starts`).
+        """
         t_start = time.perf_counter()
         spec = self.spec
+        rng = np.random.default_rng(random_seed)
         if spec.family != "normal":
             x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
+            betas, optima = choose_ladder(tempering, x, spec.k, rng)
+            plan = {"tempering": tempering, "init": init, "optima": optima, "budget": budget}
             return sample_mv(
                 self,
                 x,
-                resolve_ladder(tempering, x.shape[0], spec.k),
-                _adapts(tempering),
+                betas,
+                plan,
                 draws=draws,
                 tune=tune,
                 chains=chains,
-                rng=np.random.default_rng(random_seed),
+                rng=rng,
                 progressbar=progressbar,
                 store_assignments=store_assignments,
             )
         y, known = self._read()
-        betas = resolve_ladder(tempering, y.shape[0], spec.k)
-        adapt = _adapts(tempering)
-        n_temps = betas.size
-        rng = np.random.default_rng(random_seed)
-        n_rep, k, n_obs = chains * n_temps, spec.k, y.shape[0]
-        logw, mu, sd = self._init(y, known, n_rep, rng)
-        z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, k)
-        store_z = stores_assignments(store_assignments, spec, chains * draws * n_obs)
-        free = spec.free
-        out_w, out_mu, out_sd = (np.empty((chains, draws, k)) for _ in range(3))
-        out_z = np.empty((chains, draws if store_z else 0, n_obs), dtype=z.dtype)
-        st = sample_stats_arrays(chains, draws, n_temps, sigma_accept=True)
-        scale = float(np.std(y)) or 1.0
-        model = _kernel_model(spec, store_z, collapse_at=1e-10 * scale)
+        betas, optima = choose_ladder(tempering, y[:, None], spec.k, rng)
+        n_temps, n_obs = betas.size, y.shape[0]
+        em_starts = uses_em_starts(init, n_temps, n_obs, spec.k)
+        if tune is None:
+            tune = EM_TUNE if em_starts else AUTO_TUNE
+        (logw, mu, sd), start = self._starts(y, known, chains * n_temps, rng, optima, em_starts)
+        z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, spec.k)
         n_tries = max(n_temps - 1, 1)
         tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
-        fixed = self._labels(n_obs)
         state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
-        state_arrays.append(fixed)
-        out = (out_w, out_mu, out_sd, out_z)
+        state_arrays.append(self._labels(n_obs))
+        runner = _Runner(self, y, state_arrays, tune, chains, progressbar)
+        runner.rounds = adaptation_rounds(tune) if _adapts(tempering) and n_temps > 2 else []
+        runner.store_z = stores_assignments(
+            store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
+        )
+        runner.store_rule = (store_assignments, chains * n_obs)
+        merged, record = run_draws(draws, runner.segment, _checked, t_start=t_start, budget=budget)
+        posterior, st = _split(merged, spec)
+        store_z = "assignment" in posterior
+        attrs = run_record(st, state_arrays[8], bool(runner.rounds), store_z, t_start)
+        attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
+        steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
+        steps += ", sigma (MH)" if "sigma" in spec.free else ""
+        steps += "]" + (f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else "")
+        return posterior, st, attrs, steps
+
+
+class _Runner:
+    """Runs segments of draws on kept state arrays (the chains continue across segments)."""
+
+    def __init__(self, engine, y, state_arrays, tune, chains, progressbar):
+        self.engine, self.y, self.state = engine, y, state_arrays
+        self.tune, self.chains, self.progressbar = tune, chains, progressbar
+        self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
+        self.scale = float(np.std(y)) or 1.0
+
+    def _keep_storing(self, n: int) -> bool:
+        rule, per_draw = self.store_rule
+        total = (self.done + n) * per_draw
+        return self.store_z and stores_assignments(rule, self.engine.spec, total)
+
+    def segment(self, n: int) -> dict:
+        """Run `n` more draws of every chain (tuning first, on the first call)."""
+        spec, chains, k = self.engine.spec, self.chains, self.engine.spec.k
+        self.store_z = self._keep_storing(n)
+        model = _kernel_model(spec, self.store_z, collapse_at=1e-10 * self.scale)
+        n_temps = self.state[8].size
+        out = tuple(np.empty((chains, n, k)) for _ in range(3))
+        z = self.state[3]
+        out += (np.empty((chains, n if self.store_z else 0, z.shape[1]), dtype=z.dtype),)
+        st = sample_stats_arrays(chains, n, n_temps, sigma_accept=True)
         stats = tuple(st.values())
-        threaded = n_rep * n_obs >= _PARALLEL_MIN
-        rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
+        offset = self.tune + self.done  # the iteration of this segment's first draw
+        threaded = self.state[0].shape[0] * self.y.shape[0] >= _PARALLEL_MIN
+        tries, accepts = self.state[9], self.state[10]
 
         def run_chunk(start, stop):
-            args = (y, start, stop, tune, model, tuple(state_arrays), out, stats)
+            args = (self.y, start, stop, offset, model, tuple(self.state), out, stats)
             collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
             if collapsed >= 0:
-                raise DegenerateDataError(_collapse_message(collapsed, scale))
+                raise DegenerateDataError(_collapse_message(collapsed, self.scale))
 
         def adapt_round():  # equalise the swap rejection between adjacent rungs
-            state_arrays[8] = adapt_ladder(state_arrays[8], 1.0 - accepts / np.maximum(tries, 1))
+            self.state[8] = adapt_ladder(self.state[8], 1.0 - accepts / np.maximum(tries, 1))
             tries[:], accepts[:] = 0, 0
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-        drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
-        posterior = {"weights": out_w}
-        if "means" in free:
-            posterior["means"] = out_mu
-        if "sigma" in free:
-            posterior["sigma"] = out_sd[:, :, 0] if spec.shared_sd else out_sd
-        else:
-            del st["sigma_accept"]
-        if store_z:
-            posterior["assignment"] = out_z
-        attrs = run_record(st, state_arrays[8], bool(rounds), store_z, t_start)
-        steps = "Gibbs[assignment, weights" + (", means" if "means" in free else "")
-        steps += ", sigma (MH)" if "sigma" in free else ""
-        steps += "]" + (f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else "")
-        return posterior, st, attrs, steps
+        first = 0 if self.done == 0 else offset
+        rounds = self.rounds if self.done == 0 else []
+        drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
+        self.done += n
+        names = ("weights", "means", "sd", "assignment")
+        return dict(zip(names, out), **st)
+
+
+def _checked(merged: dict) -> dict:
+    """Return the parameters whose diagnostics decide an automatic run."""
+    return {"weights": merged["weights"], "means": merged["means"], "sigma": merged["sd"]}
+
+
+def _split(merged: dict, spec) -> tuple[dict, dict]:
+    """Return the posterior and sample-stats dicts of a run's merged segments."""
+    posterior = {"weights": merged["weights"]}
+    if "means" in spec.free:
+        posterior["means"] = merged["means"]
+    if "sigma" in spec.free:
+        posterior["sigma"] = merged["sd"][:, :, 0] if spec.shared_sd else merged["sd"]
+    z = merged["assignment"]
+    if z.shape[1] and z.shape[1] == merged["weights"].shape[1]:
+        posterior["assignment"] = z  # dropped if storing stopped during an extension
+    names = ("n_changed", "complete_loglik", "tempered_loglik", "swap_accept", "sigma_accept")
+    st = {name: merged[name] for name in names}
+    if "sigma" not in spec.free:
+        del st["sigma_accept"]
+    return posterior, st
 
 
 def _adapts(tempering) -> bool:

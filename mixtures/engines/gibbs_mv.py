@@ -14,6 +14,8 @@ import time
 import numpy as np
 
 from mixtures._kernels import mv_run, mv_run_threaded
+from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
+from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
     adapt_ladder,
     adaptation_rounds,
@@ -31,28 +33,59 @@ _N_BLOCKS = 8
 
 
 def _init(x, spec, n_rep, rng):
+    """Random starts: means at data points, every covariance cov(x) / k."""
     k, d = spec.k, x.shape[1]
     logw = np.full((n_rep, k), -np.log(k))
     mu = x[rng.choice(x.shape[0], size=(n_rep, k))]  # data points as starting means
-    if spec.ordered_by is not None:
-        order = np.argsort(mu[:, :, spec.ordered_by], axis=1)
-        mu = np.take_along_axis(mu, order[:, :, None], axis=1)
-        step = 1e-3 * (np.std(x[:, spec.ordered_by]) or 1.0)
-        for j in range(1, k):
-            col = mu[:, j, spec.ordered_by]
-            mu[:, j, spec.ordered_by] = np.maximum(col, mu[:, j - 1, spec.ordered_by] + step)
     cov = np.cov(x, rowvar=False).reshape(d, d) / k + 1e-9 * np.eye(d)
-    prec_chol = np.linalg.cholesky(np.linalg.inv(cov))
-    fac = np.broadcast_to(prec_chol, (n_rep, k, d, d)).copy()
-    logdet = np.full((n_rep, k), 2 * np.log(np.diag(prec_chol)).sum())
-    return logw, np.ascontiguousarray(mu), fac, logdet
+    return logw, _order(mu, x, spec), np.broadcast_to(cov, (n_rep, k, d, d))
+
+
+def _em_init(opt, x, spec, n_rep, rng):
+    """Start around the EM optimum `opt` (:func:`~mixtures.engines.starts.multivariate_starts`)."""
+    logw, mu, cov = multivariate_starts(opt, n_rep, x.shape[0], rng)
+    if spec.ordered_by is not None:  # components by the EM means' order along ordered_by
+        order = np.argsort(opt.means[:, spec.ordered_by])
+        logw, mu, cov = logw[:, order], mu[:, order], cov[:, order]
+    d = x.shape[1]
+    floor = 1e-6 * np.mean(np.var(x, axis=0)) * np.eye(d)
+    return logw, _order(mu, x, spec), cov + floor
+
+
+def _order(mu, x, spec):
+    """Means sorted and strictly increasing along feature ``ordered_by`` (when set)."""
+    if spec.ordered_by is None:
+        return np.ascontiguousarray(mu)
+    by = spec.ordered_by
+    order = np.argsort(mu[:, :, by], axis=1)
+    mu = np.take_along_axis(mu, order[:, :, None], axis=1)
+    step = 1e-3 * (np.std(x[:, by]) or 1.0)
+    for j in range(1, mu.shape[1]):
+        mu[:, j, by] = np.maximum(mu[:, j, by], mu[:, j - 1, by] + step)
+    return np.ascontiguousarray(mu)
+
+
+def _precision_factors(cov):
+    """Cholesky factors F of the precisions (Lambda = F F^T) and log |Lambda|."""
+    fac = np.linalg.cholesky(np.linalg.inv(cov))
+    logdet = 2 * np.log(np.diagonal(fac, axis1=-2, axis2=-1)).sum(-1)
+    return np.ascontiguousarray(fac), np.ascontiguousarray(logdet)
+
+
+def _starts(engine, x, n_rep, rng, plan, n_temps):
+    spec = engine.spec
+    if uses_em_starts(plan["init"], n_temps, x.shape[0], spec.k) and not spec.labelled:
+        optima = plan["optima"] or em_optima(x, spec.k, rng)
+        if optima:
+            return _em_init(optima[0], x, spec, n_rep, rng), "EM (best of several)"
+    return _init(x, spec, n_rep, rng), "random"
 
 
 def sample_mv(
     engine,
     x,
     betas,
-    adapt,
+    plan,
     *,
     draws,
     tune,
@@ -61,60 +94,111 @@ def sample_mv(
     progressbar,
     store_assignments,
 ):
-    """Run the multivariate sampler; return ``(posterior, sample_stats, attrs, steps)``."""
+    """Run the multivariate sampler; return ``(posterior, sample_stats, attrs, steps)``.
+
+    ``plan`` holds ``tempering`` (as the user gave it), ``init``, the EM ``optima`` found
+    while choosing the ladder and the extension ``budget``; ``draws=None`` extends the chains
+    (:mod:`mixtures.engines.extend`).
+    """
     t_start = time.perf_counter()
     spec = engine.spec
-    k, d, n_obs = spec.k, x.shape[1], x.shape[0]
+    k, n_obs = spec.k, x.shape[0]
     n_temps = betas.size
-    n_rep = chains * n_temps
-    logw, mu, fac, logdet = _init(x, spec, n_rep, rng)
+    (logw, mu, cov), start = _starts(engine, x, chains * n_temps, rng, plan, n_temps)
+    if tune is None:
+        tune = EM_TUNE if start != "random" else AUTO_TUNE
+    fac, logdet = _precision_factors(cov)
     z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, k)
-    store_z = stores_assignments(store_assignments, spec, chains * draws * n_obs)
-    out_w = np.empty((chains, draws, k))
-    out_mu = np.empty((chains, draws, k, d))
-    out_lam = np.empty((chains, draws, k, d, d))
-    out_z = np.empty((chains, draws if store_z else 0, n_obs), dtype=z.dtype)
-    st = sample_stats_arrays(chains, draws, n_temps, sigma_accept=False)
-    prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
-    m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
-    s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
-    nu = float(spec.priors["wishart"].params["nu"])
-    psi = np.array(spec.priors["wishart"].params["psi"], dtype=float)
-    ordered_by = -1 if spec.ordered_by is None else int(spec.ordered_by)
-    model = (prior_a, m0, s0, nu, psi, ordered_by, store_z)
     n_tries = max(n_temps - 1, 1)
     tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
     chain = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, tries, accepts, state]
     chain.append(engine._labels(x.shape[0]))  # known labels (-1: unknown)
-    out = (out_w, out_mu, out_lam, out_z)
-    stats = tuple(st.values())
-    threaded = n_rep * n_obs >= _PARALLEL_MIN
-    rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
-
-    def run_chunk(start, stop):
-        args = (x, start, stop, tune, model, tuple(chain), out, stats)
-        if threaded:
-            mv_run_threaded(*args, _N_BLOCKS)
-        else:
-            mv_run(*args)
-
-    def adapt_round():
-        chain[8] = adapt_ladder(chain[8], 1.0 - accepts / np.maximum(tries, 1))
-        tries[:], accepts[:] = 0, 0
-
-    label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-    drive(tune + draws, rounds, progressbar, label, run_chunk, adapt_round)
-    cov = np.linalg.inv(out_lam)
-    chol = np.linalg.cholesky(cov)
-    posterior = {
-        "weights": out_w,
-        "means": out_mu,
-        "chol_cov": chol,
-        "sigma": np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)),
-    }
-    if store_z:
-        posterior["assignment"] = out_z
-    attrs = run_record(st, chain[8], bool(rounds), store_z, t_start)
+    runner = _MvRunner(spec, x, chain, tune, chains, progressbar)
+    adapt = isinstance(plan["tempering"], str | int | np.integer)
+    runner.rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
+    runner.store_z = stores_assignments(
+        store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
+    )
+    runner.store_rule = (store_assignments, chains * n_obs)
+    merged, record = run_draws(
+        draws, runner.segment, _checked, t_start=t_start, budget=plan["budget"]
+    )
+    posterior = _posterior(merged)
+    st = {name: merged[name] for name in ("n_changed", "complete_loglik", "tempered_loglik")}
+    st["swap_accept"] = merged["swap_accept"]
+    attrs = run_record(st, chain[8], bool(runner.rounds), "assignment" in posterior, t_start)
+    attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
     return posterior, st, attrs, steps
+
+
+class _MvRunner:
+    """Runs segments of draws on kept state arrays (see the univariate ``_Runner``)."""
+
+    def __init__(self, spec, x, chain, tune, chains, progressbar):
+        self.spec, self.x, self.state = spec, x, chain
+        self.tune, self.chains, self.progressbar = tune, chains, progressbar
+        self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
+
+    def segment(self, n: int) -> dict:
+        """Run `n` more draws of every chain (tuning first, on the first call)."""
+        spec, chains, k, d = self.spec, self.chains, self.spec.k, self.x.shape[1]
+        rule, per_draw = self.store_rule
+        total = (self.done + n) * per_draw
+        self.store_z = self.store_z and stores_assignments(rule, spec, total)
+        prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
+        m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
+        s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
+        nu = float(spec.priors["wishart"].params["nu"])
+        psi = np.array(spec.priors["wishart"].params["psi"], dtype=float)
+        ordered_by = -1 if spec.ordered_by is None else int(spec.ordered_by)
+        model = (prior_a, m0, s0, nu, psi, ordered_by, self.store_z)
+        z, n_temps = self.state[4], self.state[8].size
+        out = (np.empty((chains, n, k)), np.empty((chains, n, k, d)))
+        out += (np.empty((chains, n, k, d, d)),)
+        out += (np.empty((chains, n if self.store_z else 0, z.shape[1]), dtype=z.dtype),)
+        st = sample_stats_arrays(chains, n, n_temps, sigma_accept=False)
+        stats = tuple(st.values())
+        offset = self.tune + self.done
+        threaded = self.state[0].shape[0] * self.x.shape[0] >= _PARALLEL_MIN
+        tries, accepts = self.state[9], self.state[10]
+
+        def run_chunk(start, stop):
+            args = (self.x, start, stop, offset, model, tuple(self.state), out, stats)
+            if threaded:
+                mv_run_threaded(*args, _N_BLOCKS)
+            else:
+                mv_run(*args)
+
+        def adapt_round():
+            self.state[8] = adapt_ladder(self.state[8], 1.0 - accepts / np.maximum(tries, 1))
+            tries[:], accepts[:] = 0, 0
+
+        label = f"Gibbs: {chains} chains x {n_temps} temperatures"
+        first = 0 if self.done == 0 else offset
+        rounds = self.rounds if self.done == 0 else []
+        drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
+        self.done += n
+        return dict(zip(("weights", "means", "precision", "assignment"), out), **st)
+
+
+def _posterior(merged: dict) -> dict:
+    """Return the posterior dict: covariances from the precisions, sds from their diagonals."""
+    cov = np.linalg.inv(merged["precision"])
+    posterior = {
+        "weights": merged["weights"],
+        "means": merged["means"],
+        "chol_cov": np.linalg.cholesky(cov),
+        "sigma": np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)),
+    }
+    z = merged["assignment"]
+    if z.shape[1] and z.shape[1] == merged["weights"].shape[1]:
+        posterior["assignment"] = z  # dropped if storing stopped during an extension
+    return posterior
+
+
+def _checked(merged: dict) -> dict:
+    """Return the parameters whose diagnostics decide an automatic run."""
+    sigma = np.sqrt(np.diagonal(np.linalg.inv(merged["precision"]), axis1=-2, axis2=-1))
+    return {"weights": merged["weights"], "means": merged["means"], "sigma": sigma}

@@ -124,7 +124,7 @@ def resolve_ladder(tempering, n_obs: int, k: int) -> np.ndarray:
             )
         if k == 1:
             return np.ones(1)
-        return default_ladder(auto_temperatures(n_obs)) if n_obs * k <= 60_000 else np.ones(1)
+        return default_ladder(auto_temperatures(n_obs, k)) if n_obs * k <= 60_000 else np.ones(1)
     if isinstance(tempering, int | np.integer) and not isinstance(tempering, bool):
         if tempering < 1:
             raise ValueError(f"`tempering` should be an int >= 1, but got {tempering}")
@@ -144,26 +144,31 @@ def resolve_ladder(tempering, n_obs: int, k: int) -> np.ndarray:
     return betas
 
 
-def auto_temperatures(n_obs: int) -> int:
-    """Return the number of temperatures of ``tempering="auto"``: 16.
+def auto_temperatures(n_obs: int, k: int = 3) -> int:
+    """Return the number of temperatures of ``tempering="auto"``: 32 when N k <= 1,000, else 16.
 
     Measured on the multimodal sets (``bench/RESULTS.md``): with the adapted ladder, 10-12
     temperatures already make chains agree on the galaxies, but the within-mode mixing of the
-    far-group set needs 16 for a bulk ESS >= 400 at the default draws; 24 gained little more.
+    far-group set needs 16 for a bulk ESS >= 400 at the default draws. On the smallest sets
+    (N k <= 1,000, where 32 replicas cost less than 16 do at N k = 2,000) 32 temperatures let
+    the chains cross modes that 16 do not (``bench/modes.py``: three_gaussians with K = 2 had
+    one chain in the other merge and bulk ESS 20 at 16, r_hat 1.00 and ESS 1,466 at 32;
+    galaxies K = 4 reached ESS 400 only with 32).
     """
-    del n_obs
-    return 16
+    return 32 if n_obs * k <= 1_000 else 16
 
 
-def drive(total: int, rounds: list[int], progressbar: bool, label: str, run_chunk, adapt) -> None:
-    """Run iterations 0..total-1 in chunks of about 0.1 s, with a progress bar.
+def drive(
+    total: int, rounds: list[int], progressbar: bool, label: str, run_chunk, adapt, start: int = 0
+) -> None:
+    """Run iterations start..total-1 in chunks of about 0.1 s, with a progress bar.
 
     ``run_chunk(start, stop)`` runs the compiled kernel on those iterations; chunks end at each
     adaptation round, after which ``adapt()`` re-spaces the ladder. Between chunks Python
     regains control, so the bar moves and one Ctrl-C is answered promptly.
     """
-    it, chunk = 0, 10
-    with progress_bar(total, progressbar, label) as bar:
+    it, chunk = start, 10
+    with progress_bar(total - start, progressbar, label) as bar:
         while it < total:
             stop = min([total, it + chunk, *(r for r in rounds if r > it)])
             t0 = time.perf_counter()

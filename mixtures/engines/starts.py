@@ -1,0 +1,260 @@
+r"""Starting points for the Gibbs engine from the best of several EM runs, and when to temper.
+
+At large N the posterior of a mixture sits, up to exponentially small mass, around the
+maximum-likelihood fit, and single-site Gibbs from random starts can stay for ever in a worse
+local optimum (two components splitting one cluster, one spanning two). So untempered chains
+start from the **best of several EM runs** (k-means++ seeds; :func:`fit_em`, the algorithm of
+:func:`mixtures.em`) on a subsample, each chain at its own random perturbation of that fit: the
+means moved by twice their standard error, the sds by about 10 %. The chains then start
+over-dispersed *within* the mode the posterior sits in, so r_hat still tells whether they mix
+there; the search *between* modes is done by the EM starts (and, at small N, by tempering).
+
+Tempered runs keep the random starts (:meth:`GibbsEngine._init`): there the ladder moves the
+chains between modes, and starts spread over the data let r_hat see whether it did.
+
+**When to temper** (``tempering="auto"``): always when N k <= 6,000, where 16 temperatures cost
+at most a few seconds (32 when N k <= 1,000:
+:func:`~mixtures.engines.tempering.auto_temperatures`); never when N k > 60,000 (as before); in
+between only when EM finds a second local optimum, distinct from the best, whose log-likelihood
+on all the data (EM continued there from the subsample's optima) is within 10 nats of it (then a
+second mode can carry posterior mass, and the ladder is worth its 16-fold cost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixtures.engines.tempering import auto_temperatures, default_ladder, resolve_ladder
+
+__all__ = [
+    "COMPETING_NATS",
+    "Optimum",
+    "TEMPER_ALWAYS",
+    "TEMPER_NEVER",
+    "choose_ladder",
+    "em_optima",
+    "fit_em",
+    "kmeans_pp",
+    "multivariate_starts",
+    "needs_tempering",
+    "univariate_starts",
+    "uses_em_starts",
+]
+
+#: N k up to which ``tempering="auto"`` always tempers.
+TEMPER_ALWAYS = 6_000
+#: N k above which ``tempering="auto"`` never tempers.
+TEMPER_NEVER = 60_000
+#: A local optimum within this many nats of the best one competes with it.
+COMPETING_NATS = 10.0
+_N_STARTS = 6
+_MAX_POINTS = 2_000
+_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """One local maximum of the likelihood, found by EM.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray of shape (k,)
+    means : numpy.ndarray of shape (k, d)
+    covariances : numpy.ndarray of shape (k, d, d)
+    loglik : float
+        Total log-likelihood on the data it was fitted to.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    loglik: float
+
+
+def kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Return `k` seeds drawn from the rows of `x` by k-means++ (Arthur & Vassilvitskii 2007)."""
+    seeds = [x[rng.integers(x.shape[0])]]
+    dist = ((x - seeds[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = dist.sum()
+        if not total > 0:  # fewer distinct values than components
+            seeds.append(x[rng.integers(x.shape[0])])
+            continue
+        seeds.append(x[rng.choice(x.shape[0], p=dist / total)])
+        dist = np.minimum(dist, ((x - seeds[-1]) ** 2).sum(axis=1))
+    return np.array(seeds)
+
+
+def em_optima(
+    x: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    n_starts: int = _N_STARTS,
+    max_points: int = _MAX_POINTS,
+    polish: bool = False,
+) -> list[Optimum]:
+    """Run EM from `n_starts` k-means++ seeds on a subsample; return its optima, best first.
+
+    Optima in which a component holds fewer than two points (EM's collapse onto one value) are
+    dropped: a start there would sit on the boundary the posterior is improper at.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of shape (n_obs, d)
+    k : int
+    rng : numpy.random.Generator
+    n_starts : int, default 6
+    max_points : int, default 2000
+        The subsample's size (all the data if smaller).
+    polish : bool, default False
+        Continue each distinct optimum's EM on all of `x`, so that the log-likelihoods are
+        those of the full data's optima (:func:`needs_tempering` compares them).
+
+    Returns
+    -------
+    list of Optimum
+        Possibly empty.
+    """
+    sub = x[rng.choice(x.shape[0], max_points, replace=False)] if x.shape[0] > max_points else x
+    cov = np.atleast_2d(np.cov(sub, rowvar=False))
+    reg = 1e-6 * float(np.mean(np.diag(cov))) or 1e-6
+    found = []
+    for _ in range(n_starts):
+        weights = np.full(k, 1.0 / k)
+        opt = fit_em(sub, weights, kmeans_pp(sub, k, rng), np.repeat(cov[None], k, 0), reg)
+        if np.min(opt.weights) * sub.shape[0] >= 2 and np.isfinite(opt.loglik):
+            if not any(not _distinct(opt, other) for other in found):
+                found.append(opt)
+    if polish and sub is not x:
+        found = [fit_em(x, o.weights, o.means, o.covariances, reg, max_iter=50) for o in found]
+        found = [o for o in found if np.min(o.weights) * x.shape[0] >= 2]
+    return sorted(found, key=lambda opt: -opt.loglik)
+
+
+def fit_em(x, weights, means, covs, reg: float, *, max_iter: int = 200, tol: float = 1e-6):
+    """Run EM on the rows of `x` from the given mixture; return the :class:`Optimum` reached.
+
+    Stops when the mean log-likelihood per observation changes by less than `tol`;
+    `reg` is added to the covariances' diagonals (scikit-learn's ``reg_covar``).
+    """
+    n, d = x.shape
+    means, covs = np.array(means, dtype=float), np.array(covs, dtype=float)
+    previous = -np.inf
+    for _ in range(max_iter):
+        norm, resp = _e_step(x, weights, means, covs)
+        if abs(norm.mean() - previous) < tol:
+            break
+        previous = norm.mean()
+        nk = resp.sum(axis=0) + 1e-10
+        weights, means = nk / n, resp.T @ x / nk[:, None]
+        for j in range(weights.size):
+            diff = x - means[j]
+            covs[j] = (resp[:, j, None] * diff).T @ diff / nk[j] + reg * np.eye(d)
+    else:
+        norm, _ = _e_step(x, weights, means, covs)
+    return Optimum(weights, means, covs, float(norm.sum()))
+
+
+def _e_step(x, weights, means, covs):
+    """Per-observation log mixture density and responsibilities."""
+    n, d = x.shape
+    dens = np.empty((n, weights.size))
+    chol = np.linalg.cholesky(covs)
+    for j in range(weights.size):
+        sol = np.linalg.solve(chol[j], (x - means[j]).T)
+        logdet = np.log(np.diag(chol[j])).sum()
+        dens[:, j] = np.log(weights[j]) - 0.5 * (sol * sol).sum(0) - logdet - d * _HALF_LOG_2PI
+    top = dens.max(axis=1)
+    norm = top + np.log(np.exp(dens - top[:, None]).sum(axis=1))
+    return norm, np.exp(dens - norm[:, None])
+
+
+def _distinct(a: Optimum, b: Optimum) -> bool:
+    """Whether two optima are different modes: a sorted mean more than one sd apart."""
+    ia, ib = np.argsort(a.means[:, 0]), np.argsort(b.means[:, 0])
+    sd = np.sqrt(np.diagonal(b.covariances[ib], axis1=-2, axis2=-1))
+    return bool(np.any(np.abs(a.means[ia] - b.means[ib]) > sd))
+
+
+def choose_ladder(tempering, x: np.ndarray, k: int, rng: np.random.Generator):
+    """Resolve `tempering` to inverse temperatures; ``"auto"`` by :func:`needs_tempering`.
+
+    Returns
+    -------
+    (numpy.ndarray, list of Optimum)
+        The ladder, and the EM optima found on the way (empty when none was run).
+    """
+    if isinstance(tempering, str) and tempering == "auto":
+        temper, optima = needs_tempering(x, k, rng)
+        ladder = default_ladder(auto_temperatures(x.shape[0], k)) if temper else np.ones(1)
+        return ladder, optima
+    return resolve_ladder(tempering, x.shape[0], k), []
+
+
+def uses_em_starts(init: str, n_temps: int, n_obs: int, k: int) -> bool:
+    """Whether chains start from EM: ``init="em"``, or ``"auto"`` untempered with N k > 6,000.
+
+    Below that size the data do not pin one mode, and random starts keep r_hat honest.
+    """
+    if init not in ("auto", "em", "random"):
+        raise ValueError(f"`init` should be 'auto', 'em' or 'random', but got {init!r}")
+    if init == "auto":
+        return n_temps == 1 and n_obs * k > TEMPER_ALWAYS
+    return init == "em"
+
+
+def needs_tempering(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[bool, list]:
+    """Decide ``tempering="auto"`` from the data (see the module docstring).
+
+    Returns
+    -------
+    (bool, list of Optimum)
+        Whether to temper, and the EM optima found (best first; empty when none was run).
+    """
+    size = x.shape[0] * k
+    if k == 1 or size > TEMPER_NEVER:
+        return False, []
+    if size <= TEMPER_ALWAYS:
+        return True, []
+    optima = em_optima(x, k, rng, polish=True)
+    if not optima:
+        return True, optima
+    best = optima[0]
+    for other in optima[1:]:
+        if best.loglik - other.loglik < COMPETING_NATS and _distinct(other, best):
+            return True, optima
+    return False, optima
+
+
+def univariate_starts(opt: Optimum, n_rep: int, n_obs: int, rng: np.random.Generator):
+    """Return per-replica (log weights, means, sds) around the optimum `opt`, by increasing mean.
+
+    Not checked against the model's constraints (order, prior support). Means move by twice
+    their standard error sd_j / sqrt(N w_j), the sds by a factor exp(0.1 e), the weights are
+    kept.
+    """
+    k = opt.weights.size
+    order = np.argsort(opt.means[:, 0])
+    weights, means = opt.weights[order], opt.means[order, 0]
+    sd = np.sqrt(opt.covariances[order, 0, 0])
+    se = sd / np.sqrt(np.maximum(n_obs * weights, 1.0))
+    mu = means + 2.0 * se * rng.standard_normal((n_rep, k))
+    sds = sd * np.exp(0.1 * rng.standard_normal((n_rep, k)))
+    logw = np.broadcast_to(np.log(weights), (n_rep, k)).copy()
+    return logw, mu, sds
+
+
+def multivariate_starts(opt: Optimum, n_rep: int, n_obs: int, rng: np.random.Generator):
+    """Return per-replica (log weights, means, covariances) around `opt` (unsorted)."""
+    k, d = opt.means.shape
+    chol = np.linalg.cholesky(opt.covariances)
+    scale = 2.0 / np.sqrt(np.maximum(n_obs * opt.weights, 1.0))
+    eps = rng.standard_normal((n_rep, k, d))
+    mu = opt.means + scale[:, None] * np.einsum("kde,rke->rkd", chol, eps)
+    factor = np.exp(0.1 * rng.standard_normal((n_rep, k)))
+    cov = opt.covariances * factor[:, :, None, None] ** 2
+    logw = np.broadcast_to(np.log(opt.weights), (n_rep, k)).copy()
+    return logw, mu, cov
