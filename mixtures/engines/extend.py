@@ -23,6 +23,8 @@ import time
 import arviz as az
 import numpy as np
 
+from mixtures.diagnostics import ESS_MIN, RHAT_MAX, convergence_table
+
 __all__ = [
     "AUTO_DRAWS",
     "AUTO_TUNE",
@@ -54,8 +56,6 @@ MAX_DRAWS = 8000
 MAX_SECONDS = 60.0
 #: Shortest extension worth running (draws per chain).
 MIN_EXTENSION = 100
-RHAT_MAX = 1.01
-ESS_MIN = 400
 #: The parameters the diagnostics are checked on.
 CHECKED = ("weights", "means", "sigma")
 
@@ -74,27 +74,18 @@ def shortfalls(posterior: dict) -> tuple[list[str], float]:
         The problems (empty when all pass), and the factor by which the draws should grow to
         reach the ESS target (1 when it is met).
     """
-    names = [n for n in CHECKED if n in posterior]
-    data = {n: posterior[n] for n in names}
-    ds = az.convert_to_dataset(data)
-    n_chains = next(iter(data.values())).shape[0] if data else 0
-    problems, worst_rhat, least_ess = [], 1.0, math.inf
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhat = az.rhat(ds) if n_chains > 1 else None
-        bulk, tail = az.ess(ds, method="bulk"), az.ess(ds, method="tail")
-    for name in names:
-        values = data[name]
-        varying = np.ptp(values.reshape(values.shape[0] * values.shape[1], -1), axis=0) > 0
-        if not varying.any():
-            continue
-        if rhat is not None:
-            r = np.asarray(rhat[name].values, dtype=float).reshape(-1)[varying]
-            worst_rhat = max(worst_rhat, float(np.nanmax(np.where(np.isnan(r), np.inf, r))))
-        for ess in (bulk, tail):
-            e = np.asarray(ess[name].values, dtype=float).reshape(-1)[varying]
-            least_ess = min(least_ess, float(np.min(np.where(np.isnan(e), 0.0, e))))
-    if worst_rhat > RHAT_MAX:
+    data = {n: posterior[n] for n in CHECKED if n in posterior}
+    if not data:
+        return [], 1.0
+    table = convergence_table(az.from_dict(posterior=data))  # the check sample() warns on
+    if table.empty:  # nothing varies (fixed by construction)
+        return [], 1.0
+    problems = []
+    worst_rhat = float(np.nanmax(np.where(np.isnan(table["r_hat"]), np.inf, table["r_hat"])))
+    if next(iter(data.values())).shape[0] > 1 and worst_rhat > RHAT_MAX:
         problems.append(f"r_hat {worst_rhat:.3f} > {RHAT_MAX}")
+    ess = table[["ess_bulk", "ess_tail"]].to_numpy()
+    least_ess = float(np.min(np.where(np.isnan(ess), 0.0, ess))) if ess.size else math.inf
     if least_ess < ESS_MIN:
         problems.append(f"ESS {least_ess:.0f} < {ESS_MIN}")
     return problems, ESS_MIN / max(least_ess, 1.0) if least_ess < ESS_MIN else 1.0
