@@ -394,8 +394,8 @@ def fit_many(
     save_idata: bool = True,
     retry_failed: bool = False,
     sampler: str = "auto",
-    draws: int = 1000,
-    tune: int = 1000,
+    draws: int | None = None,
+    tune: int | None = None,
     chains: int = 4,
     random_seed=None,
     progressbar: bool | None = None,
@@ -435,7 +435,8 @@ def fit_many(
     sampler : str, default "auto"
         The engine (see :func:`mixtures.sample`).
     draws, tune, chains : int
-        Per fit.
+        Per fit. ``draws=None`` / ``tune=None`` (the default): as in :func:`mixtures.sample`,
+        the Gibbs engine runs each fit until its diagnostics pass (within a budget).
     random_seed : int, optional
         Seeds every fit (from this and the data set's name). Without it a fresh seed is drawn
         and recorded in ``results_dir/run.json``, so a resumed run stays reproducible.

@@ -109,8 +109,16 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="the engine (default: auto)",
     )
-    fit.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
-    fit.add_argument("--tune", type=int, default=1000, help="tuning iterations (default: 1000)")
+    fit.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="draws per chain (default: our engine runs until r_hat <= 1.01 and bulk and tail "
+        "ESS >= 400, within 8,000 draws or 60 s; other engines 1000)",
+    )
+    fit.add_argument(
+        "--tune", type=int, default=None, help="tuning iterations (default: chosen by the engine)"
+    )
     fit.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
     fit.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
     fit.add_argument(
@@ -150,8 +158,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example:\n  mixtures demo --draws 500 --out ppc.png",
         formatter_class=fmt,
     )
-    demo.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
-    demo.add_argument("--tune", type=int, default=1000, help="tuning iterations (default: 1000)")
+    demo.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="draws per chain (default: our engine runs until r_hat <= 1.01 and bulk and tail "
+        "ESS >= 400, within 8,000 draws or 60 s; other engines 1000)",
+    )
+    demo.add_argument(
+        "--tune", type=int, default=None, help="tuning iterations (default: chosen by the engine)"
+    )
     demo.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
     demo.add_argument("--seed", type=int, default=2017, help="random seed (default: 2017)")
     demo.add_argument(
@@ -450,9 +466,9 @@ def _fit(args) -> int:
     if dropped:
         print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
     for name in ("draws", "chains"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InputError(f"--{name} should be >= 1, but got {getattr(args, name)}")
-    if args.tune < 0:
+    if args.tune is not None and args.tune < 0:
         raise InputError(f"--tune should be >= 0, but got {args.tune}")
     import warnings
 
@@ -510,6 +526,8 @@ def _fit(args) -> int:
             "reason": attrs.get("mixtures_sampler_reason"),
             "steps": attrs.get("mixtures_steps"),
             "tempering": attrs.get("mixtures_tempering"),
+            "draws_per_chain": attrs.get("mixtures_draws_run", idata.posterior.sizes["draw"]),
+            "draws_reason": attrs.get("mixtures_draws_reason"),
         },
         "diagnostics": {"problems": problems},
         "timings_s": {"build": t_build, "sample": t_sample},

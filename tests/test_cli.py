@@ -208,7 +208,8 @@ def test_help_is_fast_and_complete():
                    "--tune", "--chains", "--seed", "--priors", "--out", "--overwrite",
                    "--drop-missing"):  # fmt: skip
         assert option in text
-    assert "default: 1000" in text and "examples:" in text
+    assert "runs until r_hat <= 1.01 and bulk and tail ESS >= 400" in " ".join(text.split())
+    assert "examples:" in text
     top = run("--help").stdout
     assert "exit codes: 0 success; 2 bad input; 3 finished with convergence problems" in top
 
@@ -350,3 +351,16 @@ def test_the_netcdf_holds_nothing_of_size_rows_times_draws(fit_run):
     for group in idata.groups():
         for name, var in idata[group].data_vars.items():
             assert var.size < n_obs * draws, (group, name)
+
+
+def test_the_default_run_continues_until_its_checks_pass(csv, tmp_path):
+    out = tmp_path / "out"
+    proc = run("fit", csv, "--column", "x", "--k", "3", "--out", out, "--seed", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["arguments"]["draws"] is None
+    assert record["engine"]["draws_reason"].startswith("diagnostics passed")
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.posterior.sizes["draw"] == record["engine"]["draws_per_chain"]
+    table = az.summary(idata, var_names=["weights", "means", "sigma"], round_to="none")
+    assert table["r_hat"].max() <= 1.01 and table[["ess_bulk", "ess_tail"]].min().min() >= 400
