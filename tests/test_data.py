@@ -31,7 +31,11 @@ def test_list_datasets_names():
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_shipped_csv_equals_generator(name):
-    pd.testing.assert_frame_equal(mixtures.load_dataset(name), GENERATED[name](), check_exact=True)
+    # equal up to the last bits: the generators multiply by a covariance factor, and BLAS kernels
+    # differ in rounding between CPUs (1.8e-15 on an AVX2 machine against the shipped file)
+    pd.testing.assert_frame_equal(
+        mixtures.load_dataset(name), GENERATED[name](), check_exact=False, rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
