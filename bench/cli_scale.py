@@ -3,7 +3,7 @@
 Target: at N = 1e6 the command line's whole run (read the CSV, build, fit, summary, figures,
 files) costs at most 1.5x ``mixtures.sample`` alone with the same draws, and under 2 GB.
 
-Both run in fresh subprocesses (same warm caches: a small fit warms the Numba cache first);
+Both run in fresh subprocesses (wall and CPU time: on a shared machine compare CPU) (same warm caches: a small fit warms the Numba cache first);
 peak resident memory is each child's ``ru_maxrss``. The data: two Gaussians (means 0 and 5,
 sd 1, weights 0.4 / 0.6), seeded, written as a one-column CSV.
 
@@ -47,7 +47,8 @@ MEASURE = """
 import resource, subprocess, sys
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 sys.stderr.write(proc.stderr)
-print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -57,9 +58,10 @@ def child(cmd: list[str]) -> dict:
     proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True,
                           env=ENV)  # fmt: skip
     wall = time.perf_counter() - t0
-    rc, peak_kb = proc.stdout.split()
+    rc, peak_kb, cpu = proc.stdout.split()
     return {
         "wall_s": round(wall, 2),
+        "cpu_s": round(float(cpu), 2),
         "rc": int(rc),
         "peak_rss_mb": round(int(peak_kb) / 1024, 1),
         "stderr_tail": proc.stderr.strip().splitlines()[-3:],
@@ -95,7 +97,9 @@ def main() -> None:
         "chains": args.chains,
         "sample_alone": alone,
         "cli": cli,
-        "ratio": round(cli["wall_s"] / alone["wall_s"], 2),
+        "ratio_wall": round(cli["wall_s"] / alone["wall_s"], 2),
+        "ratio_cpu": round(cli["cpu_s"] / alone["cpu_s"], 2),
+        "load_average": os.getloadavg(),
         "outputs_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in (work / "out").iterdir()}
         if (work / "out").is_dir()
         else None,
