@@ -475,12 +475,12 @@ def fit_many(
     """
     import cloudpickle
 
-    from mixtures.engines import _check_draws, check_model
+    from mixtures.engines import check_draws, check_model
     from mixtures.spec import spec_of
 
     check_model(model)
     spec = spec_of(model)
-    _check_draws(draws, tune, chains)
+    check_draws(draws, tune, chains)
     if client is None:
         backend = backend or default_backend(datasets, n_workers)
         if backend not in _BACKENDS:

@@ -222,7 +222,7 @@ class CompiledMixture:
         -------
         arviz.InferenceData
         """
-        _check_draws(draws, tune, chains)
+        check_draws(draws, tune, chains)
         if self.sampler != "gibbs":
             draws = DEFAULT_DRAWS if draws is None else draws
             tune = AUTO_TUNE if tune is None else tune
@@ -269,7 +269,8 @@ class CompiledMixture:
         return idata
 
 
-def _check_draws(draws, tune, chains) -> None:
+def check_draws(draws, tune, chains) -> None:
+    """Refuse draws, tune or chains that are not non-negative integers (None: automatic)."""
     for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
         if name in ("draws", "tune") and val is None:
             continue
