@@ -1,5 +1,13 @@
-"""The command line, driven as a user would: a real subprocess per case, files checked after."""
+"""The command line, driven as a user would, files checked after.
 
+Most cases call the console command's entry point in this process (``run``), which is what
+``python -m mixtures`` runs after parsing ``sys.argv``; a fresh interpreter per case cost ~5 s
+of imports each. A real subprocess (``run_process``) is kept where the process itself is under
+test: one end-to-end fit, ``--help`` without importing PyMC, and Ctrl-C.
+"""
+
+import contextlib
+import io
 import json
 import os
 import signal
@@ -20,7 +28,19 @@ ENV = {**os.environ, "MIXTURES_PROGRESSBAR": "0", "PYTHONUNBUFFERED": "1"}
 FAST = ["--draws", "200", "--tune", "200", "--chains", "2", "--seed", "1", "--quiet"]
 
 
-def run(*args, timeout=300):
+def run(*args):
+    """Run ``mixtures *args`` through the CLI's entry point here; return code and output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse: --help, --version, usage errors
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args, timeout=300):
+    """Run ``python -m mixtures *args`` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-m", "mixtures", *map(str, args)],
         capture_output=True,
@@ -42,7 +62,7 @@ def csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fit_run(csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "out"
-    proc = run("fit", csv, "--column", "x", "--k", "3", "--out", out, *FAST)
+    proc = run_process("fit", csv, "--column", "x", "--k", "3", "--out", out, *FAST)
     return proc, out
 
 
@@ -201,7 +221,7 @@ def test_sigint_mid_sampling_exits_130_and_writes_nothing(csv, tmp_path):
 
 def test_help_is_fast_and_complete():
     t0 = time.perf_counter()
-    proc = run("fit", "--help")
+    proc = run_process("fit", "--help")
     assert time.perf_counter() - t0 < 2.5  # PyMC is not imported for --help
     text = proc.stdout
     for option in ("--column", "--columns", "--model", "--k", "--latent", "--sampler", "--draws",
@@ -210,12 +230,12 @@ def test_help_is_fast_and_complete():
         assert option in text
     assert "runs until r_hat <= 1.01 and bulk and tail ESS >= 400" in " ".join(text.split())
     assert "examples:" in text
-    top = run("--help").stdout
+    top = run_process("--help").stdout
     assert "exit codes: 0 success; 2 bad input; 3 finished with convergence problems" in top
 
 
 def test_version_and_datasets():
-    assert run("--version").stdout.startswith("mixtures ")
+    assert run_process("--version").stdout.startswith("mixtures ")
     listing = run("datasets").stdout.splitlines()
     assert any(line.startswith("galaxies ") for line in listing)
     assert len(listing) == len(mixtures.list_datasets())
