@@ -178,6 +178,64 @@ SNIPPETS = {
             ratio_cpu=ns["sweep_cpu_ns"] / ns["numpy_exp_out_cpu_ns"],
             load_average=os.getloadavg()[0])
     """,
+    "ess_2e4": """
+        # N = 2e4, K = 3: min bulk ESS over weights / means / sigma per second of wall time
+        # (model to draws), ours at the defaults against pm.sample() on the marginalised model
+        from time import process_time
+        rng = np.random.default_rng(0)
+        comp = rng.choice(3, size=20_000, p=np.array([90, 50, 75]) / 215)
+        data = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
+        names = ["weights", "means", "sigma"]
+        def cpu():  # this process, its threads, and its waited-for children (PyMC's workers)
+            t = os.times()
+            return t.user + t.system + t.children_user + t.children_system
+        res = {}
+        for way in ("ours", "pymc"):
+            t0, c0 = time.perf_counter(), cpu()
+            if way == "ours":
+                idata = mixtures.sample(mixtures.full_mixture(data, 3), random_seed=1, warn=False)
+            else:
+                with plain_model(data):
+                    idata = pm.sample(random_seed=1, progressbar=False,
+                                      compute_convergence_checks=False)
+            wall, used = time.perf_counter() - t0, cpu() - c0
+            ess = float(az.ess(idata, var_names=names, method="bulk").to_array().min())
+            res[way] = {"seconds": wall, "cpu_seconds": used, "min_ess_bulk": ess,
+                        "ess_per_s": ess / wall, "ess_per_cpu_s": ess / used,
+                        "draws": int(idata.posterior.sizes["draw"]),
+                        "chains": int(idata.posterior.sizes["chain"]),
+                        "max_rhat": float(az.rhat(idata, var_names=names).to_array().max())}
+            if way == "ours":
+                res[way]["tempering"] = idata.posterior.attrs["mixtures_tempering"]
+        out(**res, ratio=res["ours"]["ess_per_s"] / res["pymc"]["ess_per_s"],
+            ratio_cpu=res["ours"]["ess_per_cpu_s"] / res["pymc"]["ess_per_cpu_s"],
+            load_average=os.getloadavg()[0])
+    """,
+    "ladder": """
+        # what the ladder costs at N = 215, K = 3 (32 temperatures: the default there) and
+        # whether 16 would still converge on the small multimodal sets of issue 20
+        names = ["weights", "means", "sigma"]
+        gal = mixtures.load_dataset("galaxies")["velocity"].to_numpy() / 1000
+        def fit(data, k, seed, tempering):
+            t0 = time.perf_counter()
+            idata = mixtures.sample(mixtures.full_mixture(data, k), random_seed=seed, warn=False,
+                                    tempering=tempering)
+            mixtures.summary_table(idata)
+            attrs = idata.posterior.attrs
+            return {"seconds": time.perf_counter() - t0,
+                    "sampling_seconds": float(attrs["mixtures_sampling_seconds"]),
+                    "draws_run": int(idata.posterior.sizes["draw"]),
+                    "rhat": float(az.rhat(idata, var_names=names).to_array().max()),
+                    "ess_bulk": float(az.ess(idata, var_names=names, method="bulk").to_array().min()),
+                    "ess_tail": float(az.ess(idata, var_names=names, method="tail").to_array().min()),
+                    "tempering": attrs["mixtures_tempering"]}
+        fit(y, 3, 1, "auto")  # warm
+        res = {"three_k3": {str(t): fit(y, 3, 1, t) for t in ("auto", 16, 8, False)}}
+        for label, data, k in (("galaxies_k4", gal, 4), ("three_k2", y, 2)):
+            res[label] = {f"{t}_seed{s}": fit(data, k, s, t) for t in ("auto", 16)
+                          for s in (1, 2, 3)}
+        out(**res)
+    """,
     "two_d": """
         from sklearn.metrics import adjusted_rand_score
         from sklearn.mixture import GaussianMixture
@@ -260,9 +318,38 @@ def sweep_section(results: dict) -> None:
     )
     results["million"] = run("million")
     print_million(results["million"])
-    out = HERE / "gibbs_engine_sweep.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written {out}")
+
+
+def ess_section(results: dict) -> None:
+    """Issue 21: ESS per second at N = 2e4, ours at the defaults against plain ``pm.sample()``."""
+    results["ess_2e4"] = e = run("ess_2e4")
+    for way in ("ours", "pymc"):
+        r = e[way]
+        print(
+            f"N=2e4 {way}: {r['chains']} x {r['draws']} draws, {r['seconds']:.1f} s wall, "
+            f"{r['cpu_seconds']:.1f} s CPU, min bulk ESS {r['min_ess_bulk']:.0f}, "
+            f"{r['ess_per_s']:.1f} ESS/s ({r['ess_per_cpu_s']:.1f} per CPU s), "
+            f"max r_hat {r['max_rhat']:.3f}"
+        )
+    print(
+        f"N=2e4 ESS per second: ours / pm.sample() = {e['ratio']:.1f}x wall, "
+        f"{e['ratio_cpu']:.1f}x CPU (load average {e['load_average']:.1f})"
+    )
+
+
+def ladder_section(results: dict) -> None:
+    """Issue 21: the ladder's cost at N = 215, and 16 against 32 temperatures on small sets."""
+    results["ladder"] = lad = run("ladder")
+    for label, rows in lad.items():
+        if label == "peak_rss_mb":
+            continue
+        for key, r in rows.items():
+            print(
+                f"{label} tempering={key}: {r['seconds']:.2f} s to summary "
+                f"({r['sampling_seconds']:.2f} s sampling, {r['draws_run']} draws), "
+                f"r_hat {r['rhat']:.3f}, bulk ESS {r['ess_bulk']:.0f}, tail ESS "
+                f"{r['ess_tail']:.0f} [{r['tempering']}]"
+            )
 
 
 def main() -> None:
@@ -271,13 +358,26 @@ def main() -> None:
     parser.add_argument(
         "--sweep", action="store_true", help="only the sweep against NumPy's exp, and N = 1e6"
     )
+    parser.add_argument(
+        "--ess", action="store_true", help="only N = 2e4 ESS per second against pm.sample()"
+    )
+    parser.add_argument(
+        "--ladder", action="store_true", help="only the tempering ladder's cost and 16 vs 32"
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    if args.sweep:
-        sweep_section(results)
+    if args.sweep or args.ess or args.ladder:
+        parts = [("sweep", sweep_section), ("ess", ess_section), ("ladder", ladder_section)]
+        for flag, section in parts:
+            if getattr(args, flag):
+                section(results)
+        name = "_".join(flag for flag, _ in parts if getattr(args, flag))
+        out = HERE / f"gibbs_engine_{name}.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"written {out}")
         return
     results["per_iteration"] = run("per_iteration")
     r = results["per_iteration"]
