@@ -18,10 +18,17 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
 
 6. **sweep** (``--sweep``, issue 21; runs only this and section 4): the sweep alone at N = 1e6,
    K = 3, one chain on one thread, in ns per point, beside NumPy's ``np.exp(x, out=buf)`` per
-   value (interleaved rounds, the best of each).
+   value (interleaved rounds, the best of each); then each of its stages alone and the
+   assembly census (``bench/sweep_stages.py``).
+7. **ESS per second at N = 2e4** (``--ess``, issue 21): ours at the defaults against
+   ``pm.sample()`` on the marginalised model, same data, min bulk ESS over weights, means and
+   sigma per second of wall time (model to draws), and per second of CPU.
+8. **the ladder** (``--ladder``, issue 21): N = 215, K = 3 model to summary with the default
+   ladder (32 temperatures), 16, 8 and none; galaxies K = 4 and three_gaussians K = 2 at the
+   default and at 16 temperatures, seeds 1-3 (r_hat, bulk and tail ESS, draws run).
 
-Run: ``python bench/gibbs_engine.py [--quick | --sweep]``; figures go to stdout and
-``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``, ``gibbs_engine_sweep.json``).
+Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder]``; figures go to stdout
+and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``).
 """
 
 from __future__ import annotations
@@ -316,6 +323,15 @@ def sweep_section(results: dict) -> None:
         f"{s['sweep_cpu_ns']:.2f} ns, np.exp {s['numpy_exp_out_cpu_ns']:.2f} ns (ratio "
         f"{s['ratio_cpu']:.2f}); load average {s['load_average']:.1f}"
     )
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "sweep_stages.py")], capture_output=True, text=True, check=True
+    )
+    results["stages"] = st = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    print(
+        "stages alone, ns of thread CPU per point and chain: "
+        + ", ".join(f"{name} {t:.2f}" for name, t in st["ns_cpu"].items())
+    )
+    print(f"asm census of _sweep_part: {st['asm']['sweep (_sweep_part)']}")
     results["million"] = run("million")
     print_million(results["million"])
 
