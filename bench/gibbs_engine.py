@@ -67,6 +67,10 @@ PRELUDE = textwrap.dedent(
             pm.NormalMixture("y", w=w, mu=mu, sigma=sd, observed=y, dims="obs_id")
         return model
 
+    def cpu_all():  # this process, its threads and its waited-for children (PyMC's workers)
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
     def out(**kw):
         kw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(kw))
@@ -75,21 +79,22 @@ PRELUDE = textwrap.dedent(
 
 SNIPPETS = {
     "ours_summary": """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_all()
         model = mixtures.full_mixture(y, 3)
         idata = mixtures.sample(model, random_seed=1)
         table = mixtures.summary_table(idata)
-        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
-            max_rhat=float(table["r_hat"].max()),
+        out(seconds=time.perf_counter() - t0, cpu_seconds=cpu_all() - c0,
+            min_ess=float(table["ess_bulk"].min()), max_rhat=float(table["r_hat"].max()),
             tempering=idata.posterior.attrs["mixtures_tempering"])
     """,
     "plain_summary": """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_all()
         model = plain_model(y)
         with model:
             idata = pm.sample(random_seed=1, progressbar=False)
         table = az.summary(idata, var_names=["weights", "means", "sigma"])
-        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
+        out(seconds=time.perf_counter() - t0, cpu_seconds=cpu_all() - c0,
+            min_ess=float(table["ess_bulk"].min()),
             max_rhat=float(table["r_hat"].max()))
     """,
     "per_iteration": """
@@ -197,6 +202,10 @@ SNIPPETS = {
             t = os.times()
             return t.user + t.system + t.children_user + t.children_system
         res = {}
+        # warm: our kernels load from Numba's cache (compiled once per machine); PyMC's
+        # compile cache is warm from earlier sections
+        mixtures.sample(mixtures.full_mixture(data, 3), draws=20, tune=20, chains=1,
+                        random_seed=0, warn=False)
         for way in ("ours", "pymc"):
             t0, c0 = time.perf_counter(), cpu()
             if way == "ours":
@@ -332,8 +341,15 @@ def sweep_section(results: dict) -> None:
         + ", ".join(f"{name} {t:.2f}" for name, t in st["ns_cpu"].items())
     )
     print(f"asm census of _sweep_part: {st['asm']['sweep (_sweep_part)']}")
-    results["million"] = run("million")
-    print_million(results["million"])
+    results["million"] = m = run("million")
+    print_million(m)
+    floor = s["sweep_cpu_ns"] * 1e-9 * 1e6 * 2 * 1000  # 2 chains x 1,000 sweeps of 1e6 points
+    print(
+        f"the floor of N=1e6, 2 x (500 + 500): 2e9 point-chain updates at {s['sweep_cpu_ns']:.2f} "
+        f"ns = {floor:.1f} s of CPU for the sweeps alone ({floor / 2:.1f} s on both cores); "
+        f"measured {m['cpu_seconds']:.1f} s CPU, {m['seconds']:.1f} s wall"
+    )
+    results["million_floor_cpu_s"] = floor
 
 
 def ess_section(results: dict) -> None:
@@ -350,6 +366,23 @@ def ess_section(results: dict) -> None:
     print(
         f"N=2e4 ESS per second: ours / pm.sample() = {e['ratio']:.1f}x wall, "
         f"{e['ratio_cpu']:.1f}x CPU (load average {e['load_average']:.1f})"
+    )
+
+
+def summary_section(results: dict) -> None:
+    """Issue 21: N = 215 model to summary at the defaults, warm, ours against pm.sample()."""
+    run("ours_summary")  # warm the caches
+    run("plain_summary")
+    warm = {way: [run(f"{way}_summary") for _ in range(2)] for way in ("ours", "plain")}
+    results["summary_warm"] = warm
+    o = min(x["seconds"] for x in warm["ours"])
+    p = min(x["seconds"] for x in warm["plain"])
+    oc = min(x["cpu_seconds"] for x in warm["ours"])
+    pc = min(x["cpu_seconds"] for x in warm["plain"])
+    print(
+        f"model to summary, N=215, warm: ours {o:.2f} s ({warm['ours'][0]['tempering']}), "
+        f"plain pm.sample() {p:.2f} s (x{p / o:.1f}); CPU ours {oc:.2f} s, plain {pc:.2f} s "
+        f"(x{pc / oc:.1f}); load average {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -380,13 +413,21 @@ def main() -> None:
     parser.add_argument(
         "--ladder", action="store_true", help="only the tempering ladder's cost and 16 vs 32"
     )
+    parser.add_argument(
+        "--summary", action="store_true", help="only N = 215 model to summary, warm"
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    if args.sweep or args.ess or args.ladder:
-        parts = [("sweep", sweep_section), ("ess", ess_section), ("ladder", ladder_section)]
+    parts = [
+        ("sweep", sweep_section),
+        ("summary", summary_section),
+        ("ladder", ladder_section),
+        ("ess", ess_section),
+    ]
+    if any(getattr(args, flag) for flag, _ in parts):
         for flag, section in parts:
             if getattr(args, flag):
                 section(results)
