@@ -9,8 +9,9 @@ Metropolis move of the sds, and, per chain, replica exchange between adjacent te
 The sweeps go over the points in blocks (``_BLOCK``, ``_MV_BLOCK``), each step a loop over the
 block that LLVM turns into SIMD code (Numba has no vectorised ``math.exp`` here, so the loops
 hold plain arithmetic, comparisons and selects only, on contiguous views): the K log-weights per
-point, their maximum, :func:`exp` (a branch-free exponential), the counter-based uniform, the
-pick as a count of comparisons with the cumulative sums, and the per-component sums as masked
+point, their maximum, :func:`exp_rough` (a branch-free exponential to 2e-9; the rare points whose
+draw it could change are redrawn with the full-precision :func:`exp`), the counter-based uniform,
+the pick as a count of comparisons with the cumulative sums, and the per-component sums as masked
 per-lane accumulations. The sweep kernels are compiled with ``fastmath={"contract"}`` (FMA
 contraction only: every other IEEE rule holds, so ``inf``/``nan`` behave and nothing is
 reassociated). The threaded sweeps run the serial kernel (``nogil``) on ranges of the points on
