@@ -18,10 +18,17 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
 
 6. **sweep** (``--sweep``, issue 21; runs only this and section 4): the sweep alone at N = 1e6,
    K = 3, one chain on one thread, in ns per point, beside NumPy's ``np.exp(x, out=buf)`` per
-   value (interleaved rounds, the best of each).
+   value (interleaved rounds, the best of each); then each of its stages alone and the
+   assembly census (``bench/sweep_stages.py``).
+7. **ESS per second at N = 2e4** (``--ess``, issue 21): ours at the defaults against
+   ``pm.sample()`` on the marginalised model, same data, min bulk ESS over weights, means and
+   sigma per second of wall time (model to draws), and per second of CPU.
+8. **the ladder** (``--ladder``, issue 21): N = 215, K = 3 model to summary with the default
+   ladder (32 temperatures), 16, 8 and none; galaxies K = 4 and three_gaussians K = 2 at the
+   default and at 16 temperatures, seeds 1-3 (r_hat, bulk and tail ESS, draws run).
 
-Run: ``python bench/gibbs_engine.py [--quick | --sweep]``; figures go to stdout and
-``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``, ``gibbs_engine_sweep.json``).
+Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder]``; figures go to stdout
+and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``).
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ PRELUDE = textwrap.dedent(
             pm.NormalMixture("y", w=w, mu=mu, sigma=sd, observed=y, dims="obs_id")
         return model
 
+    def cpu_all():  # this process, its threads and its waited-for children (PyMC's workers)
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
     def out(**kw):
         kw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(kw))
@@ -68,21 +79,22 @@ PRELUDE = textwrap.dedent(
 
 SNIPPETS = {
     "ours_summary": """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_all()
         model = mixtures.full_mixture(y, 3)
         idata = mixtures.sample(model, random_seed=1)
         table = mixtures.summary_table(idata)
-        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
-            max_rhat=float(table["r_hat"].max()),
+        out(seconds=time.perf_counter() - t0, cpu_seconds=cpu_all() - c0,
+            min_ess=float(table["ess_bulk"].min()), max_rhat=float(table["r_hat"].max()),
             tempering=idata.posterior.attrs["mixtures_tempering"])
     """,
     "plain_summary": """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_all()
         model = plain_model(y)
         with model:
             idata = pm.sample(random_seed=1, progressbar=False)
         table = az.summary(idata, var_names=["weights", "means", "sigma"])
-        out(seconds=time.perf_counter() - t0, min_ess=float(table["ess_bulk"].min()),
+        out(seconds=time.perf_counter() - t0, cpu_seconds=cpu_all() - c0,
+            min_ess=float(table["ess_bulk"].min()),
             max_rhat=float(table["r_hat"].max()))
     """,
     "per_iteration": """
@@ -178,6 +190,68 @@ SNIPPETS = {
             ratio_cpu=ns["sweep_cpu_ns"] / ns["numpy_exp_out_cpu_ns"],
             load_average=os.getloadavg()[0])
     """,
+    "ess_2e4": """
+        # N = 2e4, K = 3: min bulk ESS over weights / means / sigma per second of wall time
+        # (model to draws), ours at the defaults against pm.sample() on the marginalised model
+        from time import process_time
+        rng = np.random.default_rng(0)
+        comp = rng.choice(3, size=20_000, p=np.array([90, 50, 75]) / 215)
+        data = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
+        names = ["weights", "means", "sigma"]
+        def cpu():  # this process, its threads, and its waited-for children (PyMC's workers)
+            t = os.times()
+            return t.user + t.system + t.children_user + t.children_system
+        res = {}
+        # warm: our kernels load from Numba's cache (compiled once per machine); PyMC's
+        # compile cache is warm from earlier sections
+        mixtures.sample(mixtures.full_mixture(data, 3), draws=20, tune=20, chains=1,
+                        random_seed=0, warn=False)
+        for way in ("ours", "pymc"):
+            t0, c0 = time.perf_counter(), cpu()
+            if way == "ours":
+                idata = mixtures.sample(mixtures.full_mixture(data, 3), random_seed=1, warn=False)
+            else:
+                with plain_model(data):
+                    idata = pm.sample(random_seed=1, progressbar=False,
+                                      compute_convergence_checks=False)
+            wall, used = time.perf_counter() - t0, cpu() - c0
+            ess = float(az.ess(idata, var_names=names, method="bulk").to_array().min())
+            res[way] = {"seconds": wall, "cpu_seconds": used, "min_ess_bulk": ess,
+                        "ess_per_s": ess / wall, "ess_per_cpu_s": ess / used,
+                        "draws": int(idata.posterior.sizes["draw"]),
+                        "chains": int(idata.posterior.sizes["chain"]),
+                        "max_rhat": float(az.rhat(idata, var_names=names).to_array().max())}
+            if way == "ours":
+                res[way]["tempering"] = idata.posterior.attrs["mixtures_tempering"]
+        out(**res, ratio=res["ours"]["ess_per_s"] / res["pymc"]["ess_per_s"],
+            ratio_cpu=res["ours"]["ess_per_cpu_s"] / res["pymc"]["ess_per_cpu_s"],
+            load_average=os.getloadavg()[0])
+    """,
+    "ladder": """
+        # what the ladder costs at N = 215, K = 3 (32 temperatures: the default there) and
+        # whether 16 would still converge on the small multimodal sets of issue 20
+        names = ["weights", "means", "sigma"]
+        gal = mixtures.load_dataset("galaxies")["velocity"].to_numpy() / 1000
+        def fit(data, k, seed, tempering):
+            t0 = time.perf_counter()
+            idata = mixtures.sample(mixtures.full_mixture(data, k), random_seed=seed, warn=False,
+                                    tempering=tempering)
+            mixtures.summary_table(idata)
+            attrs = idata.posterior.attrs
+            return {"seconds": time.perf_counter() - t0,
+                    "sampling_seconds": float(attrs["mixtures_sampling_seconds"]),
+                    "draws_run": int(idata.posterior.sizes["draw"]),
+                    "rhat": float(az.rhat(idata, var_names=names).to_array().max()),
+                    "ess_bulk": float(az.ess(idata, var_names=names, method="bulk").to_array().min()),
+                    "ess_tail": float(az.ess(idata, var_names=names, method="tail").to_array().min()),
+                    "tempering": attrs["mixtures_tempering"]}
+        fit(y, 3, 1, "auto")  # warm
+        res = {"three_k3": {str(t): fit(y, 3, 1, t) for t in ("auto", 16, 8, False)}}
+        for label, data, k in (("galaxies_k4", gal, 4), ("three_k2", y, 2)):
+            res[label] = {f"{t}_seed{s}": fit(data, k, s, t) for t in ("auto", 16)
+                          for s in (1, 2, 3)}
+        out(**res)
+    """,
     "two_d": """
         from sklearn.metrics import adjusted_rand_score
         from sklearn.mixture import GaussianMixture
@@ -258,11 +332,73 @@ def sweep_section(results: dict) -> None:
         f"{s['sweep_cpu_ns']:.2f} ns, np.exp {s['numpy_exp_out_cpu_ns']:.2f} ns (ratio "
         f"{s['ratio_cpu']:.2f}); load average {s['load_average']:.1f}"
     )
-    results["million"] = run("million")
-    print_million(results["million"])
-    out = HERE / "gibbs_engine_sweep.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written {out}")
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "sweep_stages.py")], capture_output=True, text=True, check=True
+    )
+    results["stages"] = st = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    print(
+        "stages alone, ns of thread CPU per point and chain: "
+        + ", ".join(f"{name} {t:.2f}" for name, t in st["ns_cpu"].items())
+    )
+    print(f"asm census of _sweep_part: {st['asm']['sweep (_sweep_part)']}")
+    results["million"] = m = run("million")
+    print_million(m)
+    floor = s["sweep_cpu_ns"] * 1e-9 * 1e6 * 2 * 1000  # 2 chains x 1,000 sweeps of 1e6 points
+    print(
+        f"the floor of N=1e6, 2 x (500 + 500): 2e9 point-chain updates at {s['sweep_cpu_ns']:.2f} "
+        f"ns = {floor:.1f} s of CPU for the sweeps alone ({floor / 2:.1f} s on both cores); "
+        f"measured {m['cpu_seconds']:.1f} s CPU, {m['seconds']:.1f} s wall"
+    )
+    results["million_floor_cpu_s"] = floor
+
+
+def ess_section(results: dict) -> None:
+    """Issue 21: ESS per second at N = 2e4, ours at the defaults against plain ``pm.sample()``."""
+    results["ess_2e4"] = e = run("ess_2e4")
+    for way in ("ours", "pymc"):
+        r = e[way]
+        print(
+            f"N=2e4 {way}: {r['chains']} x {r['draws']} draws, {r['seconds']:.1f} s wall, "
+            f"{r['cpu_seconds']:.1f} s CPU, min bulk ESS {r['min_ess_bulk']:.0f}, "
+            f"{r['ess_per_s']:.1f} ESS/s ({r['ess_per_cpu_s']:.1f} per CPU s), "
+            f"max r_hat {r['max_rhat']:.3f}"
+        )
+    print(
+        f"N=2e4 ESS per second: ours / pm.sample() = {e['ratio']:.1f}x wall, "
+        f"{e['ratio_cpu']:.1f}x CPU (load average {e['load_average']:.1f})"
+    )
+
+
+def summary_section(results: dict) -> None:
+    """Issue 21: N = 215 model to summary at the defaults, warm, ours against pm.sample()."""
+    run("ours_summary")  # warm the caches
+    run("plain_summary")
+    warm = {way: [run(f"{way}_summary") for _ in range(2)] for way in ("ours", "plain")}
+    results["summary_warm"] = warm
+    o = min(x["seconds"] for x in warm["ours"])
+    p = min(x["seconds"] for x in warm["plain"])
+    oc = min(x["cpu_seconds"] for x in warm["ours"])
+    pc = min(x["cpu_seconds"] for x in warm["plain"])
+    print(
+        f"model to summary, N=215, warm: ours {o:.2f} s ({warm['ours'][0]['tempering']}), "
+        f"plain pm.sample() {p:.2f} s (x{p / o:.1f}); CPU ours {oc:.2f} s, plain {pc:.2f} s "
+        f"(x{pc / oc:.1f}); load average {os.getloadavg()[0]:.1f}"
+    )
+
+
+def ladder_section(results: dict) -> None:
+    """Issue 21: the ladder's cost at N = 215, and 16 against 32 temperatures on small sets."""
+    results["ladder"] = lad = run("ladder")
+    for label, rows in lad.items():
+        if label == "peak_rss_mb":
+            continue
+        for key, r in rows.items():
+            print(
+                f"{label} tempering={key}: {r['seconds']:.2f} s to summary "
+                f"({r['sampling_seconds']:.2f} s sampling, {r['draws_run']} draws), "
+                f"r_hat {r['rhat']:.3f}, bulk ESS {r['ess_bulk']:.0f}, tail ESS "
+                f"{r['ess_tail']:.0f} [{r['tempering']}]"
+            )
 
 
 def main() -> None:
@@ -271,13 +407,34 @@ def main() -> None:
     parser.add_argument(
         "--sweep", action="store_true", help="only the sweep against NumPy's exp, and N = 1e6"
     )
+    parser.add_argument(
+        "--ess", action="store_true", help="only N = 2e4 ESS per second against pm.sample()"
+    )
+    parser.add_argument(
+        "--ladder", action="store_true", help="only the tempering ladder's cost and 16 vs 32"
+    )
+    parser.add_argument(
+        "--summary", action="store_true", help="only N = 215 model to summary, warm"
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    if args.sweep:
-        sweep_section(results)
+    parts = [
+        ("sweep", sweep_section),
+        ("summary", summary_section),
+        ("ladder", ladder_section),
+        ("ess", ess_section),
+    ]
+    if any(getattr(args, flag) for flag, _ in parts):
+        for flag, section in parts:
+            if getattr(args, flag):
+                section(results)
+        name = "_".join(flag for flag, _ in parts if getattr(args, flag))
+        out = HERE / f"gibbs_engine_{name}.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"written {out}")
         return
     results["per_iteration"] = run("per_iteration")
     r = results["per_iteration"]

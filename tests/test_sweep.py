@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 from scipy import stats
 
 from mixtures import _kernels
@@ -52,6 +53,25 @@ def test_exp_underflows_gradually_to_zero_and_overflows_to_inf():
     _kernels.exp_array(big, out)
     np.testing.assert_allclose(out[0], np.exp(709.78), rtol=5e-16)
     assert np.all(np.isinf(out[1:4])) and np.isnan(out[4])
+
+
+@njit(cache=False)
+def _exp_rough_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = _kernels.exp_rough(x[i])
+
+
+def test_rough_exp_is_within_its_stated_error_on_the_sweeps_range():
+    # the sweep's first pass: arguments <= 0; the fallback band assumes relative error < 2e-9
+    rng = np.random.default_rng(10)
+    x = np.concatenate([np.linspace(-708.0, 0.0, 2_000_001), rng.uniform(-40.0, 0.0, 200_000)])
+    got = np.empty_like(x)
+    _exp_rough_array(x, got)
+    assert np.max(np.abs(got / np.exp(x) - 1.0)) < 2e-9
+    low = np.array([-708.01, -745.0, -1e4, -np.inf, np.nan])
+    out = np.empty_like(low)
+    _exp_rough_array(low, out)
+    assert np.all(out[:4] == 0.0) and np.isnan(out[4])
 
 
 # --- the sweep: exact conditional, known labels, tempered replicas ---------------------------------
@@ -149,6 +169,29 @@ def test_sweep_is_the_inverse_cdf_draw_of_its_counter_based_uniform():
         u = _splitmix_uniform(keys[r], np.arange(y.size))
         ref = (u[None, :] >= cdf[:-1]).sum(axis=0)
         assert np.count_nonzero(z[r] != ref) == 0
+
+
+def test_draws_within_the_rough_exponentials_error_are_the_exact_ones():
+    # k = 2, log-weights -y**2 and -2 y**2: p(z = 0) = 1 / (1 + exp(-y**2)). Each point with a
+    # uniform u > 1/2 gets the y at which p(z = 0) = u +- d, d in [6e-11, 3e-10]: inside the
+    # rough exponential's error (2e-9), far outside float64's (1e-16). The draw is 0 exactly
+    # when p(z = 0) > u, i.e. on the + side.
+    n_obs = 20_000
+    key = np.uint64(0x5DEECE66D1234567)
+    u = _splitmix_uniform(key, np.arange(n_obs))
+    rng = np.random.default_rng(11)
+    side = rng.choice([-1.0, 1.0], n_obs)
+    p0 = np.where(u > 0.5, u + side * rng.uniform(6e-11, 3e-10, n_obs), 0.75)
+    y = np.sqrt(np.log(p0 / (1.0 - p0)))
+    a, c = np.zeros((1, 2)), np.array([[-1.0, -2.0]])
+    mus = np.zeros((1, 2))
+    z = np.full((1, n_obs), -1, dtype=np.int8)
+    n, s1, s2 = (np.zeros((1, 2)) for _ in range(3))
+    fixed = np.full(n_obs, -1, dtype=np.int32)
+    _kernels.sweep(y, fixed, a, c, mus, np.array([key]), z, n, s1, s2, np.zeros(1, dtype=np.int64))
+    ref = np.where(u > 0.5, np.where(side > 0, 0, 1), (u >= 0.75).astype(int))
+    assert np.count_nonzero(u > 0.5) > 9000
+    np.testing.assert_array_equal(z[0], ref)
 
 
 @pytest.mark.parametrize("n_blocks", [1, 3, 8])
