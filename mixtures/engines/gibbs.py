@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import run, run_threaded
+from mixtures.diagnostics import is_sparse
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -229,7 +230,14 @@ class GibbsEngine:
             store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
         )
         runner.store_rule = (store_assignments, chains * n_obs)
-        merged, record = run_draws(draws, runner.segment, _checked, t_start=t_start, budget=budget)
+        merged, record = run_draws(
+            draws,
+            runner.segment,
+            _checked,
+            t_start=t_start,
+            budget=budget,
+            label_free=is_sparse(spec),
+        )
         posterior, st = _split(merged, spec)
         store_z = "assignment" in posterior
         attrs = run_record(st, state_arrays[8], bool(runner.rounds), store_z, t_start)
