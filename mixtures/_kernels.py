@@ -712,6 +712,9 @@ def _sort_replica(r, j, logw, mu, sd):
 def relocate(y, model, chain):
     """One relocation move per chain (its beta = 1 replica); return how many were accepted.
 
+    Only the replica at the top of the ladder moves (its last rung is 1 by construction), so
+    the target is the untempered posterior; the tempered replicas keep theirs, unmoved.
+
     Leaves the marginal posterior of the parameters, p(w, mu, sd | y) with the assignments
     summed out, invariant; the sweep that follows draws the assignments from their conditional,
     so the joint posterior is invariant too. A component whose weight is below
