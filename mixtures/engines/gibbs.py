@@ -13,7 +13,13 @@ posterior is the marginal model's). One iteration is
 3. a Metropolis-within-Gibbs move of the sds: an independence proposal from the likelihood's
    Gamma kernel in the precision (accepted with the prior ratio alone), or a random walk on
    :math:`\log\sigma` when a component has too few points;
-4. replica exchange between adjacent temperatures (below).
+4. replica exchange between adjacent temperatures (below);
+5. the relocation move (``moves=True``, :func:`mixtures._kernels.relocate`): in each chain's
+   untempered replica, a component with weight below 0.5 / k gets a mean proposed from its
+   prior, accepted by the ratio of the likelihoods with the assignments summed out (an exact
+   Metropolis-Hastings move on the marginal posterior; the next sweep redraws the
+   assignments). An almost empty component of an over-fitted k thus jumps between the
+   clusters instead of crossing them point by point.
 
 **Tempering.** Replica t targets
 :math:`p(\theta)\,p(z \mid w)\,p(y \mid z, \theta)^{\beta_t}` with
