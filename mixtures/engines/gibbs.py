@@ -250,8 +250,8 @@ class GibbsEngine:
         attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
         steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
         steps += ", sigma (MH)" if "sigma" in spec.free else ""
-        steps += ", relocation (MH)" if runner.moves else ""
-        steps += "]" + (f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else "")
+        steps += "]" + (" + relocation (MH)" if runner.moves else "")
+        steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
         return posterior, st, attrs, steps
 
 
