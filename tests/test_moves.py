@@ -7,8 +7,9 @@ alone, applied repeatedly to those draws, must leave their distribution unchange
 Kolmogorov-Smirnov tests against fresh exact draws) in each of its three modes: an exchangeable
 prior with ordered means (it sorts), a per-component prior with ordered means (it rejects a
 proposal out of order), and unordered means. A move that proposes from another prior than the
-model's is detected by the same tests (the negative control). The engine with the move on is
-tested against NUTS and for reproducibility below.
+model's is detected by the same tests (the negative control). Below, the whole engine with the
+move is compared with the engine without it (itself checked against NUTS in test_gibbs.py), and
+checked for reproducibility with `random_seed`.
 """
 
 from __future__ import annotations
