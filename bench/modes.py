@@ -11,7 +11,9 @@ indicative and the old way is measured beside the new in the same run):
 2. **galaxies** (/1000, K = 3), defaults, seeds 3, 11, 21: worst r_hat, least ESS, draws run,
    and the mass of the dominant mode (w[1] > 0.7, the test in ``tests/test_gibbs.py``).
 3. **defaults end converged**: galaxies K = 3, 4 and three_gaussians K = 2, 3, 4, seed 1:
-   r_hat, bulk and tail ESS, warnings, seconds.
+   r_hat, bulk and tail ESS, warnings, seconds; beside each, the same fit with
+   ``moves=False`` (the default before the relocation move, same random streams) unless
+   ``--no-compare``.
 
 Run: ``python bench/modes.py [--quick] [--big] [--sections large galaxies converged]``;
 figures go to stdout and ``bench/modes.json``.
@@ -110,17 +112,18 @@ def galaxies(seeds) -> list[dict]:
     return rows
 
 
-def converged_by_default() -> list[dict]:
+def converged_by_default(compare: bool) -> list[dict]:
     gal = mixtures.load_dataset("galaxies")["velocity"].to_numpy() / 1000
     three = mixtures.load_dataset("three_gaussians")["x"].to_numpy()
     rows = []
     for name, y, ks in (("galaxies", gal, (3, 4)), ("three_gaussians", three, (2, 3, 4))):
         for k in ks:
-            res = fit(y, k, 1)
-            res.pop("weights"), res.pop("chain_means")
-            res.update(data=name, k=k)
-            print(json.dumps(res), flush=True)
-            rows.append(res)
+            for moves in (True, False) if compare else (True,):
+                res = fit(y, k, 1, moves=moves)
+                res.pop("weights"), res.pop("chain_means")
+                res.update(data=name, k=k, moves=moves)
+                print(json.dumps(res), flush=True)
+                rows.append(res)
     return rows
 
 
@@ -136,6 +139,10 @@ def main() -> None:
         "--sections", nargs="*", default=["large", "galaxies", "converged"],
         help="sections to run; the others keep their figures in the json file",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-compare", action="store_true",
+        help="section 3 without the moves=False runs beside the defaults",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes, seeds = ([10_000], [1]) if args.quick else ([10_000, 100_000], [1, 2, 3, 4])
     path = HERE / ("modes_quick.json" if args.quick else "modes.json")
@@ -148,7 +155,7 @@ def main() -> None:
     if "galaxies" in args.sections:
         out["galaxies"] = galaxies([3] if args.quick else [3, 11, 21])
     if "converged" in args.sections and not args.quick:
-        out["converged_by_default"] = converged_by_default()
+        out["converged_by_default"] = converged_by_default(not args.no_compare)
     path.write_text(json.dumps(out, indent=1))
 
 

@@ -687,6 +687,8 @@ def run(y, it0, it1, tune, model, chain, out, stats):
         sweep(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
         if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
             return it
+        if model[6].shape[0] > 5 and model[6][5]:  # the moves between modes are on
+            relocate(y, model, chain)
     return -1
 
 
@@ -709,7 +711,112 @@ def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
             _sweep_on(pool, y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
             if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
                 return it
+            if model[6].shape[0] > 5 and model[6][5]:
+                relocate(y, model, chain)
     return -1
+
+
+# --------------------------------------------------------------------------- moves between modes
+# A relocation move for the univariate sampler (issue 20): an almost empty component jumps to
+# a new place in one step, where the single-site sweep would need it to pass through the other
+# components' clusters. It lives in this file because the cached `run` calls it (Numba's disk
+# cache checks the file of the cached function only).
+_SMALL_WEIGHT = 0.5  # a component is a candidate when its weight is below _SMALL_WEIGHT / k
+
+
+@njit
+def mixture_loglik_change(y, r, j, new_mu, logw, mu, sd):
+    """Return the change of the marginal log-likelihood of replica r if ``mu[r, j]`` = `new_mu`.
+
+    The marginal log-likelihood is ``sum_i log sum_l w_l N(y_i | mu_l, sd_l)`` (the
+    assignments summed out); per point, the other components' terms are added apart, so a
+    point that component j alone explains loses no precision.
+    """
+    k = mu.shape[1]
+    base = np.empty(k)
+    for m in range(k):
+        base[m] = logw[r, m] - math.log(sd[r, m])
+    c = -0.5 / (sd[r, j] * sd[r, j])
+    delta = 0.0
+    for i in range(y.shape[0]):
+        top = base[j] + c * (y[i] - new_mu) ** 2
+        cur = base[j] + c * (y[i] - mu[r, j]) ** 2
+        top = max(top, cur)
+        for m in range(k):
+            if m != j:
+                top = max(top, base[m] - 0.5 * ((y[i] - mu[r, m]) / sd[r, m]) ** 2)
+        rest = 0.0
+        for m in range(k):
+            if m != j:
+                rest += math.exp(base[m] - 0.5 * ((y[i] - mu[r, m]) / sd[r, m]) ** 2 - top)
+        new = rest + math.exp(base[j] + c * (y[i] - new_mu) ** 2 - top)
+        old = rest + math.exp(cur - top)
+        delta += math.log(new) - math.log(old) if new > 0.0 else -np.inf
+    return delta
+
+
+@njit(inline="always")
+def _sort_replica(r, j, logw, mu, sd):
+    """Move component j of replica r to its place in the order of the means (insertion)."""
+    k = mu.shape[1]
+    while j > 0 and mu[r, j] < mu[r, j - 1]:
+        for arr in (logw, mu, sd):
+            arr[r, j], arr[r, j - 1] = arr[r, j - 1], arr[r, j]
+        j -= 1
+    while j < k - 1 and mu[r, j] > mu[r, j + 1]:
+        for arr in (logw, mu, sd):
+            arr[r, j], arr[r, j + 1] = arr[r, j + 1], arr[r, j]
+        j += 1
+
+
+@njit(cache=True, nogil=True)
+def relocate(y, model, chain):
+    """One relocation move per chain (its beta = 1 replica); return how many were accepted.
+
+    Only the replica at the top of the ladder moves (its last rung is 1 by construction), so
+    the target is the untempered posterior; the tempered replicas keep theirs, unmoved.
+
+    Leaves the marginal posterior of the parameters, p(w, mu, sd | y) with the assignments
+    summed out, invariant; the sweep that follows draws the assignments from their conditional,
+    so the joint posterior is invariant too. A component whose weight is below
+    ``_SMALL_WEIGHT / k`` is picked uniformly among such (the weights do not change, so the
+    reverse move picks it with the same probability); its mean is proposed from its prior
+    N(m0_j, s0_j) and accepted with the likelihood ratio (prior and proposal cancel).
+    ``flags[6]`` (an exchangeable prior): the components are then sorted by their means, which
+    keeps the ordered posterior invariant (it is the exchangeable one restricted to the order).
+    Otherwise an ordered model rejects a proposal that breaks the order.
+    """
+    m0, s0, flags = model[1], model[2], model[6]
+    ordered, exchangeable = flags[3], flags[6]
+    logw, mu, sd, state, rep_at = chain[0], chain[1], chain[2], chain[4], chain[7]
+    chains, n_temps = rep_at.shape
+    k = mu.shape[1]
+    small = math.log(_SMALL_WEIGHT / k)
+    accepted = 0
+    for ch in range(chains):
+        r = rep_at[ch, n_temps - 1]
+        count = 0
+        for m in range(k):
+            count += 1 if logw[r, m] < small else 0
+        if count == 0:
+            continue
+        pick = min(int(_uniform(state, r) * count), count - 1)
+        j = 0
+        for m in range(k):
+            if logw[r, m] < small:
+                if pick == 0:
+                    j = m
+                pick -= 1
+        x = m0[j] + s0[j] * _normal(state, r)
+        if ordered and not exchangeable:
+            if (j > 0 and x <= mu[r, j - 1]) or (j < k - 1 and x >= mu[r, j + 1]):
+                continue
+        if math.log(_uniform(state, r)) < mixture_loglik_change(y, r, j, x, logw, mu, sd):
+            mu[r, j] = x
+            accepted += 1
+            if ordered:
+                _sort_replica(r, j, logw, mu, sd)
+    return accepted
 
 
 # --------------------------------------------------------------------------- multivariate

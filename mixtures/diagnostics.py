@@ -18,7 +18,11 @@ __all__ = [
     "ConvergenceWarning",
     "check_degenerate",
     "convergence_table",
+    "is_sparse",
     "label_free_table",
+    "series_table",
+    "sparse_quantities",
+    "sparse_table",
     "user_stacklevel",
     "warn_convergence",
 ]
@@ -27,6 +31,15 @@ __all__ = [
 #: and tail ESS at least 400.
 RHAT_MAX = 1.01
 ESS_MIN = 400
+#: A weight prior is sparse (an overfitted mixture whose extra components empty out, Rousseau
+#: and Mengersen 2011) when every Dirichlet concentration is at most this; Malsiner-Walli et
+#: al. (2016) use 0.01 or less, as :func:`mixtures.choose_k`'s sparse fit does.
+SPARSE_CONCENTRATION = 0.1
+#: Share of the data above which a component counts as filled (as
+#: :func:`mixtures.effective_components`).
+FILLED_SHARE = 0.01
+#: ``posterior.attrs["mixtures_convergence_check"]`` of a fit checked on label-free quantities.
+LABEL_FREE_CHECK = "label-free: filled components, their sorted weights, complete_loglik"
 
 
 class ConvergenceWarning(UserWarning):
@@ -87,6 +100,8 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     """
     if "K_plus" in idata.posterior:  # a varying number of components: label-free checks
         return label_free_table(idata)
+    if idata.posterior.attrs.get("mixtures_convergence_check") == LABEL_FREE_CHECK:
+        return sparse_table(idata)
     posterior = summary_posterior(idata)
     names = [n for n in DEFAULT_VARS if n in posterior]
     if not names:
@@ -127,6 +142,11 @@ def label_free_table(idata, *, pairs: int = 5, random_seed=0) -> pd.DataFrame:
         for _ in range(pairs if z.shape[-1] > 1 else 0):
             i, j = rng.choice(z.shape[-1], 2, replace=False)
             series[f"cocluster[{i}, {j}]"] = (z[..., i] == z[..., j]).astype(float)
+    return series_table(series)
+
+
+def series_table(series: dict) -> pd.DataFrame:
+    """Return r_hat, bulk and tail ESS of each array of shape (chain, draw); constants left out."""
     rows = {}
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -138,6 +158,47 @@ def label_free_table(idata, *, pairs: int = 5, random_seed=0) -> pd.DataFrame:
             ess = [float(az.ess(arr, method=m)) for m in ("bulk", "tail")]
             rows[name] = [r_hat, *ess]
     return pd.DataFrame.from_dict(rows, orient="index", columns=["r_hat", "ess_bulk", "ess_tail"])
+
+
+def is_sparse(spec) -> bool:
+    """Whether `spec` has a sparse Dirichlet weight prior (:data:`SPARSE_CONCENTRATION`), k > 1."""
+    if spec is None or spec.k < 2 or "weights" not in spec.priors:
+        return False
+    prior = spec.priors["weights"]
+    return prior.dist == "Dirichlet" and bool(np.all(prior.params["a"] <= SPARSE_CONCENTRATION))
+
+
+def sparse_quantities(weights: np.ndarray, loglik: np.ndarray) -> dict:
+    """Return the label-free quantities that check a sparse (overfitted) fit.
+
+    The number of filled components (weight > :data:`FILLED_SHARE`), the weights sorted in
+    decreasing order, as many as the most frequent number of filled components (the empty
+    components' weights and parameters follow their prior and say nothing about convergence),
+    and the complete-data log-likelihood of each draw.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (chain, draw, k)
+    loglik : ndarray of shape (chain, draw)
+
+    Returns
+    -------
+    dict of str to ndarray of shape (chain, draw)
+    """
+    filled = (weights > FILLED_SHARE).sum(axis=-1)
+    m = int(np.bincount(filled.ravel()).argmax())
+    top = -np.sort(-weights, axis=-1)[..., :m]
+    series = {"filled_components": filled.astype(float)}
+    series.update({f"sorted_weights[{i}]": top[..., i] for i in range(m)})
+    series["complete_loglik"] = np.asarray(loglik, dtype=float)
+    return series
+
+
+def sparse_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Return r_hat and ESS of a sparse fit's label-free quantities (:func:`sparse_quantities`)."""
+    weights = idata.posterior["weights"].transpose("chain", "draw", ...).values
+    loglik = idata.sample_stats["complete_loglik"].transpose("chain", "draw").values
+    return series_table(sparse_quantities(weights, loglik))
 
 
 def _labels(name: str, var: xr.DataArray) -> list[str]:

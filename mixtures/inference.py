@@ -112,8 +112,9 @@ def sample(
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     **kwargs
         Passed to the engine: the Gibbs engine's ``init`` (``"auto"``, ``"em"``,
-        ``"random"``; see `tempering`) and ``budget`` (``(draws per chain, seconds)`` of an
-        automatic run, default ``(8000, 60.0)``); :func:`pymc.sample` (``cores``,
+        ``"random"``; see `tempering`), ``budget`` (``(draws per chain, seconds)`` of an
+        automatic run, default ``(8000, 60.0)``) and ``moves`` (default True: the relocation
+        move of almost empty components, univariate models); :func:`pymc.sample` (``cores``,
         ``target_accept``, ``step``, ...) or nutpie's ``sample`` (``backend="numba" | "jax"``,
         ...).
 

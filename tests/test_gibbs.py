@@ -144,7 +144,8 @@ def test_latent_and_marginalised_variants_share_the_posterior(y3):
 def test_chains_agree_on_real_multimodal_data_only_with_tempering(galaxies):
     model = mixtures.full_mixture(galaxies, 3)
     names = ["weights", "means", "sigma"]
-    stuck = mixtures.sample(model, tempering=False, random_seed=1, warn=False, **QUIET)
+    # neither tempering nor the relocation move (which alone brings r_hat to ~1.02 here)
+    stuck = mixtures.sample(model, tempering=False, moves=False, random_seed=1, warn=False, **QUIET)
     assert az.rhat(stuck, var_names=names).to_array().max() > 1.1  # the test can fail
     # default tempering; 2,000 draws, as the bulk ESS of the default 1,000 is near 400 here
     tempered = mixtures.sample(model, draws=2000, random_seed=1, warn=False, **QUIET)

@@ -214,8 +214,9 @@ class CompiledMixture:
         warn : bool, default True
             Issue a :class:`~mixtures.ConvergenceWarning` for failed diagnostics.
         **kwargs
-            Passed to the engine: ``tempering``, ``init`` ("auto", "em", "random") and
-            ``budget`` (draws per chain, seconds of an automatic run) for Gibbs; ``cores``,
+            Passed to the engine: ``tempering``, ``init`` ("auto", "em", "random"),
+            ``budget`` (draws per chain, seconds of an automatic run) and ``moves`` (the
+            relocation move, default True) for Gibbs; ``cores``,
             ``target_accept``, ``step`` for PyMC; ``backend`` for nutpie.
 
         Returns

@@ -11,8 +11,16 @@ all and :data:`MAX_SECONDS` seconds of sampling; an extension is cut to what the
 allows (at the pace measured so far), and none shorter than :data:`MIN_EXTENSION` is run.
 
 ``draws=N`` runs exactly N draws. What was run and why is recorded in the posterior's attrs:
-``mixtures_draws_requested`` ("auto" or N), ``mixtures_draws_run`` (per chain) and
-``mixtures_draws_reason``.
+``mixtures_draws_requested`` ("auto" or N), ``mixtures_draws_run`` (per chain),
+``mixtures_draws_reason`` and ``mixtures_convergence_check``, the check used.
+
+**Sparse (overfitted) fits.** With a sparse Dirichlet weight prior
+(:func:`mixtures.diagnostics.is_sparse`: every concentration at most 0.1) the extra components
+are empty, and their parameters follow the prior, labelled differently in each chain: their
+r_hat never passes however long the chains run. Such fits are checked on label-free
+quantities instead (:func:`mixtures.diagnostics.sparse_quantities`: the number of filled
+components, their sorted weights and the complete-data log-likelihood), and so is the warning
+:func:`mixtures.sample` issues at the end (``mixtures_convergence_check`` says which).
 """
 
 from __future__ import annotations
@@ -23,7 +31,14 @@ import time
 import arviz as az
 import numpy as np
 
-from mixtures.diagnostics import ESS_MIN, RHAT_MAX, convergence_table
+from mixtures.diagnostics import (
+    ESS_MIN,
+    LABEL_FREE_CHECK,
+    RHAT_MAX,
+    convergence_table,
+    series_table,
+    sparse_quantities,
+)
 
 __all__ = [
     "AUTO_DRAWS",
@@ -35,6 +50,7 @@ __all__ = [
     "MAX_DRAWS",
     "MAX_SECONDS",
     "MIN_EXTENSION",
+    "PARAMETER_CHECK",
     "RHAT_MAX",
     "run_draws",
     "shortfalls",
@@ -58,15 +74,21 @@ MAX_SECONDS = 60.0
 MIN_EXTENSION = 100
 #: The parameters the diagnostics are checked on.
 CHECKED = ("weights", "means", "sigma")
+#: ``posterior.attrs["mixtures_convergence_check"]`` of a fit checked on its parameters.
+PARAMETER_CHECK = "parameters: " + ", ".join(CHECKED)
 
 
-def shortfalls(posterior: dict) -> tuple[list[str], float]:
+def shortfalls(posterior: dict, *, label_free: bool = False) -> tuple[list[str], float]:
     """Check r_hat <= 1.01 and bulk and tail ESS >= 400 on every varying scalar.
 
     Parameters
     ----------
     posterior : dict of str to numpy.ndarray
         Draws of shape (chain, draw, ...); only :data:`CHECKED` names are looked at.
+    label_free : bool, default False
+        Check the label-free quantities of a sparse fit instead
+        (:func:`mixtures.diagnostics.sparse_quantities`), from ``weights`` and
+        ``complete_loglik`` (draws of shape (chain, draw)).
 
     Returns
     -------
@@ -74,15 +96,20 @@ def shortfalls(posterior: dict) -> tuple[list[str], float]:
         The problems (empty when all pass), and the factor by which the draws should grow to
         reach the ESS target (1 when it is met).
     """
-    data = {n: posterior[n] for n in CHECKED if n in posterior}
-    if not data:
-        return [], 1.0
-    table = convergence_table(az.from_dict(posterior=data))  # the check sample() warns on
+    if label_free:
+        table = series_table(sparse_quantities(posterior["weights"], posterior["complete_loglik"]))
+        n_chains = posterior["weights"].shape[0]
+    else:
+        data = {n: posterior[n] for n in CHECKED if n in posterior}
+        if not data:
+            return [], 1.0
+        table = convergence_table(az.from_dict(posterior=data))  # the check sample() warns on
+        n_chains = next(iter(data.values())).shape[0]
     if table.empty:  # nothing varies (fixed by construction)
         return [], 1.0
     problems = []
     worst_rhat = float(np.nanmax(np.where(np.isnan(table["r_hat"]), np.inf, table["r_hat"])))
-    if next(iter(data.values())).shape[0] > 1 and worst_rhat > RHAT_MAX:
+    if n_chains > 1 and worst_rhat > RHAT_MAX:
         problems.append(f"r_hat {worst_rhat:.3f} > {RHAT_MAX}")
     ess = table[["ess_bulk", "ess_tail"]].to_numpy()
     least_ess = float(np.min(np.where(np.isnan(ess), 0.0, ess))) if ess.size else math.inf
@@ -125,7 +152,7 @@ def _check_budget(budget) -> tuple[int, float]:
     return int(max_draws), float(max_seconds)
 
 
-def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
+def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None, label_free=False):
     """Run `draws` per chain, or (``draws=None``) extend until the diagnostics pass.
 
     Parameters
@@ -141,16 +168,20 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
         ``time.perf_counter()`` when the sampling began.
     budget : (int, float), optional
         Draws per chain and seconds; default (:data:`MAX_DRAWS`, :data:`MAX_SECONDS`).
+    label_free : bool, default False
+        Check the label-free quantities of a sparse fit (see the module docstring); the
+        merged dict must then hold ``weights`` and ``complete_loglik``.
 
     Returns
     -------
     (dict, dict)
         The merged arrays, and the attrs that record the run.
     """
+    check = {"mixtures_convergence_check": LABEL_FREE_CHECK if label_free else PARAMETER_CHECK}
     if draws is not None:
         record = {"mixtures_draws_requested": int(draws), "mixtures_draws_run": int(draws)}
         record["mixtures_draws_reason"] = "draws fixed by the user"
-        return run_segment(draws), record
+        return run_segment(draws), {**record, **check}
     budget = _check_budget(budget)
     t0 = time.perf_counter()
     parts, done = [run_segment(AUTO_DRAWS)], AUTO_DRAWS
@@ -158,7 +189,9 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
     history = []
     while True:
         merged = _merge(parts)
-        problems, grow = shortfalls(posterior_of(merged))
+        problems, grow = shortfalls(
+            merged if label_free else posterior_of(merged), label_free=label_free
+        )
         if not problems:
             reason = "diagnostics passed"
             break
@@ -175,4 +208,4 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None):
         reason += "; extended after " + "; ".join(history)
     record = {"mixtures_draws_requested": "auto", "mixtures_draws_run": done}
     record["mixtures_draws_reason"] = reason
-    return merged, record
+    return merged, {**record, **check}

@@ -13,7 +13,13 @@ posterior is the marginal model's). One iteration is
 3. a Metropolis-within-Gibbs move of the sds: an independence proposal from the likelihood's
    Gamma kernel in the precision (accepted with the prior ratio alone), or a random walk on
    :math:`\log\sigma` when a component has too few points;
-4. replica exchange between adjacent temperatures (below).
+4. replica exchange between adjacent temperatures (below);
+5. the relocation move (``moves=True``, :func:`mixtures._kernels.relocate`): in each chain's
+   untempered replica, a component with weight below 0.5 / k gets a mean proposed from its
+   prior, accepted by the ratio of the likelihoods with the assignments summed out (an exact
+   Metropolis-Hastings move on the marginal posterior; the next sweep redraws the
+   assignments). An almost empty component of an over-fitted k thus jumps between the
+   clusters instead of crossing them point by point.
 
 **Tempering.** Replica t targets
 :math:`p(\theta)\,p(z \mid w)\,p(y \mid z, \theta)^{\beta_t}` with
@@ -37,6 +43,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import run, run_threaded
+from mixtures.diagnostics import is_sparse
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -177,6 +184,7 @@ class GibbsEngine:
         store_assignments="auto",
         init="auto",
         budget=None,
+        moves=True,
     ):
         """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``.
 
@@ -187,6 +195,8 @@ class GibbsEngine:
         and untempered, :data:`~mixtures.engines.extend.AUTO_TUNE` otherwise.
         ``init``: ``"auto"``, ``"em"`` or ``"random"`` starts
         (:func:`mixtures.engines.starts.uses_em_starts`).
+        ``moves``: the relocation move of almost empty components (univariate models with free
+        means and no known labels; :func:`mixtures._kernels.relocate`), on by default.
         """
         t_start = time.perf_counter()
         spec = self.spec
@@ -220,19 +230,28 @@ class GibbsEngine:
         state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
         state_arrays.append(self._labels(n_obs))
         runner = _Runner(self, y, state_arrays, tune, chains, progressbar)
+        runner.moves = bool(moves) and uses_moves(spec)
         runner.rounds = adaptation_rounds(tune) if _adapts(tempering) and n_temps > 2 else []
         runner.store_z = stores_assignments(
             store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
         )
         runner.store_rule = (store_assignments, chains * n_obs)
-        merged, record = run_draws(draws, runner.segment, _checked, t_start=t_start, budget=budget)
+        merged, record = run_draws(
+            draws,
+            runner.segment,
+            _checked,
+            t_start=t_start,
+            budget=budget,
+            label_free=is_sparse(spec),
+        )
         posterior, st = _split(merged, spec)
         store_z = "assignment" in posterior
         attrs = run_record(st, state_arrays[8], bool(runner.rounds), store_z, t_start)
         attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
         steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
         steps += ", sigma (MH)" if "sigma" in spec.free else ""
-        steps += "]" + (f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else "")
+        steps += "]" + (" + relocation (MH)" if runner.moves else "")
+        steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
         return posterior, st, attrs, steps
 
 
@@ -243,6 +262,7 @@ class _Runner:
         self.engine, self.y, self.state = engine, y, state_arrays
         self.tune, self.chains, self.progressbar = tune, chains, progressbar
         self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
+        self.moves = False
         self.scale = float(np.std(y)) or 1.0
 
     def _keep_storing(self, n: int) -> bool:
@@ -255,6 +275,7 @@ class _Runner:
         spec, chains, k = self.engine.spec, self.chains, self.engine.spec.k
         self.store_z = self._keep_storing(n)
         model = _kernel_model(spec, self.store_z, collapse_at=1e-10 * self.scale)
+        model = with_moves(model, self.moves, self.state[2])
         n_temps = self.state[8].size
         out = tuple(np.empty((chains, n, k)) for _ in range(3))
         z = self.state[3]
@@ -340,3 +361,22 @@ def _collapse_message(it, scale):
         "bound. Use fewer components, a sigma prior that vanishes at 0 (e.g. InverseGamma, or "
         "Uniform with lower > 0), or known sds (sigma=...)"
     )
+
+
+def uses_moves(spec) -> bool:
+    """Whether the relocation move applies: free means, k >= 2 and no known labels."""
+    return "means" in spec.free and spec.k >= 2 and not spec.labelled
+
+
+def with_moves(model: tuple, moves: bool, sd: np.ndarray) -> tuple:
+    """Return the kernel's `model` tuple with the moves' two flags appended to its ``flags``.
+
+    ``flags[5]``: the relocation move is on; ``flags[6]``: the prior is exchangeable (the same
+    for every component: weights, means, sd prior or known sds `sd`), so a move may relabel the
+    components by sorting their means (:func:`mixtures._kernels.relocate`).
+    """
+    prior_a, m0, s0, code, p0, p1, flags = model[:7]
+    same = [prior_a, m0, s0, p0, p1] + ([] if flags[1] else [sd[0]])  # flags[1]: sd free
+    exchangeable = all(np.all(v == v[0]) for v in same)
+    flags = np.concatenate([flags, np.array([moves, exchangeable], dtype=np.bool_)])
+    return (*model[:6], flags, *model[7:])

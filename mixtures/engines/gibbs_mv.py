@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import mv_run, mv_run_threaded
+from mixtures.diagnostics import is_sparse
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
@@ -121,7 +122,12 @@ def sample_mv(
     )
     runner.store_rule = (store_assignments, chains * n_obs)
     merged, record = run_draws(
-        draws, runner.segment, _checked, t_start=t_start, budget=plan["budget"]
+        draws,
+        runner.segment,
+        _checked,
+        t_start=t_start,
+        budget=plan["budget"],
+        label_free=is_sparse(spec),
     )
     posterior = _posterior(merged)
     st = {name: merged[name] for name in ("n_changed", "complete_loglik", "tempered_loglik")}
