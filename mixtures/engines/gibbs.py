@@ -340,3 +340,8 @@ def _collapse_message(it, scale):
         "bound. Use fewer components, a sigma prior that vanishes at 0 (e.g. InverseGamma, or "
         "Uniform with lower > 0), or known sds (sigma=...)"
     )
+
+
+# Public names for mixtures.engines.distributed, which drives the same kernels from a Dask client.
+kernel_model = _kernel_model
+collapse_message = _collapse_message
