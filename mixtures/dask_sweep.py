@@ -12,12 +12,10 @@ import numpy as np
 
 from mixtures._kernels import mv_sweep_part, offset_keys, sweep_part
 
-__all__ = ["chunk_moments", "chunk_rows", "forget_run", "sweep_chunk"]
+__all__ = ["ChunkSweeper", "chunk_moments", "chunk_rows", "forget_run", "sweep_chunk"]
 
-#: Per worker process: (run, chunk) -> (iteration, assignments, known labels) of that chunk.
-#: The run's own state, kept where its chunk lives, dropped at the end of the run
-#: (:func:`forget_run`); a missing or stale entry is rebuilt from the parameters
-#: (:func:`sweep_chunk`).
+#: Per worker process, for the task backend: (run, chunk) -> that chunk's :class:`ChunkSweeper`,
+#: dropped at the end of the run (:func:`forget_run`).
 _CHUNK_STATE: dict = {}
 
 
@@ -37,30 +35,54 @@ def _sweep_block(block, offset, args, z, fixed):
     return n, s1, s2, changed
 
 
-def sweep_chunk(block, offset, run, index, it, now, before):
-    """Sweep one chunk at iteration `it`; return its (n, s1, s2, changed) and the seconds.
+class ChunkSweeper:
+    """One chunk of the data and its assignments, on the worker that holds it.
 
-    `now` holds the sweep's coefficients, means (and precision factors) and keys of iteration
-    `it`, `before` those of iteration ``it - 1`` (None at the first). The chunk's assignments
-    are kept here between iterations; if they are missing or not those of ``it - 1`` (the
-    chunk was recomputed on another worker after a loss, or the task is a rerun), they are
-    rebuilt first by sweeping with `before` (the assignments of an iteration depend on its
-    parameters and the counters only), so the result never depends on where the task ran.
+    A Dask actor (the default backend: the client calls :meth:`sweep` on the worker
+    directly), or kept in the worker's :data:`_CHUNK_STATE` by :func:`sweep_chunk` (the task
+    backend).
+
+    Parameters
+    ----------
+    block : numpy.ndarray of shape (m,) or (m, d)
+        The chunk's rows.
+    offset : int
+        The global index of its first row (the uniforms' counter).
     """
-    t0 = time.perf_counter()
-    block = np.ascontiguousarray(block)
-    entry = _CHUNK_STATE.get((run, index))
-    if entry is not None and entry[0] == it - 1:
-        z, fixed = entry[1], entry[2]
-    else:  # first sweep, or this chunk's worker was lost: rebuild z from the last parameters
-        k = now[0].shape[1]
-        z = np.full((now[0].shape[0], block.shape[0]), -1, dtype=np.int8 if k < 127 else np.int32)
-        fixed = np.full(block.shape[0], -1, dtype=np.int32)
-        if before is not None:
-            _sweep_block(block, offset, before, z, fixed)
-    stats = _sweep_block(block, offset, now, z, fixed)
-    _CHUNK_STATE[(run, index)] = (it, z, fixed)
-    return stats, time.perf_counter() - t0
+
+    def __init__(self, block, offset):
+        self.block = np.ascontiguousarray(block)
+        self.offset = int(offset)
+        self.iteration, self.z, self.fixed = None, None, None
+
+    def sweep(self, it, now, before):
+        """Sweep the chunk at iteration `it`; return its (n, s1, s2, changed) and the seconds.
+
+        `now` holds the sweep's coefficients, means (and precision factors) and keys of
+        iteration `it`, `before` those of iteration ``it - 1`` (None at the first). The
+        assignments are kept between iterations; if they are not those of ``it - 1`` (a new
+        sweeper after its worker was lost, or a rerun), they are rebuilt first by sweeping
+        with `before` (an iteration's assignments depend on its parameters and the counters
+        only), so the result never depends on where or how often the sweep ran.
+        """
+        t0 = time.perf_counter()
+        if self.z is None or self.iteration != it - 1:
+            k, m = now[0].shape[1], self.block.shape[0]
+            self.z = np.full((now[0].shape[0], m), -1, dtype=np.int8 if k < 127 else np.int32)
+            self.fixed = np.full(m, -1, dtype=np.int32)
+            if before is not None:
+                _sweep_block(self.block, self.offset, before, self.z, self.fixed)
+        stats = _sweep_block(self.block, self.offset, now, self.z, self.fixed)
+        self.iteration = it
+        return stats, time.perf_counter() - t0
+
+
+def sweep_chunk(block, offset, run, index, it, now, before):
+    """Task backend: :meth:`ChunkSweeper.sweep` on chunk `index` of `run`, kept on this worker."""
+    sweeper = _CHUNK_STATE.get((run, index))
+    if sweeper is None:
+        sweeper = _CHUNK_STATE[(run, index)] = ChunkSweeper(block, offset)
+    return sweeper.sweep(it, now, before)
 
 
 def forget_run(run):

@@ -5,10 +5,9 @@ the distributed run must give the same draws (up to the order of floating-point 
 when a worker is killed mid-run. One LocalCluster of two worker processes serves the module.
 """
 
+import json
 import os
 import signal
-import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -117,37 +116,32 @@ def test_same_draws_at_1e5(client, dim):
     _assert_same_draws(local, remote, names)
 
 
-def _kill_one_worker(client, after: float, done: dict):
-    """Kill (SIGKILL) one worker process `after` seconds from now; its nanny restarts it."""
-    pids = client.run(os.getpid)
-    victim = sorted(pids)[0]
+@pytest.mark.parametrize("backend", ["actors", "tasks"])
+def test_a_worker_killed_mid_run_changes_nothing(client, monkeypatch, backend):
+    from mixtures.engines import distributed as engine
 
-    def kill():
-        time.sleep(after)
-        os.kill(pids[victim], signal.SIGKILL)
-        done["at"] = time.perf_counter()
-
-    thread = threading.Thread(target=kill)
-    thread.start()
-    return thread, victim
-
-
-def test_a_worker_killed_mid_run_changes_nothing(client):
     y = _univariate(20_000, seed=3)
     model = mixtures.full_mixture(da.from_array(y, chunks=5_000), 3)
-    run = {**RUN, "draws": 150, "tune": 50}
+    run = {**RUN, "draws": 100, "tune": 50, "backend": backend}
     reference = mixtures.sample(model, client=client, **run)
-    per_iteration = reference.posterior.attrs["sampling_time"] / 200
-    done = {}
-    t0 = time.perf_counter()
-    thread, victim = _kill_one_worker(client, min(2.0, 80 * per_iteration), done)
-    killed = mixtures.sample(model, client=client, **run)
-    t1 = time.perf_counter()
-    thread.join()
-    assert t0 < done["at"] < t1, "the worker should have been killed during the run"
+    sweep, killed = engine.ChunkedData.sweep, {}
+
+    def sweep_and_kill(self, it, now, before):  # SIGKILL the worker of chunk 0 at iteration 60
+        if it == 60 and not killed:
+            pids = self.client.run(os.getpid)
+            where = self.client.who_has(self.blocks[:1])[self.blocks[0].key][0]
+            os.kill(pids[where], signal.SIGKILL)
+            killed["worker"] = where
+        return sweep(self, it, now, before)
+
+    monkeypatch.setattr(engine.ChunkedData, "sweep", sweep_and_kill)
+    rerun = mixtures.sample(model, client=client, **run)
+    assert killed, "a worker should have been killed during the run"
     client.wait_for_workers(2, timeout=60)
-    assert victim not in client.nthreads(), "a new worker process should have replaced it"
-    _assert_same_draws(reference, killed, ("weights", "means", "sigma"))
+    assert killed["worker"] not in client.nthreads(), "a new worker process replaced it"
+    if backend == "actors":
+        assert json.loads(rerun.posterior.attrs["mixtures_cluster"])["lost"] >= 1
+    _assert_same_draws(reference, rerun, ("weights", "means", "sigma"))
 
 
 def test_nothing_of_size_n_is_held_or_fetched(client, monkeypatch):

@@ -45,7 +45,7 @@ import pymc as pm
 
 from mixtures._kernels import after_sweep, mv_after_sweep, mv_prepare, prepare
 from mixtures.dask_data import dask_data_of
-from mixtures.dask_sweep import chunk_moments, chunk_rows, forget_run, sweep_chunk
+from mixtures.dask_sweep import ChunkSweeper, chunk_moments, chunk_rows, forget_run, sweep_chunk
 from mixtures.diagnostics import warn_convergence
 from mixtures.engines import check_draws
 from mixtures.engines.extend import AUTO_TUNE, EM_TUNE, run_draws
@@ -88,9 +88,17 @@ class ChunkedData:
     client : distributed.Client
     data : dask.array.Array
         Rows chunked; rechunked to at most :data:`MAX_CHUNKS_PER_THREAD` chunks per thread.
+    backend : {"actors", "tasks"}
+        ``"actors"`` (default): one :class:`~mixtures.dask_sweep.ChunkSweeper` actor per
+        chunk, on the worker that holds it, called directly by the client every iteration; a
+        call that fails because its worker is gone makes a new actor (Dask recomputes the
+        chunk from its graph) and reruns the sweep there. ``"tasks"``: one
+        ``client.submit`` per chunk and iteration, through the scheduler (Dask reschedules
+        lost work itself). Actors were measured several times faster per iteration
+        (``bench/big_data.py``).
     """
 
-    def __init__(self, client, data):
+    def __init__(self, client, data, backend: str = "actors"):
         threads = max(1, sum(client.nthreads().values()))
         if data.numblocks[0] > MAX_CHUNKS_PER_THREAD * threads:
             rows = math.ceil(data.shape[0] / (MAX_CHUNKS_PER_THREAD * threads))
@@ -101,12 +109,33 @@ class ChunkedData:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.row_shape = data.shape[1:]
         self.blocks = client.compute(list(data.to_delayed().ravel()))
+        self.lost, self.backend = 0, backend
+        self.actors = [None] * len(self.blocks) if backend == "actors" else []
+        for i in range(len(self.actors)):
+            self._recover(i)
         self.timing = {"iterations": 0, "wall": 0.0, "kernel_max": 0.0, "kernel_sum": 0.0}
         self.timing.update(prepare=0.0, cluster=0.0, reduce=0.0, draw=0.0)
 
     def sweep(self, it, now, before):
         """Sweep iteration `it` on every chunk; return the summed (n, s1, s2, changed)."""
         t0 = time.perf_counter()
+        parts = (
+            self._actor_sweep(it, now, before) if self.actors else self._task_sweep(it, now, before)
+        )
+        t1 = time.perf_counter()
+        total = [part.copy() for part in parts[0][0]]
+        for stats, _ in parts[1:]:
+            for acc, value in zip(total, stats, strict=True):
+                acc += value
+        seconds = [sec for _, sec in parts]
+        timing = self.timing
+        timing["cluster"] += t1 - t0
+        timing["reduce"] += time.perf_counter() - t1
+        timing["kernel_max"] += max(seconds)
+        timing["kernel_sum"] += sum(seconds)
+        return total
+
+    def _task_sweep(self, it, now, before):
         futures = [
             self.client.submit(
                 sweep_chunk,
@@ -121,22 +150,50 @@ class ChunkedData:
             )  # fmt: skip
             for i, (block, off) in enumerate(zip(self.blocks, self.offsets, strict=True))
         ]
+        return self.client.gather(futures)
+
+    def _actor(self, i):
+        """Make a sweeper actor for chunk `i`, on the worker that holds (or recomputes) it."""
+        future = self.client.submit(
+            ChunkSweeper, self.blocks[i], int(self.offsets[i]), actor=True,
+            key=f"mixtures-chunk-{self.run}-{i}-{uuid.uuid4().hex[:8]}",
+        )  # fmt: skip
+        return future, future.result()
+
+    def _actor_sweep(self, it, now, before):
+        """One call per chunk, straight to its worker; a lost actor is made again and rerun."""
+        calls = [self._call(actor, it, now, before) for _, actor in self.actors]
+        parts = []
+        for i, call in enumerate(calls):
+            try:
+                if call is None:
+                    raise OSError("the actor's worker is gone")
+                parts.append(call.result())
+            except (OSError, RuntimeError):  # its worker is gone: the chunk is recomputed
+                parts.append(self._recover(i, it, now, before))
+        return parts
+
+    @staticmethod
+    def _call(actor, it, now, before):
         try:
-            parts = self.client.gather(futures)
-        finally:
-            del futures
-        t1 = time.perf_counter()
-        total = [part.copy() for part in parts[0][0]]
-        for stats, _ in parts[1:]:
-            for acc, value in zip(total, stats, strict=True):
-                acc += value
-        seconds = [sec for _, sec in parts]
-        timing = self.timing
-        timing["cluster"] += t1 - t0
-        timing["reduce"] += time.perf_counter() - t1
-        timing["kernel_max"] += max(seconds)
-        timing["kernel_sum"] += sum(seconds)
-        return total
+            return actor.sweep(it, now, before)
+        except (OSError, RuntimeError):  # Dask: "Worker holding Actor was lost"
+            return None
+
+    def _recover(self, i, it=None, now=None, before=None, tries: int = 3):
+        """Make chunk `i`'s actor (again: where Dask recomputes its chunk); sweep there."""
+        for attempt in range(tries):
+            try:
+                self.actors[i] = self._actor(i)
+                if now is None:  # the first actor of the chunk
+                    return None
+                self.lost += 1
+                return self.actors[i][1].sweep(it, now, before).result()
+            except (OSError, RuntimeError):
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)  # the scheduler has not yet seen the worker go
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def take(self, idx):
         """Return the rows at global indices `idx` (any shape), fetching only those rows."""
@@ -163,7 +220,7 @@ class ChunkedData:
 
     def close(self) -> None:
         """Release the chunks and the run's state on the workers."""
-        self.client.cancel(self.blocks)
+        self.client.cancel(self.blocks + [future for future, _ in self.actors])
         try:
             self.client.run(forget_run, self.run)
         except Exception:  # noqa: BLE001 - best effort: a worker may be gone
@@ -176,7 +233,8 @@ class ChunkedData:
         per = {name: 1e3 * t[name] / its for name in t if name != "iterations"}
         per["overhead"] = per["wall"] - per["kernel_max"]
         per = {name: round(v, 3) for name, v in per.items()}
-        return {"iterations": t["iterations"], "chunks": int(self.sizes.size), **per}
+        record = {"backend": self.backend, "chunks": int(self.sizes.size), "lost": self.lost}
+        return {**record, "iterations": t["iterations"], **per}
 
 
 # ------------------------------------------------------------------ the drivers
@@ -441,11 +499,14 @@ def _check(model, client, sampler, tempering, log_likelihood, kwargs):
             "`log_likelihood` should be 'auto' or False with `client=`: the pointwise "
             "log-likelihood has N x draws values, but got True"
         )
-    unknown = sorted(set(kwargs) - {"init", "budget"})
+    unknown = sorted(set(kwargs) - {"init", "budget", "backend"})
     if unknown:
         raise ValueError(
-            f"`client=` takes the Gibbs engine's options 'init' and 'budget', but got {unknown}"
+            "`client=` takes the Gibbs engine's options 'init' and 'budget' (and 'backend'), "
+            f"but got {unknown}"
         )
+    if kwargs.get("backend", "actors") not in ("actors", "tasks"):
+        raise ValueError(f"`backend` should be 'actors' or 'tasks', but got {kwargs['backend']!r}")
     return spec
 
 
@@ -467,7 +528,8 @@ def sample_distributed(
     """Run the Gibbs engine on `client`'s workers for a model built on a ``dask.array``.
 
     The arguments are those of :func:`mixtures.sample` (which calls this for ``client=``);
-    ``init`` and ``budget`` as for the local Gibbs engine. See the module docstring.
+    ``init`` and ``budget`` as for the local Gibbs engine, and ``backend`` ("actors", the
+    default, or "tasks"; see :class:`ChunkedData`). See the module docstring.
 
     Returns
     -------
@@ -491,7 +553,7 @@ def sample_distributed(
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
             stop_on_interrupt("Sampling on the Dask cluster"),
         ):
-            chunks = ChunkedData(client, dask_data_of(model))
+            chunks = ChunkedData(client, dask_data_of(model), kwargs.get("backend", "actors"))
             kind = _Multivariate if spec.family != "normal" else _Univariate
             driver = kind(model, spec, chunks, chains, progressbar)
             _, start = driver.start(rng, kwargs.get("init", "auto"))
