@@ -6,7 +6,9 @@ PyMC): a task's function is imported on the worker by its module's name.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,20 +37,8 @@ def _sweep_block(block, offset, args, z, fixed):
     return n, s1, s2, changed
 
 
-class ChunkSweeper:
-    """One chunk of the data and its assignments, on the worker that holds it.
-
-    A Dask actor (the default backend: the client calls :meth:`sweep` on the worker
-    directly), or kept in the worker's :data:`_CHUNK_STATE` by :func:`sweep_chunk` (the task
-    backend).
-
-    Parameters
-    ----------
-    block : numpy.ndarray of shape (m,) or (m, d)
-        The chunk's rows.
-    offset : int
-        The global index of its first row (the uniforms' counter).
-    """
+class _Chunk:
+    """One chunk's rows, its global offset and its assignments (see :meth:`sweep`)."""
 
     def __init__(self, block, offset):
         self.block = np.ascontiguousarray(block)
@@ -56,7 +46,7 @@ class ChunkSweeper:
         self.iteration, self.z, self.fixed = None, None, None
 
     def sweep(self, it, now, before):
-        """Sweep the chunk at iteration `it`; return its (n, s1, s2, changed) and the seconds.
+        """Sweep the chunk at iteration `it`; return its (n, s1, s2, changed).
 
         `now` holds the sweep's coefficients, means (and precision factors) and keys of
         iteration `it`, `before` those of iteration ``it - 1`` (None at the first). The
@@ -65,7 +55,6 @@ class ChunkSweeper:
         with `before` (an iteration's assignments depend on its parameters and the counters
         only), so the result never depends on where or how often the sweep ran.
         """
-        t0 = time.perf_counter()
         if self.z is None or self.iteration != it - 1:
             k, m = now[0].shape[1], self.block.shape[0]
             self.z = np.full((now[0].shape[0], m), -1, dtype=np.int8 if k < 127 else np.int32)
@@ -74,14 +63,55 @@ class ChunkSweeper:
                 _sweep_block(self.block, self.offset, before, self.z, self.fixed)
         stats = _sweep_block(self.block, self.offset, now, self.z, self.fixed)
         self.iteration = it
-        return stats, time.perf_counter() - t0
+        return stats
+
+
+class ChunkSweeper:
+    """The chunks of the data one worker holds, and their assignments.
+
+    A Dask actor (the default backend: the client calls :meth:`sweep` on the worker
+    directly, once per worker and iteration), or one per chunk in the worker's
+    :data:`_CHUNK_STATE` (:func:`sweep_chunk`, the task backend).
+
+    Parameters
+    ----------
+    offsets : sequence of int
+        The global index of each chunk's first row (the uniforms' counter).
+    threads : int
+        Threads to sweep the chunks on (the kernels release the GIL).
+    *blocks : numpy.ndarray of shape (m,) or (m, d)
+        The chunks' rows.
+    """
+
+    def __init__(self, offsets, threads, *blocks):
+        self.chunks = [_Chunk(b, o) for b, o in zip(blocks, offsets, strict=True)]
+        self.threads = max(1, min(int(threads), len(self.chunks)))
+        self._pool = None
+
+    def sweep(self, it, now, before):
+        """Sweep every chunk at iteration `it` (see ``_Chunk.sweep``).
+
+        Returns the summed (n, s1, s2, changed), the seconds it took and this process's id.
+        """
+        t0 = time.perf_counter()
+        if self.threads > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads)
+            parts = list(self._pool.map(lambda c: c.sweep(it, now, before), self.chunks))
+        else:
+            parts = [chunk.sweep(it, now, before) for chunk in self.chunks]
+        total = parts[0]
+        for stats in parts[1:]:
+            for acc, value in zip(total, stats, strict=True):
+                acc += value
+        return total, time.perf_counter() - t0, os.getpid()
 
 
 def sweep_chunk(block, offset, run, index, it, now, before):
     """Task backend: :meth:`ChunkSweeper.sweep` on chunk `index` of `run`, kept on this worker."""
     sweeper = _CHUNK_STATE.get((run, index))
     if sweeper is None:
-        sweeper = _CHUNK_STATE[(run, index)] = ChunkSweeper(block, offset)
+        sweeper = _CHUNK_STATE[(run, index)] = ChunkSweeper([offset], 1, block)
     return sweeper.sweep(it, now, before)
 
 

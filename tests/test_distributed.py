@@ -67,7 +67,7 @@ def _assert_same_draws(local, remote, names):
     )
 
 
-RUN = {"draws": 60, "tune": 40, "chains": 2, "random_seed": 7, "progressbar": False, "warn": False}
+RUN = {"draws": 40, "tune": 20, "chains": 2, "random_seed": 7, "progressbar": False, "warn": False}
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_same_draws_at_1e5(client, dim):
     _assert_same_draws(local, remote, names)
 
 
-@pytest.mark.parametrize("backend", ["actors", "tasks"])
+@pytest.mark.parametrize("backend", ["actors", pytest.param("tasks", marks=pytest.mark.slow)])
 def test_a_worker_killed_mid_run_changes_nothing(client, monkeypatch, backend):
     from mixtures.engines import distributed as engine
 

@@ -42,6 +42,7 @@ import uuid
 import arviz as az
 import numpy as np
 import pymc as pm
+from distributed import wait
 
 from mixtures._kernels import after_sweep, mv_after_sweep, mv_prepare, prepare
 from mixtures.dask_data import dask_data_of
@@ -90,9 +91,10 @@ class ChunkedData:
         Rows chunked; rechunked to at most :data:`MAX_CHUNKS_PER_THREAD` chunks per thread.
     backend : {"actors", "tasks"}
         ``"actors"`` (default): one :class:`~mixtures.dask_sweep.ChunkSweeper` actor per
-        chunk, on the worker that holds it, called directly by the client every iteration; a
-        call that fails because its worker is gone makes a new actor (Dask recomputes the
-        chunk from its graph) and reruns the sweep there. ``"tasks"``: one
+        worker, holding the chunks that worker computed, called directly by the client
+        every iteration (one message each way per worker); a call that fails because its
+        worker is gone makes a new actor for those chunks (Dask recomputes them from their
+        graph) and reruns the sweep there. ``"tasks"``: one
         ``client.submit`` per chunk and iteration, through the scheduler (Dask reschedules
         lost work itself). Actors were measured several times faster per iteration
         (``bench/big_data.py``).
@@ -109,10 +111,17 @@ class ChunkedData:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.row_shape = data.shape[1:]
         self.blocks = client.compute(list(data.to_delayed().ravel()))
-        self.lost, self.backend = 0, backend
-        self.actors = [None] * len(self.blocks) if backend == "actors" else []
-        for i in range(len(self.actors)):
-            self._recover(i)
+        self.lost, self.backend, self.groups, self.actors = 0, backend, [], []
+        if backend == "actors":  # one actor per worker, holding the chunks it computed
+            wait(self.blocks)
+            where = client.who_has(self.blocks)
+            by_worker = {}
+            for i, block in enumerate(self.blocks):
+                by_worker.setdefault(where[block.key][0], []).append(i)
+            self.groups = list(by_worker.values())
+            self.actors = [None] * len(self.groups)
+            for g, worker in enumerate(by_worker):
+                self._recover(g, nthreads=client.nthreads()[worker])
         self.timing = {"iterations": 0, "wall": 0.0, "kernel_max": 0.0, "kernel_sum": 0.0}
         self.timing.update(prepare=0.0, cluster=0.0, reduce=0.0, draw=0.0)
 
@@ -124,15 +133,17 @@ class ChunkedData:
         )
         t1 = time.perf_counter()
         total = [part.copy() for part in parts[0][0]]
-        for stats, _ in parts[1:]:
+        for stats, _, _ in parts[1:]:
             for acc, value in zip(total, stats, strict=True):
                 acc += value
-        seconds = [sec for _, sec in parts]
+        per_worker = {}
+        for _, seconds, pid in parts:
+            per_worker[pid] = per_worker.get(pid, 0.0) + seconds
         timing = self.timing
         timing["cluster"] += t1 - t0
         timing["reduce"] += time.perf_counter() - t1
-        timing["kernel_max"] += max(seconds)
-        timing["kernel_sum"] += sum(seconds)
+        timing["kernel_max"] += max(per_worker.values())
+        timing["kernel_sum"] += sum(per_worker.values())
         return total
 
     def _task_sweep(self, it, now, before):
@@ -152,16 +163,18 @@ class ChunkedData:
         ]
         return self.client.gather(futures)
 
-    def _actor(self, i):
-        """Make a sweeper actor for chunk `i`, on the worker that holds (or recomputes) it."""
+    def _actor(self, g, nthreads=1):
+        """Make the sweeper actor of chunk group `g`, where its chunks are (or are recomputed)."""
+        chunks = self.groups[g]
         future = self.client.submit(
-            ChunkSweeper, self.blocks[i], int(self.offsets[i]), actor=True,
-            key=f"mixtures-chunk-{self.run}-{i}-{uuid.uuid4().hex[:8]}",
+            ChunkSweeper, [int(self.offsets[i]) for i in chunks], nthreads,
+            *(self.blocks[i] for i in chunks), actor=True,
+            key=f"mixtures-chunks-{self.run}-{g}-{uuid.uuid4().hex[:8]}",
         )  # fmt: skip
         return future, future.result()
 
     def _actor_sweep(self, it, now, before):
-        """One call per chunk, straight to its worker; a lost actor is made again and rerun."""
+        """One call per worker, straight to it; a lost actor is made again and rerun."""
         calls = [self._call(actor, it, now, before) for _, actor in self.actors]
         parts = []
         for i, call in enumerate(calls):
@@ -180,15 +193,15 @@ class ChunkedData:
         except (OSError, RuntimeError):  # Dask: "Worker holding Actor was lost"
             return None
 
-    def _recover(self, i, it=None, now=None, before=None, tries: int = 3):
-        """Make chunk `i`'s actor (again: where Dask recomputes its chunk); sweep there."""
+    def _recover(self, g, it=None, now=None, before=None, tries: int = 3, nthreads=1):
+        """Make group `g`'s actor (again: where Dask recomputes its chunks); sweep there."""
         for attempt in range(tries):
             try:
-                self.actors[i] = self._actor(i)
-                if now is None:  # the first actor of the chunk
+                self.actors[g] = self._actor(g, nthreads)
+                if now is None:  # the group's first actor
                     return None
                 self.lost += 1
-                return self.actors[i][1].sweep(it, now, before).result()
+                return self.actors[g][1].sweep(it, now, before).result()
             except (OSError, RuntimeError):
                 if attempt == tries - 1:
                     raise
@@ -538,7 +551,7 @@ def sample_distributed(
         with the known parameters; no ``observed_data`` or ``log_likelihood`` (the data stay
         on the cluster). ``posterior.attrs["mixtures_cluster"]`` records the workers, chunks
         and milliseconds per iteration (wall, prepare, cluster round trip, reduce, parameter
-        draws, slowest chunk's kernel, overhead over it).
+        draws, the slowest worker's kernel time, the overhead over it).
     """
     spec = _check(model, client, sampler, tempering, log_likelihood, kwargs)
     check_draws(draws, tune, chains)
