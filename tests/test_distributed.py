@@ -144,6 +144,25 @@ def test_a_worker_killed_mid_run_changes_nothing(client, monkeypatch, backend):
     _assert_same_draws(reference, rerun, ("weights", "means", "sigma"))
 
 
+def test_ctrl_c_stops_the_run_cleanly(client, monkeypatch):
+    from mixtures.engines import distributed as engine
+
+    model = mixtures.full_mixture(da.from_array(_univariate(10_000), chunks=5_000), 3)
+    sweep = engine.ChunkedData.sweep
+
+    def sweep_then_interrupt(self, it, now, before):
+        if it == 15:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C in the terminal
+        return sweep(self, it, now, before)
+
+    monkeypatch.setattr(engine.ChunkedData, "sweep", sweep_then_interrupt)
+    with pytest.raises(mixtures.SamplingInterrupted, match="interrupted .Ctrl-C."):
+        mixtures.sample(model, client=client, **RUN)
+    monkeypatch.setattr(engine.ChunkedData, "sweep", sweep)
+    idata = mixtures.sample(model, client=client, **{**RUN, "draws": 5, "tune": 5})
+    assert idata.posterior.sizes["draw"] == 5  # the cluster is fine afterwards
+
+
 def test_nothing_of_size_n_is_held_or_fetched(client, monkeypatch):
     from mixtures.engines import distributed as engine
 
