@@ -4,12 +4,14 @@ For a model built on a ``dask.array`` (:mod:`mixtures.dask_data`),
 ``mixtures.sample(model, client=client)`` runs the Gibbs engine's iteration split in two:
 
 * **the workers** hold the data's chunks in memory for the whole run (one future per chunk,
-  computed once) and, every iteration, sweep every chain over their chunk with the local
-  engine's kernel (:func:`mixtures._kernels.sweep_part` / ``mv_sweep_part``), keyed by the
-  chunk's global offset (:func:`mixtures._kernels.offset_keys`), so each point draws the
-  uniform it draws in one process; each chunk keeps its assignments (one byte per point and
-  chain) and returns only the K-sized sufficient statistics per chain (counts, sums, sums of
-  squares; K x D x D scatter sums for 2-D data);
+  computed once, and one Dask actor per worker, :class:`~mixtures.dask_sweep.ChunkSweeper`,
+  holding that worker's chunks) and, every iteration, sweep every chain over their chunks
+  with the local engine's kernel (:func:`mixtures._kernels.sweep_part` /
+  ``mv_sweep_part``), keyed by the chunk's global offset
+  (:func:`mixtures._kernels.offset_keys`), so each point draws the uniform it draws in one
+  process; each chunk keeps its assignments (one byte per point and chain) and returns only
+  the K-sized sufficient statistics per chain (counts, sums, sums of squares; K x D x D
+  scatter sums for 2-D data);
 * **the client** holds the parameters and the random streams, sums the chunks' statistics
   and runs the local engine's own functions for everything else (``prepare``,
   ``after_sweep``: the exact conditional draws of the weights, means, sds or precisions).
@@ -20,10 +22,13 @@ floating-point sums. Per iteration only O(K D^2) numbers per chunk and chain cro
 network, whatever N is.
 
 **Faults.** An iteration's assignments are a function of that iteration's parameters and
-the counters alone. Every sweep task carries the parameters of its iteration and of the one
-before, so a chunk whose worker was lost (Dask recomputes the chunk from its graph and
-reruns the task elsewhere) first re-sweeps the previous iteration to rebuild its assignments,
-then sweeps: a lost worker changes neither the draws nor the sample stats.
+the counters alone. Every sweep call carries the parameters of its iteration and of the one
+before. When a worker is lost, its actor's call fails; Dask recomputes the lost chunks from
+their graph (the client holds their futures), a new actor is made for them, and it first
+re-sweeps the previous iteration to rebuild their assignments, then sweeps: a lost worker
+changes neither the draws nor the sample stats (``lost`` in the run's timing record counts
+these). With ``backend="tasks"`` Dask reruns the lost chunk's task itself, with the same
+rebuild.
 
 **Starts** are the local engine's: EM (best of 6 runs) on a 2,000-point subsample drawn with
 the same random generator (only those rows are fetched), or random data points. Tempering is
@@ -233,7 +238,7 @@ class ChunkedData:
 
     def close(self) -> None:
         """Release the chunks and the run's state on the workers."""
-        self.client.cancel(self.blocks + [future for future, _ in self.actors])
+        self.client.cancel(self.blocks + [a[0] for a in self.actors if a is not None])
         try:
             self.client.run(forget_run, self.run)
         except Exception:  # noqa: BLE001 - best effort: a worker may be gone
