@@ -1228,3 +1228,28 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
                 pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
             )
             _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+
+
+# --------------------------------------------------------------------------- iteration pieces
+# Public names for drivers that run the sweep elsewhere (mixtures.engines.distributed sweeps
+# chunks of the data on Dask workers and does the rest of each iteration in the client), so
+# that they call the very functions `run` and `mv_run` call.
+prepare = _prepare
+sweep_part = _sweep_part
+after_sweep = _after_sweep
+mv_prepare = _mv_prepare
+mv_sweep_part = _mv_sweep_part
+mv_after_sweep = _mv_after_sweep
+
+
+def offset_keys(keys: np.ndarray, offset: int) -> np.ndarray:
+    """Return the sweep keys that make points 0, 1, ... of a chunk draw as points offset, ...
+
+    The uniform of point i is a hash of ``key + (i + 1) * golden`` (:func:`_counter_uniform`),
+    so with ``key + offset * golden`` (mod 2**64) the local index j of a chunk that starts at
+    global index `offset` gets the uniform of the global index ``offset + j``: a chunk swept
+    on its own draws exactly what the whole sweep draws for it.
+    """
+    keys = np.asarray(keys, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the kernels' does
+        return keys + np.uint64(offset) * _GOLDEN

@@ -41,6 +41,7 @@ def sample(
     log_likelihood: bool | str = "auto",
     tempering="auto",
     warn: bool = True,
+    client=None,
     **kwargs,
 ) -> az.InferenceData:
     """Sample the posterior of a mixture model built by a `mixtures` factory.
@@ -110,6 +111,12 @@ def sample(
         ``init="em"`` to force EM starts).
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
+    client : dask.distributed.Client, optional
+        For a model built on a ``dask.array`` (data larger than one machine): run the Gibbs
+        sweep on this client's workers, where the data's chunks live; only K-sized sufficient
+        statistics cross the network, and the draws are those of the local Gibbs engine with
+        the same seed (:mod:`mixtures.engines.distributed`). No pointwise log-likelihood is
+        stored and tempering is off. Without `client`, a dask-backed model is refused.
     **kwargs
         Passed to the engine: the Gibbs engine's ``init`` (``"auto"``, ``"em"``,
         ``"random"``; see `tempering`), ``budget`` (``(draws per chain, seconds)`` of an
@@ -138,6 +145,27 @@ def sample(
     >>> model = mixtures.full_mixture(y, 3, marginalized=True)
     >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
     """
+    if client is not None:
+        from mixtures.engines.distributed import sample_distributed
+
+        if latent_sampler != "gibbs":
+            raise ValueError(
+                f"`latent_sampler` should be 'gibbs' with `client=`, but got {latent_sampler!r}"
+            )
+        return sample_distributed(
+            model,
+            client,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            sampler=sampler,
+            log_likelihood=log_likelihood,
+            tempering=tempering,
+            warn=warn,
+            **kwargs,
+        )
     check_model(model)
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(

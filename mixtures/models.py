@@ -36,6 +36,7 @@ from mixtures._validation import (
     check_positive_vector,
     check_vector,
 )
+from mixtures.dask_data import from_dask, is_dask_data
 from mixtures.spec import MixtureSpec, Prior, attach, resolve_priors
 
 __all__ = [
@@ -331,7 +332,9 @@ def known_params_mixture(
     Parameters
     ----------
     y : array-like of shape (n_obs,)
-        Observations; must be finite.
+        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
+        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
+        (:mod:`mixtures.dask_data`).
     means : array-like of shape (k,)
         Known component means.
     sds : array-like of shape (k,)
@@ -357,6 +360,9 @@ def known_params_mixture(
     >>> sorted(model.named_vars)
     ['means', 'sigma', 'weights', 'y', 'y_data']
     """
+    if is_dask_data(y):  # the data stay on the cluster (mixtures.dask_data)
+        kwargs = {"means": means, "sds": sds, "priors": priors, "labels": labels}
+        return from_dask(known_params_mixture, y, marginalized=marginalized, **kwargs)
     y = check_observations(y)
     if np.ndim(means) != 1:
         raise ValueError(
@@ -384,6 +390,10 @@ def known_params_mixture(
 def _unknown_params_mixture(
     y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor, labels
 ) -> pm.Model:
+    if is_dask_data(y):  # the data stay on the cluster (mixtures.dask_data)
+        kwargs = {"marginalized": marginalized, "ordered": ordered, "priors": priors}
+        kwargs.update(sigma=sigma, sigma_floor=sigma_floor, labels=labels)
+        return from_dask(shared_sd_mixture if shared_sd else full_mixture, y, k, **kwargs)
     y = check_observations(y)
     k = check_k(k, y.shape[0])
     labels = check_labels(labels, y.shape[0], k)
@@ -423,7 +433,9 @@ def shared_sd_mixture(
     Parameters
     ----------
     y : array-like of shape (n_obs,)
-        Observations; must be finite.
+        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
+        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
+        (:mod:`mixtures.dask_data`).
     k : int
         Number of components, 1 <= k <= n_obs.
     marginalized : bool, default True
@@ -490,7 +502,9 @@ def full_mixture(
     Parameters
     ----------
     y : array-like of shape (n_obs,)
-        Observations; must be finite.
+        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
+        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
+        (:mod:`mixtures.dask_data`).
     k : int
         Number of components, 1 <= k <= n_obs.
     marginalized : bool, default True

@@ -42,6 +42,7 @@ import xarray as xr
 from pymc.logprob.transforms import Transform
 
 from mixtures._validation import check_k, check_labels, check_observations
+from mixtures.dask_data import from_dask, is_dask_data
 from mixtures.families import mvnormal_logpdf
 from mixtures.models import increasing_start, label_weights
 from mixtures.spec import MixtureSpec, Prior, attach
@@ -403,7 +404,9 @@ def mv_mixture(
     ----------
     X : array-like or pandas.DataFrame of shape (n_obs, n_features)
         Observations; must be finite. A DataFrame's column names become the ``feature``
-        coords.
+        coords. A ``dask.array`` (or dask dataframe columns) keeps the data on a Dask
+        cluster: sample with ``mixtures.sample(model, client=client)``
+        (:mod:`mixtures.dask_data`).
     k : int
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
         ("K large enough"; see :func:`effective_components`).
@@ -457,6 +460,10 @@ def mv_mixture(
     >>> model.named_vars_to_dims["means"]
     ('component', 'feature')
     """
+    if is_dask_data(X):  # the data stay on the cluster (mixtures.dask_data)
+        kwargs = {"covariance": covariance, "marginalized": marginalized, "priors": priors}
+        kwargs.update(ordered_by=ordered_by, covariance_prior=covariance_prior, labels=labels)
+        return from_dask(mv_mixture, X, k, **kwargs)
     names = list(X.columns) if hasattr(X, "columns") else None
     X = check_observations(X, "X", ndim=2)
     n, d = X.shape

@@ -34,6 +34,7 @@ import numpy as np
 import pymc as pm
 
 from mixtures._validation import check_observations
+from mixtures.dask_data import dask_data_of
 from mixtures.diagnostics import check_degenerate, warn_convergence
 from mixtures.engines.extend import AUTO_TUNE, DEFAULT_DRAWS
 from mixtures.engines.finish import finish
@@ -289,6 +290,13 @@ def check_model(model) -> pm.Model:
         raise ValueError(
             "`model` should be built by a mixtures factory (observed variable `y`), "
             f"but got a model with observed variables {[v.name for v in model.observed_RVs]}"
+        )
+    if dask_data_of(model) is not None:
+        raise ValueError(
+            "`model` should hold its data in this process, but its data are a dask.array "
+            "(they stay on the cluster): sample it with mixtures.sample(model, client=client), "
+            "the Gibbs sweep on the Dask workers; for anything else build the model from "
+            "`data.compute()` if it fits in memory"
         )
     return model
 

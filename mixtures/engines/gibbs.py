@@ -380,3 +380,8 @@ def with_moves(model: tuple, moves: bool, sd: np.ndarray) -> tuple:
     exchangeable = all(np.all(v == v[0]) for v in same)
     flags = np.concatenate([flags, np.array([moves, exchangeable], dtype=np.bool_)])
     return (*model[:6], flags, *model[7:])
+
+
+# Public names for mixtures.engines.distributed, which drives the same kernels from a Dask client.
+kernel_model = _kernel_model
+collapse_message = _collapse_message
