@@ -4,7 +4,8 @@ The stored log-likelihood, the assignment step's fast path, EM, the 2-D labels a
 multivariate log-likelihood all call these; the Gibbs engine's Numba kernels
 (:mod:`mixtures._kernels`) evaluate the same densities in compiled loops and are tested against
 them (:func:`component_logpdf` picks Normal or Student-t). SciPy's ``norm.logpdf``, ``t.logpdf``
-and ``multivariate_normal.logpdf`` compute the same values but do not broadcast over stacks of covariances (draws x components), which every caller here needs.
+and ``multivariate_normal.logpdf`` compute the same values but do not broadcast over stacks of
+covariances (draws x components), which every caller here needs.
 
 .. math::
 
