@@ -1060,3 +1060,23 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
                 pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
             )
             _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+
+
+# --------------------------------------------------------------------------- public names
+# The building blocks a component family's kernel module reuses (``mixtures._kernels_t``): the
+# bit casts, the random streams (counter-based and per replica), the block pick, the conjugate
+# updates of the weights, means and sds, and replica exchange.
+as_int = _as_int
+as_float = _as_float
+counter_uniform = _counter_uniform
+next_bits = _next
+uniform = _uniform
+normal = _normal
+log_gamma = _log_gamma
+block_pick = _block_pick
+update_weights = _update_weights
+update_means = _update_means
+update_sigma = _update_sigma
+exchange = _exchange
+LOG_2PI = _LOG_2PI
+BLOCK = _BLOCK
