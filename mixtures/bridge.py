@@ -62,9 +62,8 @@ def supports_bridge(idata) -> tuple[bool, str]:
         return False, "multivariate LKJ covariances"
     if spec["k"] > 1 and not spec["ordered"] and "means" not in spec.get("known", {}):
         return False, "unordered components (the posterior is multimodal)"
-    if spec["family"] in ("normal", "t") and spec["priors"].get("means", {}).get("dist", "Normal") != (
-        "Normal"
-    ):
+    means_dist = spec["priors"].get("means", {}).get("dist", "Normal")
+    if spec["family"] in ("normal", "t") and means_dist != "Normal":
         return False, "means prior is not Normal"
     return True, "identified posterior with Normal means and Dirichlet weights"
 

@@ -26,9 +26,10 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
         A sampled posterior.
     var_names : list of str, optional
         Variables to tabulate; default: those of ``weights``, ``means``, ``sigma`` (and a t
-        family's ``nu``) that are in the posterior and, for multivariate models, ``correlation`` (one row per component and
-        pair of features, from ``chol_cov``: see :func:`correlations`). The assignments are
-        left out: one row per observation is no summary.
+        family's ``nu``) that are in the posterior and, for multivariate models,
+        ``correlation`` (one row per component and pair of features, from ``chol_cov``: see
+        :func:`correlations`). The assignments are left out: one row per observation is no
+        summary.
     hdi_prob : float, default 0.94
         Mass of the highest-density interval, in (0, 1).
     fmt : {None, "markdown", "csv", "latex"}
