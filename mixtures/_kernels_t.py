@@ -19,20 +19,25 @@ N(\mu_j, \sigma_j^2 / \lambda_i)` with a precision weight :math:`\lambda_i \sim
    (2\sigma_j^2))`: together an exact draw of :math:`(z, \lambda)` from their joint
    conditional (blocked, so it mixes better than alternating the two). The pass accumulates
    the counts :math:`n_j` and the weighted sums :math:`\sum \lambda`, :math:`\sum \lambda d`,
-   :math:`\sum \lambda d^2` (``d`` centred on the current means) and :math:`\sum \log\lambda`;
+   :math:`\sum \lambda d^2` (``d`` centred on the current means) and :math:`\sum \log\lambda`
+   (the complete-data log-likelihood);
 2. the Normal family's exact updates with the weighted statistics (:mod:`mixtures._kernels`):
    weights :math:`\text{Dirichlet}(a + n)`; means Normal with precision
    :math:`1/s_0^2 + \beta \sum\lambda / \sigma^2`; the sds' Metropolis move on the counts and
    the weighted sum of squares;
-3. for sampled :math:`\nu_j`: random-walk Metropolis on :math:`\log \nu_j` given the weights
-   of the component's points (``_NU_STEPS`` moves). Its conditional needs only
-   :math:`(n_j, \sum\lambda, \sum\log\lambda)`, so a move costs O(1), not a pass over the
-   data; the step is :math:`\min(1, 2.4 / \sqrt{0.6 n_j + 1})`, the asymptotic sd of
-   :math:`\log\nu` (its Fisher information per point is 0.5-0.75 for every
-   :math:`\nu`) scaled by 2.4, a function of :math:`n_j` alone so the proposal is symmetric.
-   A slice sampler would need no step, but its number of evaluations varies per move; at O(1)
-   per evaluation both are cheap and the Metropolis move keeps the random stream's use fixed;
-4. replica exchange on the augmented complete-data log-likelihood.
+3. replica exchange on the augmented complete-data log-likelihood.
+
+**Degrees of freedom.** Sampled :math:`\nu_j` are updated inside the pass, between the
+assignments and the weights: random-walk Metropolis on :math:`\log \nu_j` (``_NU_STEPS``
+moves, every component at once) from :math:`p(\nu \mid z, \theta)` with the weights summed
+out (the t likelihood of the component's points), then the weights are drawn given the new
+:math:`\nu`: a collapsed, blocked Gibbs step. Given the weights instead, :math:`\nu` moves
+only as far as they let it (the classic slow mixing of data augmentation): measured on
+``with_outliers``, r_hat 1.26 and bulk ESS 6 of 1000 draws for :math:`\nu` and the
+weights, where the collapsed move mixes. A move costs one pass over the points (one log
+each, vectorised); the step, :math:`\min(1, 2.4 / \sqrt{0.2 n_j + 1})`, depends on
+:math:`n_j` alone, so the proposal stays symmetric. A slice sampler needs no step, but a
+varying number of passes per move; Metropolis keeps the cost per iteration fixed.
 
 The logits use :func:`log`, a branch-free logarithm (plain arithmetic on the bits, so the
 block loops vectorise as the Normal sweep's :func:`mixtures._kernels.exp` does).
@@ -131,18 +136,90 @@ def _block_logits(yb, r, a, c, h, e, mu, lp, top):
 
 
 @njit(inline="always")
-def _block_weights(yb, i0, r, c, h, e, mu, pick, state, lam, sums):
-    """Draw the block's precision weights given their components; add to the sums.
+def _block_scaled(yb, r, c, mu, pick, vb):
+    """``vb[b] = c_j (y_b - mu_j)**2`` for each point's picked component j (selects only)."""
+    k, m = c.shape[1], yb.shape[0]
+    for b in range(m):
+        vb[b] = 0.0
+    for j in range(k):
+        cj, mj = c[r, j], mu[r, j]
+        for b in range(m):
+            d = yb[b] - mj
+            vb[b] = cj * d * d if pick[b] == j else vb[b]
 
+
+@njit(inline="always")
+def _nu_sums(zr, vr, hr, lanes, out):
+    """``out[j] = sum over the points of component j of log(h_j + v_i)`` (lane accumulators)."""
+    k, n_obs, width = hr.shape[0], vr.shape[0], lanes.shape[1]
+    lanes[:] = 0.0
+    for i0 in range(0, n_obs, width):
+        m = min(width, n_obs - i0)
+        for j in range(k):
+            hj = hr[j]
+            row = lanes[j]
+            for b in range(m):
+                row[b] += log(hj + vr[i0 + b]) if zr[i0 + b] == j else 0.0
+    for j in range(k):
+        out[j] = lanes[j].sum()
+
+
+@njit(inline="always")
+def _nu_marginal(nu, n, log_sum, half_beta, code, p0, p1):
+    """Log conditional of log nu_j given the assignments, the precision weights summed out.
+
+    ``n`` points, ``log_sum`` = sum of log(nu / 2 + v_i); includes the prior and the Jacobian.
+    """
+    h = 0.5 * nu
+    e = h + half_beta
+    lik = n * (h * math.log(h) + math.lgamma(e) - math.lgamma(h)) - e * log_sum
+    return scale_logpdf(code, nu, p0, p1) + lik + math.log(nu)
+
+
+@njit(inline="always")
+def _update_nu(r, z, v, counts, coef, nu, nu_model, state, work):
+    """Random-walk Metropolis on every log nu_j of replica r (``_NU_STEPS`` moves, all j at once).
+
+    Returns the fraction accepted. Each move costs one pass over the points (a log each).
+    """
+    a, c, h, e = coef
+    code, p0, p1 = nu_model
+    k = nu.shape[1]
+    lanes, cur_sum, prop_sum, hr, prop = work
+    for j in range(k):
+        hr[j] = h[r, j]
+    _nu_sums(z[r], v, hr, lanes, cur_sum)
+    accepted = 0.0
+    for _ in range(_NU_STEPS):
+        for j in range(k):
+            step = min(1.0, 2.4 / math.sqrt(0.2 * counts[j] + 1.0))
+            prop[j] = nu[r, j] * math.exp(step * normal(state, r))
+            hr[j] = 0.5 * prop[j]
+        _nu_sums(z[r], v, hr, lanes, prop_sum)
+        for j in range(k):
+            hb = e[r, j] - h[r, j]
+            new = _nu_marginal(prop[j], counts[j], prop_sum[j], hb, code, p0[j], p1[j])
+            old = _nu_marginal(nu[r, j], counts[j], cur_sum[j], hb, code, p0[j], p1[j])
+            if math.log(uniform(state, r)) < new - old:
+                nu[r, j], cur_sum[j] = prop[j], prop_sum[j]
+                h[r, j], e[r, j] = 0.5 * prop[j], 0.5 * prop[j] + hb
+                accepted += 1.0
+    return accepted / (k * _NU_STEPS)
+
+
+@njit(inline="always")
+def _draw_weights(y, r, z, v, h, e, mu, state, lam, sums):
+    """Draw every point's precision weight given its component; accumulate the sums.
+
+    On entry ``lam[r]`` holds nothing of use (``v`` is a view of it, read before writing).
     ``sums[0..4, j]``: count, sum of lambda, of lambda d, of lambda d**2, of log lambda.
     """
-    for b in range(yb.shape[0]):
-        p = pick[b]
-        d = yb[b] - mu[r, p]
-        rate = h[r, p] + c[r, p] * d * d
-        loglam = log_gamma(e[r, p], state, r) - math.log(rate)
+    for i in range(y.shape[0]):
+        p = z[r, i]
+        d = y[i] - mu[r, p]
+        loglam = log_gamma(e[r, p], state, r) - math.log(h[r, p] + v[i])
         w = math.exp(loglam)
-        lam[r, i0 + b] = w
+        lam[r, i] = w
         sums[0, p] += 1.0
         sums[1, p] += w
         sums[2, p] += w * d
@@ -151,8 +228,14 @@ def _block_weights(yb, i0, r, c, h, e, mu, pick, state, lam, sums):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed):
-    """Draw every replica's assignments and precision weights from their exact conditionals.
+def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model, nu_acc):
+    """Draw every replica's assignments, degrees of freedom and precision weights.
+
+    Per replica: the assignments from their conditional with the weights summed out; then,
+    if nu is sampled (``nu_model[0] >= 0``), Metropolis moves of log nu given the
+    assignments (weights summed out: far better mixing than given the weights); then every
+    weight from its Gamma conditional. Each draw is from a conditional of the joint
+    posterior, in an order that keeps it invariant (a collapsed, blocked Gibbs sampler).
 
     Parameters
     ----------
@@ -163,12 +246,13 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed):
         ``(a, c, h, e)``: replica r's log-weight of component j at y is
         ``a - e log(h + c (y - mu)**2)``, with ``h = nu / 2``, ``e = h + beta / 2``,
         ``c = beta / (2 sd**2)`` and ``a = log w - beta log sd + lgamma(e) - lgamma(h) +
-        h log h``; the weight's conditional is Gamma(e, h + c (y - mu)**2).
+        h log h``; the weight's conditional is Gamma(e, h + c (y - mu)**2). ``h`` and ``e``
+        are updated with nu.
     mu : ndarray of shape (n_rep, k)
     keys : ndarray of uint64, shape (n_rep,)
         This sweep's key of each replica (the counter-based uniforms of the picks).
     state : ndarray of uint64, shape (n_rep,)
-        The replicas' random streams (the Gamma draws).
+        The replicas' random streams (nu's moves, the Gamma draws).
     z : ndarray of int8 or int32, shape (n_rep, n_obs)
         Assignments, overwritten.
     lam : ndarray of shape (n_rep, n_obs)
@@ -178,22 +262,38 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed):
         log lambda, ``d = y - mu``.
     changed : ndarray of int64, shape (n_rep,)
         Output: how many assignments changed.
+    nu : ndarray of shape (n_rep, k)
+        Degrees of freedom, updated in place when sampled.
+    nu_model : tuple
+        ``(code, p0, p1)``: the nu prior's scale family (-1: nu fixed) and parameters (k,).
+    nu_acc : ndarray of shape (n_rep,)
+        Output: the fraction of nu moves accepted.
     """
     a, c, h, e = coef
     k, n_obs = a.shape[1], y.shape[0]
     lp = np.empty((k, BLOCK))
     top, tot, u = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     pick = np.empty(BLOCK, dtype=np.int64)
+    work = (np.empty((k, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
+    counts = np.empty(k)
     sums[:] = 0.0
     for r in range(a.shape[0]):
         count = 0
+        v = lam[r]  # holds c (y - mu)**2 of each point's component until the weights are drawn
+        for j in range(k):
+            counts[j] = 0.0
         for i0 in range(0, n_obs, BLOCK):
             i1 = min(i0 + BLOCK, n_obs)
             yb = y[i0:i1]
             _block_logits(yb, r, a, c, h, e, mu, lp, top)
             count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, keys[r], lp, top, tot, u, pick)
-            _block_weights(yb, i0, r, c, h, e, mu, pick, state, lam, sums[r])
+            _block_scaled(yb, r, c, mu, pick, v[i0:i1])
+            for b in range(i1 - i0):
+                counts[pick[b]] += 1.0
         changed[r] = count
+        if nu_model[0] >= 0:
+            nu_acc[r] = _update_nu(r, z, v, counts, coef, nu, nu_model, state, work)
+        _draw_weights(y, r, z, v, h, e, mu, state, lam, sums[r])
 
 
 @njit(cache=True, nogil=True)
@@ -218,51 +318,13 @@ def _prepare_t(logw, sd, nu, state, temp_of, betas, coef, keys):
         keys[r] = next_bits(state, r)
 
 
-@njit
-def _nu_logpost(nu, n, w_sum, l_sum, code, p0, p1):
-    """Log conditional of log nu given a component's weights (prior, Gamma(nu/2, nu/2)^n, Jacobian).
-
-    ``n``, ``w_sum``, ``l_sum``: the component's count, sum of weights and sum of log weights.
-    """
-    h = 0.5 * nu
-    prior = scale_logpdf(code, nu, p0, p1)
-    return (
-        prior
-        + n * (h * math.log(h) - math.lgamma(h))
-        + (h - 1.0) * l_sum
-        - h * w_sum
-        + math.log(nu)
-    )
-
-
-@njit
-def update_nu(r, nu, sums, code, p0, p1, state):
-    """Random-walk Metropolis on each log nu_j of replica r; return the fraction accepted."""
-    k = nu.shape[1]
-    accepted = 0.0
-    for j in range(k):
-        n, w_sum, l_sum = sums[0, j], sums[1, j], sums[4, j]
-        step = min(1.0, 2.4 / math.sqrt(0.6 * n + 1.0))
-        cur = nu[r, j]
-        cur_lp = _nu_logpost(cur, n, w_sum, l_sum, code, p0[j], p1[j])
-        for _ in range(_NU_STEPS):
-            prop = cur * math.exp(step * normal(state, r))
-            prop_lp = _nu_logpost(prop, n, w_sum, l_sum, code, p0[j], p1[j])
-            if math.log(uniform(state, r)) < prop_lp - cur_lp:
-                cur, cur_lp = prop, prop_lp
-                accepted += 1.0
-        nu[r, j] = cur
-    return accepted / (k * _NU_STEPS)
-
-
 @njit(cache=True, nogil=True)
-def _after_sweep_t(it, tune, model, t_model, chain, t_state, out, t_out, stats, sums, changed):
+def _after_sweep_t(it, tune, model, chain, t_state, out, t_out, stats, sums, changed, nuacc):
     """Parameter updates, replica exchange and recording after the sweep of iteration `it`.
 
     Returns False if an sd fell below the collapse threshold.
     """
     prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
-    nu_code, nu_p0, nu_p1 = t_model
     logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
     temp_of, rep_at, betas = chain[6], chain[7], chain[8]
     nu, lam = t_state
@@ -279,7 +341,7 @@ def _after_sweep_t(it, tune, model, t_model, chain, t_state, out, t_out, stats, 
         flags[4],
     )
     counts, wsum, wsum1 = sums[:, 0, :], sums[:, 1, :], sums[:, 2, :]
-    loglik, sigacc, nuacc = np.empty(n_rep), np.zeros(n_rep), np.zeros(n_rep)
+    loglik, sigacc = np.empty(n_rep), np.zeros(n_rep)
     ss, mean, std, prop, logg = np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k)
     for r in range(n_rep):
         beta = betas[temp_of[r]]
@@ -296,8 +358,6 @@ def _after_sweep_t(it, tune, model, t_model, chain, t_state, out, t_out, stats, 
             for j in range(k):
                 if sd[r, j] < collapse_at:
                     return False
-        if nu_code >= 0:
-            nuacc[r] = update_nu(r, nu, sums[r], nu_code, nu_p0, nu_p1, state)
         ll = 0.0
         for j in range(k):
             ll += 0.5 * sums[r, 4, j] - ss[j] / (2.0 * sd[r, j] ** 2)
@@ -343,11 +403,12 @@ def run_t(y, it0, it1, tune, model, t_model, chain, t_state, out, t_out, stats):
     keys = np.empty(n_rep, dtype=np.uint64)
     sums = np.zeros((n_rep, 5, k))
     changed = np.zeros(n_rep, dtype=np.int64)
+    nu_acc = np.zeros(n_rep)
     for it in range(it0, it1):
         _prepare_t(logw, sd, nu, state, temp_of, betas, coef, keys)
-        sweep_t(y, chain[11], coef, mu, keys, state, z, lam, sums, changed)
+        sweep_t(y, chain[11], coef, mu, keys, state, z, lam, sums, changed, nu, t_model, nu_acc)
         if not _after_sweep_t(
-            it, tune, model, t_model, chain, t_state, out, t_out, stats, sums, changed
+            it, tune, model, chain, t_state, out, t_out, stats, sums, changed, nu_acc
         ):
             return it
     return -1
