@@ -40,7 +40,9 @@ each, vectorised); the step, :math:`\min(1, 2.4 / \sqrt{0.2 n_j + 1})`, depends 
 varying number of passes per move; Metropolis keeps the cost per iteration fixed.
 
 The logits use :func:`log`, a branch-free logarithm (plain arithmetic on the bits, so the
-block loops vectorise as the Normal sweep's :func:`mixtures._kernels.exp` does).
+block loops vectorise as the Normal sweep's :func:`mixtures._kernels.exp` does). The loop
+kernels are compiled with ``error_model="numpy"``: under Numba's default (Python's), every
+float division checks its divisor for zero, and no loop with a division vectorises.
 
 Numba's disk cache checks only this file: after changing a function of
 :mod:`mixtures._kernels` that these kernels call, touch this file too.
@@ -79,7 +81,10 @@ _LN2_LO = 1.9082149292705877e-10
 _SQRT2 = 1.4142135623730951
 _MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
 _ONE = np.int64(0x3FF0000000000000)
-_NU_STEPS = 4
+_TWO52_BITS = np.uint64(0x4330000000000000)  # the bits of 2**52
+_S52 = np.uint64(52)
+_TWO52_PLUS_BIAS = 4503599627370496.0 + 1023.0
+_NU_STEPS = 2
 
 
 @njit(inline="always", fastmath={"contract"})
@@ -92,11 +97,14 @@ def log(x):
     subnormal, negative, inf and nan arguments are not handled (the kernels never pass them).
     """
     bits = as_int(x)
-    e = (bits >> 52) - 1023
+    # the biased exponent as a float without an int-to-float conversion (which kept LLVM from
+    # vectorising): its bits under those of 2**52 give 2**52 + exponent exactly
+    top = np.uint64(bits) >> _S52  # a logical shift (AVX2 has no 64-bit arithmetic one)
+    ef = as_float(np.int64(top | _TWO52_BITS)) - _TWO52_PLUS_BIAS
     m = as_float((bits & _MANTISSA) | _ONE)  # in [1, 2)
     big = m > _SQRT2
     m = m * 0.5 if big else m
-    ef = np.float64(e + (1 if big else 0))
+    ef = ef + 1.0 if big else ef
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
     p = s2 * (1.0 / 21.0) + 1.0 / 19.0
@@ -135,14 +143,14 @@ def cos2pi(u):
     return p if far else -p
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def cos2pi_array(u, out):
     """Write :func:`cos2pi` of every value of `u` into `out` (a vectorised loop; for tests)."""
     for i in range(u.shape[0]):
         out[i] = cos2pi(u[i])
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def log_array(x, out):
     """Write :func:`log` of every value of the 1-D array `x` into `out` (a vectorised loop)."""
     for i in range(x.shape[0]):
@@ -186,13 +194,21 @@ def _nu_sums(zr, vr, hr, lanes, out):
     """``out[j] = sum over the points of component j of log(h_j + v_i)`` (lane accumulators)."""
     k, n_obs, width = hr.shape[0], vr.shape[0], lanes.shape[1]
     lanes[:] = 0.0
+    hb, lb = lanes[k], lanes[k + 1]  # scratch rows: each point's h, then its log term
     for i0 in range(0, n_obs, width):
         m = min(width, n_obs - i0)
-        for j in range(k):
+        for b in range(m):
+            hb[b] = hr[0]
+        for j in range(1, k):
             hj = hr[j]
+            for b in range(m):
+                hb[b] = hj if zr[i0 + b] == j else hb[b]
+        for b in range(m):
+            lb[b] = log(hb[b] + vr[i0 + b])
+        for j in range(k):
             row = lanes[j]
             for b in range(m):
-                row[b] += log(hj + vr[i0 + b]) if zr[i0 + b] == j else 0.0
+                row[b] += lb[b] if zr[i0 + b] == j else 0.0
     for j in range(k):
         out[j] = lanes[j].sum()
 
@@ -325,7 +341,7 @@ def _draw_weights(y, r, z, v, h, e, mu, key, state, lam, sums, work):
             sums[q, j] = acc[q, j].sum()
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model, nu_acc):
     """Draw every replica's assignments, degrees of freedom and precision weights.
 
@@ -372,7 +388,7 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
     lp = np.empty((k, BLOCK))
     top, tot, u = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     pick = np.empty(BLOCK, dtype=np.int64)
-    work = (np.empty((k, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
+    work = (np.empty((k + 2, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
     draw_work = (
         np.empty(BLOCK),
         np.empty(BLOCK),

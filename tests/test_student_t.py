@@ -43,7 +43,7 @@ def test_student_t_logpdf_matches_scipy():
     np.testing.assert_allclose(component_logpdf(y, 1.0, 2.0), stats.norm.logpdf(y, 1, 2))
 
 
-def test_branch_free_log_matches_numpy():
+def test_branch_free_log_and_cos_match_numpy():
     rng = np.random.default_rng(1)
     x = np.concatenate(
         [
@@ -59,6 +59,9 @@ def test_branch_free_log_matches_numpy():
     big = np.abs(ref) > 1e-3
     assert err[big].max() < 4e-16
     assert np.abs(out - ref)[~big].max() < 1e-19
+    u = np.concatenate([rng.uniform(0, 1, 100_000), [0.0, 0.25, 0.5, 0.75, 1 - 2**-53]])
+    _kernels_t.cos2pi_array(u, out[: u.size])
+    assert np.abs(out[: u.size] - np.cos(2 * np.pi * u)).max() < 1e-15
 
 
 # --- model and spec ------------------------------------------------------------------------------
