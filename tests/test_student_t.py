@@ -14,6 +14,7 @@ from scipy.special import gammaln, logsumexp
 
 import mixtures
 from mixtures import _kernels_t
+from mixtures.calibration import sbc
 from mixtures.families import component_logpdf, student_t_logpdf
 
 QUIET = dict(progressbar=False)
@@ -337,3 +338,34 @@ def test_one_component_posteriors_of_the_mean_and_of_nu_equal_quadrature():
     )
     draws = idata.posterior["nu"].values.ravel()[::6]
     assert stats.kstest(draws, lambda x: np.interp(x, grid, cdf)).pvalue > 1e-3
+
+
+# --- robustness: the outlier data set -----------------------------------------------------------
+def test_t_means_ignore_gross_outliers_where_normal_means_do_not():
+    df = mixtures.load_dataset("with_outliers")
+    y, clean = df["x"].to_numpy(), df.loc[df["component"] >= 0, "x"].to_numpy()
+    kw = dict(draws=500, chains=2, tune=300)
+
+    def means(data, **family):
+        post = _fit(mixtures.full_mixture(data, 2, **family), **kw).posterior["means"]
+        return post.mean(("chain", "draw")).values, post.std(("chain", "draw")).values
+
+    for family in ({"family": "t"}, {"family": "t", "nu": 4.0}):
+        ref, ref_sd = means(clean, **family)
+        got, _ = means(y, **family)
+        assert np.all(np.abs(got - ref) < 2 * ref_sd), (family, got, ref, ref_sd)
+    ref, ref_sd = means(clean)
+    got, _ = means(y)
+    # the Normal mixture's do not: at least one mean is dragged (here by about 10 sds)
+    assert np.any(np.abs(got - ref) > 5 * ref_sd), (got, ref, ref_sd)
+
+
+# --- simulation-based calibration (slow tier) ----------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("nu", [5.0, None], ids=["nu-fixed", "nu-sampled"])
+def test_sbc_t_mixture(nu):
+    y = mixtures.load_dataset("three_gaussians")["x"].to_numpy()[:60]
+    model = mixtures.full_mixture(y, 2, family="t", nu=nu)
+    result = sbc(model, n_sims=200, draws=500, tune=300, chains=2, random_seed=5, progressbar=False)
+    print(result.tests(), result.rates)
+    assert result.passed, result.tests()
