@@ -372,7 +372,7 @@ def test_sbc_t_mixture(nu):
         draws=500,
         tune=300,
         chains=2,
-        tempering=False,
+        tempering=8,  # untempered, 83% of the fits end at r_hat > 1.01 (overlapping components)
         random_seed=5,
         progressbar=False,
     )
