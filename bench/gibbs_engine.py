@@ -27,8 +27,14 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
    ladder (32 temperatures), 16, 8 and none; galaxies K = 4 and three_gaussians K = 2 at the
    default and at 16 temperatures, seeds 1-3 (r_hat, bulk and tail ESS, draws run).
 
-Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder]``; figures go to stdout
-and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``).
+9. **t** (``--t [N]``, issue 23; runs only this): one Gibbs iteration of a K = 3 Student-t
+   mixture (nu fixed; nu sampled) beside the Normal mixture's, on the same data (N = 1e5 by
+   default), one chain, no tempering: the time of 250 draws minus that of 50 (fixed costs
+   cancel), best of interleaved rounds.
+
+Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N]]``; figures go to
+stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``;
+``gibbs_engine_t.json``).
 """
 
 from __future__ import annotations
@@ -252,6 +258,34 @@ SNIPPETS = {
                           for s in (1, 2, 3)}
         out(**res)
     """,
+    "t_sweep": """
+        # per iteration: Normal, t with fixed nu, t with sampled nu; same data, one chain
+        n_obs = int(os.environ.get("BENCH_T_N", "100000"))
+        rng = np.random.default_rng(0)
+        comp = rng.choice(3, size=n_obs, p=np.array([90, 50, 75]) / 215)
+        big = rng.normal(np.array([9.0, 21.0, 35.0])[comp], 2.0)
+        models = {
+            "normal": mixtures.full_mixture(big, 3),
+            "t_fixed_nu": mixtures.full_mixture(big, 3, family="t", nu=4.0),
+            "t_sampled_nu": mixtures.full_mixture(big, 3, family="t"),
+        }
+        def timed(model, draws):
+            t0 = time.perf_counter()
+            mixtures.sample(model, draws=draws, tune=0, chains=1, tempering=False, init="random",
+                            random_seed=1, warn=False, log_likelihood=False,
+                            store_assignments=False)
+            return time.perf_counter() - t0
+        for m in models.values():
+            timed(m, 5)  # compile / warm
+        best = {name: np.inf for name in models}
+        for _ in range(3):
+            for name, m in models.items():
+                best[name] = min(best[name], (timed(m, 250) - timed(m, 50)) / 200)
+        out(n_obs=n_obs, **{f"{k}_ms": 1e3 * v for k, v in best.items()},
+            ratio_fixed=best["t_fixed_nu"] / best["normal"],
+            ratio_sampled=best["t_sampled_nu"] / best["normal"],
+            load_average=os.getloadavg()[0])
+    """,
     "two_d": """
         from sklearn.metrics import adjusted_rand_score
         from sklearn.mixture import GaussianMixture
@@ -401,6 +435,20 @@ def ladder_section(results: dict) -> None:
             )
 
 
+def t_section(results: dict, n_obs: int) -> None:
+    """Issue 23: a t mixture's Gibbs iteration beside the Normal mixture's."""
+    results["t"] = t = run("t_sweep", {"BENCH_T_N": str(n_obs)})
+    print(
+        f"per iteration at N={t['n_obs']}, K=3, one chain: Normal {t['normal_ms']:.2f} ms; "
+        f"t, nu fixed {t['t_fixed_nu_ms']:.2f} ms (x{t['ratio_fixed']:.2f}); t, nu sampled "
+        f"{t['t_sampled_nu_ms']:.2f} ms (x{t['ratio_sampled']:.2f}); load average "
+        f"{t['load_average']:.1f}"
+    )
+    out = HERE / "gibbs_engine_t.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip N = 1e6 and the 2-D section")
@@ -415,6 +463,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--summary", action="store_true", help="only N = 215 model to summary, warm"
+    )
+    parser.add_argument(
+        "--t",
+        nargs="?",
+        type=int,
+        const=100_000,
+        default=None,
+        metavar="N",
+        help="only the Student-t iteration against the Normal one (N points, default 1e5)",
     )
     args = parser.parse_args()
     results = {
@@ -435,6 +492,9 @@ def main() -> None:
         out = HERE / f"gibbs_engine_{name}.json"
         out.write_text(json.dumps(results, indent=2))
         print(f"written {out}")
+        return
+    if args.t is not None:
+        t_section(results, args.t)
         return
     results["per_iteration"] = run("per_iteration")
     r = results["per_iteration"]

@@ -1253,3 +1253,23 @@ def offset_keys(keys: np.ndarray, offset: int) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.uint64)
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the kernels' does
         return keys + np.uint64(offset) * _GOLDEN
+
+
+# --------------------------------------------------------------------------- public names
+# The building blocks a component family's kernel module reuses (``mixtures._kernels_t``): the
+# bit casts, the random streams (counter-based and per replica), the block pick, the conjugate
+# updates of the weights, means and sds, and replica exchange.
+as_int = _as_int
+as_float = _as_float
+counter_uniform = _counter_uniform
+next_bits = _next
+uniform = _uniform
+normal = _normal
+log_gamma = _log_gamma
+block_pick = _block_pick
+update_weights = _update_weights
+update_means = _update_means
+update_sigma = _update_sigma
+exchange = _exchange
+LOG_2PI = _LOG_2PI
+BLOCK = _BLOCK

@@ -21,8 +21,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
-from mixtures.families import mvnormal_logpdf, normal_logpdf
-from mixtures.loglik import posterior_param
+from mixtures.families import component_logpdf, mvnormal_logpdf
+from mixtures.loglik import posterior_nu, posterior_param
 
 __all__ = [
     "assignment_probabilities",
@@ -107,6 +107,8 @@ def component_logdensity(idata, y=None, *, draws=None):
         mu_da, sd_da = posterior_param(idata, "means"), posterior_param(idata, "sigma")
         mu = _broadcast(mu_da, w.shape[0], k)
         sd = _broadcast(sd_da, w.shape[0], k)
+        nu_da = posterior_nu(idata)  # Student-t components; None for Normal ones
+        nu = None if nu_da is None else _broadcast(nu_da, w.shape[0], k)
     block = max(1, _BLOCK // max(1, x.shape[0] * k))
     labels = None
     if y is None and "constant_data" in idata.groups() and "labels" in idata.constant_data:
@@ -121,7 +123,10 @@ def component_logdensity(idata, y=None, *, draws=None):
             if _is_multivariate(idata):
                 out[:, :, j] = mvnormal_logpdf(x, mu[sel, j], chol[sel, j])
             else:
-                out[:, :, j] = normal_logpdf(x[None, :], mu[sel, j, None], sd[sel, j, None])
+                nu_j = None if nu is None else nu[sel, j, None]
+                out[:, :, j] = component_logpdf(
+                    x[None, :], mu[sel, j, None], sd[sel, j, None], nu_j
+                )
         out += logw[sel, None, :]
         if labels is not None:
             out[:, rows] = np.where(other, -np.inf, out[:, rows])

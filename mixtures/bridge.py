@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from mixtures.families import mvnormal_logpdf, normal_logpdf
+from mixtures.families import component_logpdf, mvnormal_logpdf
 
 
 class LogEvidence(NamedTuple):
@@ -62,9 +62,8 @@ def supports_bridge(idata) -> tuple[bool, str]:
         return False, "multivariate LKJ covariances"
     if spec["k"] > 1 and not spec["ordered"] and "means" not in spec.get("known", {}):
         return False, "unordered components (the posterior is multimodal)"
-    if spec["family"] == "normal" and spec["priors"].get("means", {}).get("dist", "Normal") != (
-        "Normal"
-    ):
+    means_dist = spec["priors"].get("means", {}).get("dist", "Normal")
+    if spec["family"] in ("normal", "t") and means_dist != "Normal":
         return False, "means prior is not Normal"
     return True, "identified posterior with Normal means and Dirichlet weights"
 
@@ -81,8 +80,10 @@ class _Univariate:
         self.y = np.asarray(idata.observed_data["y"].values, dtype=float)
         const = idata.constant_data if "constant_data" in idata.groups() else {}
         self.known = {
-            n: np.asarray(const[n].values, float) for n in ("means", "sigma") if n in const
+            n: np.asarray(const[n].values, float) for n in ("means", "sigma", "nu") if n in const
         }
+        self.t = spec["family"] == "t"  # Student-t components: nu known or free (log nu)
+        self.free_nu = "nu" in self.priors
         self.free_means = "means" in self.priors
         self.free_sigma = "sigma" in self.priors
         self.shared = spec["shared_sd"]
@@ -106,6 +107,8 @@ class _Univariate:
                 else post["sigma"].transpose("chain", "draw", ...).values
             )
             parts.append(np.log(sd - self.floor))
+        if self.free_nu:
+            parts.append(np.log(post["nu"].transpose("chain", "draw", "component").values))
         return np.concatenate(parts, axis=-1)
 
     def log_post(self, theta: np.ndarray) -> np.ndarray:
@@ -134,13 +137,22 @@ class _Univariate:
         if self.free_sigma:
             m = 1 if self.shared else k
             u = theta[:, pos : pos + m]
+            pos += m
             sd = self.floor + np.exp(u)
             out += u.sum(axis=1)
             out += _scale_logpdf(self.priors["sigma"], sd, self.floor).sum(axis=1)
             sd = np.broadcast_to(sd, (theta.shape[0], k))
         else:
             sd = np.broadcast_to(self.known["sigma"], (theta.shape[0], k))
-        comp = normal_logpdf(self.y[None, :, None], mu[:, None, :], sd[:, None, :])
+        nu = None
+        if self.free_nu:
+            u = theta[:, pos : pos + k]
+            nu = np.exp(u)
+            out += u.sum(axis=1) + _scale_logpdf(self.priors["nu"], nu, 0.0).sum(axis=1)
+        elif self.t:
+            nu = np.broadcast_to(self.known["nu"], (theta.shape[0], k))
+        nu = None if nu is None else nu[:, None, :]
+        comp = component_logpdf(self.y[None, :, None], mu[:, None, :], sd[:, None, :], nu)
         out += logsumexp(comp + logw[:, None, :], axis=2).sum(axis=1)
         return out
 
@@ -305,7 +317,8 @@ def bridge_log_evidence(
     if not ok:
         raise ValueError(f"`idata` should be a fit bridge sampling can take, but it has {why}")
     spec = _spec(idata)
-    target = _Univariate(idata, spec) if spec["family"] == "normal" else _Multivariate(idata, spec)
+    univariate = spec["family"] in ("normal", "t")
+    target = _Univariate(idata, spec) if univariate else _Multivariate(idata, spec)
     theta = target.draws(idata.posterior)
     half = theta.shape[1] // 2
     if half < 10:

@@ -60,8 +60,10 @@ def simulate(spec, n_obs: int, rng) -> tuple[dict[str, np.ndarray], np.ndarray]:
         The true free parameters (``weights``, ``means``, ``sigma`` as the spec has them) and
         the simulated observations.
     """
-    if spec.family != "normal":
-        raise ValueError(f"`spec` should be univariate (family 'normal'), but got {spec.family!r}")
+    if not spec.univariate:
+        raise ValueError(
+            f"`spec` should be univariate (family 'normal' or 't'), but got {spec.family!r}"
+        )
     k = spec.k
     truth = {"weights": _draw_prior(spec.priors["weights"], rng)}
     if "means" in spec.known:
@@ -78,7 +80,13 @@ def simulate(spec, n_obs: int, rng) -> tuple[dict[str, np.ndarray], np.ndarray]:
         truth["sigma"] = sigma
     sd = np.broadcast_to(sigma, (k,))
     z = rng.choice(k, size=n_obs, p=truth["weights"])
-    return truth, rng.normal(means[z], sd[z])
+    if spec.family != "t":
+        return truth, rng.normal(means[z], sd[z])
+    if "nu" in spec.known:
+        nu = np.asarray(spec.known["nu"])
+    else:
+        nu = truth["nu"] = _draw_prior(spec.priors["nu"], rng)
+    return truth, means[z] + sd[z] * rng.standard_t(nu[z])
 
 
 def _scalars(truth: dict) -> dict[str, float]:
@@ -96,7 +104,7 @@ def _thinned(idata, n_ranks: int) -> dict[str, list[float]]:
     """Postprocess on the worker: `n_ranks` evenly spaced draws of every scalar parameter."""
     post = idata.posterior
     out = {}
-    for name in ("weights", "means", "sigma"):
+    for name in ("weights", "means", "sigma", "nu"):
         if name not in post:
             continue
         arr = post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
@@ -298,7 +306,7 @@ def sbc(
     from mixtures.spec import spec_of
 
     spec = spec_of(model)
-    if spec.family != "normal":
+    if not spec.univariate:
         raise ValueError("`model` should be univariate: SBC here covers the univariate factories")
     if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 10:
         raise ValueError(f"`n_sims` should be an integer >= 10, but got {n_sims!r}")

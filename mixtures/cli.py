@@ -49,6 +49,7 @@ examples:
   mixtures fit galaxies.csv --column velocity --k 3 --out galaxies_k3
   mixtures fit faithful.csv --columns eruptions,waiting --model mv --k 2 --out faithful
   mixtures fit data.csv --column x --model known --means 10,20,35 --sds 2,2,2 --out known
+  mixtures fit data.csv --column x --k 2 --family t --out robust   # Student-t components
   mixtures fit data.csv --column x --k 3 --priors priors.json --drop-missing --out fit
 """
 
@@ -98,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--k", type=int, default=None, help="number of components (required "
                      "except for --model known, where it is the number of --means)")  # fmt: skip
+    fit.add_argument(
+        "--family",
+        choices=("normal", "t"),
+        default="normal",
+        help="component family of --model shared/full: normal, or t (Student-t, robust to "
+        "outliers; default: normal)",
+    )
+    fit.add_argument(
+        "--nu",
+        type=float,
+        default=None,
+        help="--family t: fixed degrees of freedom (default: sampled, Gamma(2, 0.1) prior)",
+    )
     fit.add_argument("--means", default=None, help="--model known: the means, e.g. 10,20,35")
     fit.add_argument("--sds", default=None, help="--model known: the sds, e.g. 2,2,2")
     fit.add_argument(
@@ -298,15 +312,24 @@ def build(args, values, columns=None):
     if kind != "known" and args.k is None:
         raise InputError("give the number of components with --k")
     y = values[:, 0]
+    family = getattr(args, "family", "normal")
+    nu = getattr(args, "nu", None)
+    if family != "normal" and kind not in ("shared", "full"):
+        raise InputError(f"--family {family} needs --model shared or full, but got --model {kind}")
+    if nu is not None and family != "t":
+        raise InputError("--nu needs --family t")
+    t_args = {"family": "t", "nu": nu} if family == "t" else {}
     if kind == "known":
         means, sds = _numbers(args.means, "means"), _numbers(args.sds, "sds")
         return mixtures.known_params_mixture(
             y, means, sds, marginalized=marginalized, priors=priors
         )
     if kind == "shared":
-        return mixtures.shared_sd_mixture(y, args.k, marginalized=marginalized, priors=priors)
+        return mixtures.shared_sd_mixture(
+            y, args.k, marginalized=marginalized, priors=priors, **t_args
+        )
     if kind == "full":
-        return mixtures.full_mixture(y, args.k, marginalized=marginalized, priors=priors)
+        return mixtures.full_mixture(y, args.k, marginalized=marginalized, priors=priors, **t_args)
     import pandas as pd
 
     return mixtures.mv_mixture(

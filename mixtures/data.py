@@ -21,6 +21,7 @@ __all__ = [
     "make_four_clusters_2d",
     "make_three_clusters_2d",
     "make_three_gaussians",
+    "make_with_outliers",
 ]
 
 _DESCRIPTIONS = {
@@ -30,6 +31,7 @@ _DESCRIPTIONS = {
     "old_faithful": "2-D: 272 Old Faithful eruptions (min) and waiting times (min) (real)",
     "galaxies": "1-D: velocities (km/s) of 82 galaxies in the Corona Borealis region (real)",
     "far_group": "1-D: 80 points, 4 of them in a small group far out (synthetic, multimodal)",
+    "with_outliers": "1-D: 100/100 draws from N(0, 1), N(6, 1) and 6 gross outliers (synthetic)",
 }
 
 
@@ -81,6 +83,35 @@ def make_far_group(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     component = np.repeat(np.arange(3), sizes)
     return pd.DataFrame({"x": rng.normal(means[component], sds[component]), "component": component})
+
+
+def make_with_outliers(seed: int = 0) -> pd.DataFrame:
+    """Draw two Gaussian clusters and six gross outliers: the robust (Student-t) example.
+
+    100 and 100 points from N(0, 1) and N(6, 1), then 6 outliers, 3 below and 3 above, at a
+    distance drawn uniformly from 20 to 40 from the nearest cluster's centre (so 20 to 40
+    sds out). A Normal mixture's component means and sds are dragged by the outliers; a
+    Student-t mixture's stay where the clusters are (``full_mixture(y, 2, family="t")``).
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Seed of the :class:`numpy.random.Generator` used; the shipped CSV uses the default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``x`` (float) and ``component`` (0 or 1; -1 for the outliers), the
+        clusters first. ``df[df.component >= 0]`` is the data set without outliers.
+    """
+    rng = np.random.default_rng(seed)
+    component = np.repeat([0, 1], 100)
+    x = rng.normal(np.array([0.0, 6.0])[component], 1.0)
+    distance = rng.uniform(20.0, 40.0, size=6)
+    outliers = np.concatenate([0.0 - distance[:3], 6.0 + distance[3:]])
+    return pd.DataFrame(
+        {"x": np.concatenate([x, outliers]), "component": np.concatenate([component, [-1] * 6])}
+    )
 
 
 def _draw_gaussians_2d(means, covs, n_each: int, seed: int) -> pd.DataFrame:
@@ -165,6 +196,7 @@ _GENERATORS = {
     "three_clusters_2d": make_three_clusters_2d,
     "four_clusters_2d": make_four_clusters_2d,
     "far_group": make_far_group,
+    "with_outliers": make_with_outliers,
 }
 
 

@@ -61,7 +61,7 @@ def check_degenerate(y: np.ndarray, spec) -> None:
     ValueError
         Naming the cause and what to do.
     """
-    if spec is None or spec.family != "normal" or "sigma" not in spec.priors:
+    if spec is None or not spec.univariate or "sigma" not in spec.priors:
         return
     if spec.sigma_floor > 0:  # the sd prior is truncated: the posterior is proper
         return

@@ -3,8 +3,9 @@ r"""One log-density per component family, in NumPy: used by everything outside t
 The stored log-likelihood, the assignment step's fast path, EM, the 2-D labels and the
 multivariate log-likelihood all call these; the Gibbs engine's Numba kernels
 (:mod:`mixtures._kernels`) evaluate the same densities in compiled loops and are tested against
-them. SciPy's ``norm.logpdf`` and ``multivariate_normal.logpdf`` compute the same values but do
-not broadcast over stacks of covariances (draws x components), which every caller here needs.
+them (:func:`component_logpdf` picks Normal or Student-t). SciPy's ``norm.logpdf``, ``t.logpdf``
+and ``multivariate_normal.logpdf`` compute the same values but do not broadcast over stacks of
+covariances (draws x components), which every caller here needs.
 
 .. math::
 
@@ -17,8 +18,9 @@ not broadcast over stacks of covariances (draws x components), which every calle
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import gammaln
 
-__all__ = ["mvnormal_logpdf", "normal_logpdf"]
+__all__ = ["component_logpdf", "mvnormal_logpdf", "normal_logpdf", "student_t_logpdf"]
 
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -37,6 +39,52 @@ def normal_logpdf(y, mu, sd):
     """
     z = (np.asarray(y) - mu) / sd
     return -0.5 * z * z - np.log(sd) - _HALF_LOG_2PI
+
+
+def student_t_logpdf(y, mu, sd, nu):
+    r"""Return log t_nu(y | mu, sd), the Student-t log-density, broadcast over the arguments.
+
+    .. math::
+
+        \log t_\nu(y \mid \mu, \sigma) = \log\Gamma\big(\tfrac{\nu + 1}2\big)
+            - \log\Gamma\big(\tfrac\nu2\big) - \tfrac12 \log(\nu\pi) - \log\sigma
+            - \tfrac{\nu + 1}2 \log\Big(1 + \tfrac1\nu \big(\tfrac{y - \mu}\sigma\big)^2\Big)
+
+    Parameters
+    ----------
+    y, mu, sd, nu : array-like
+        Broadcastable; ``sd`` > 0, ``nu`` > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    nu = np.asarray(nu, dtype=float)
+    z = (np.asarray(y) - mu) / sd
+    const = gammaln(0.5 * (nu + 1.0)) - gammaln(0.5 * nu) - 0.5 * np.log(nu * np.pi)
+    return const - np.log(sd) - 0.5 * (nu + 1.0) * np.log1p(z * z / nu)
+
+
+def component_logpdf(y, mu, sd, nu=None):
+    """Return a univariate component's log-density: Normal if `nu` is None, else Student-t.
+
+    The one dispatch point of the univariate families: callers pass the fit's ``nu`` (see
+    :func:`mixtures.loglik.posterior_nu`), None for Normal components.
+
+    Parameters
+    ----------
+    y, mu, sd : array-like
+        Broadcastable; ``sd`` > 0.
+    nu : array-like or None
+        Degrees of freedom (broadcastable with the others), or None.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    if nu is None:
+        return normal_logpdf(y, mu, sd)
+    return student_t_logpdf(y, mu, sd, nu)
 
 
 def mvnormal_logpdf(x, mean, chol):

@@ -11,6 +11,7 @@ import pymc as pm
 from mixtures.diagnostics import ConvergenceWarning, warn_convergence
 from mixtures.engines import CompiledMixture, check_model, is_latent
 from mixtures.engines.advi import fit_advi
+from mixtures.loglik import fit_family
 
 #: ``num_draws="auto"`` in :func:`sample_posterior_predictive` keeps the predictive at most this
 #: many values (400 MB of float64), thinning the posterior draws it uses beyond that.
@@ -210,7 +211,8 @@ def sample_posterior_predictive(
     :math:`z_i \sim \text{Categorical}(w)` and then :math:`y_i \mid z_i \sim N(\mu_{z_i},
     \Sigma_{z_i})`: the mixture's predictive, the same for the latent and the marginalised
     variant (a latent posterior's sampled assignments are not reused). Observations with a
-    known label (``labels=`` of the factories) are drawn from their own component.
+    known label (``labels=`` of the factories) are drawn from their own component. Student-t
+    components (``family="t"``) draw :math:`\mu_{z_i} + \sigma_{z_i} t_{\nu_{z_i}}`.
 
     The draws are made with NumPy from the posterior's ``weights``, ``means`` and ``sigma``
     (univariate; known values from ``constant_data``) or ``chol_cov`` (multivariate), for every
@@ -266,7 +268,8 @@ def sample_posterior_predictive(
     rng = np.random.default_rng(random_seed)
     params = _predictive_params(idata, model, keep)
     labels = _labels(idata, model)
-    y = _draw_mixture(rng, *params, labels, observed.sizes["obs_id"])
+    nu = _predictive_nu(idata, model, keep, params[0].shape)
+    y = _draw_mixture(rng, *params, labels, observed.sizes["obs_id"], nu=nu)
     chains, n_keep = post.sizes["chain"], keep.size
     y = y.reshape(chains, n_keep, *y.shape[1:])
     dims = ["chain", "draw", *observed.dims]
@@ -357,6 +360,13 @@ def _predictive_params(idata, model, keep: np.ndarray):
     return w, np.broadcast_to(mu, (n_draws, k)), np.broadcast_to(sd, (n_draws, k))
 
 
+def _predictive_nu(idata, model, keep: np.ndarray, shape) -> np.ndarray | None:
+    """Return a t fit's degrees of freedom as (S, k), or None for Normal components."""
+    if fit_family(idata) != "t":
+        return None
+    return np.broadcast_to(_value(idata, model, "nu", keep), shape)
+
+
 def _labels(idata, model) -> np.ndarray | None:
     """Return the known labels (-1: unknown) from constant_data, else from the model, else None."""
     if "constant_data" in idata.groups() and "labels" in idata.constant_data:
@@ -366,10 +376,11 @@ def _labels(idata, model) -> np.ndarray | None:
     return None
 
 
-def _draw_mixture(rng, w, mu, scale, labels, n_obs: int) -> np.ndarray:
+def _draw_mixture(rng, w, mu, scale, labels, n_obs: int, nu=None) -> np.ndarray:
     """One predictive data set per row of `w`: components from the weights, then Normals.
 
     `scale` holds sds (S, k) for univariate models, Cholesky factors (S, k, d, d) otherwise.
+    `nu` (S, k): Student-t components with these degrees of freedom (univariate).
     Blocks of draws keep the temporaries near :data:`_BLOCK_VALUES` values.
     """
     n_draws, k = w.shape
@@ -387,7 +398,10 @@ def _draw_mixture(rng, w, mu, scale, labels, n_obs: int) -> np.ndarray:
         if fixed is not None:
             z[:, fixed] = labels[fixed]
         rows = np.arange(z.shape[0])[:, None]
-        eps = rng.standard_normal(out[sl].shape)
+        if nu is None:
+            eps = rng.standard_normal(out[sl].shape)
+        else:
+            eps = rng.standard_t(nu[sl][rows, z])
         if multivariate:
             out[sl] = mu[sl][rows, z] + np.einsum("snij,snj->sni", scale[sl][rows, z], eps)
         else:

@@ -37,9 +37,10 @@ from mixtures._validation import (
     check_vector,
 )
 from mixtures.dask_data import from_dask, is_dask_data
-from mixtures.spec import MixtureSpec, Prior, attach, resolve_priors
+from mixtures.spec import UNIVARIATE_FAMILIES, MixtureSpec, Prior, attach, resolve_priors
 
 __all__ = [
+    "NU_PRIOR",
     "OrderedGaps",
     "build_model",
     "default_priors",
@@ -89,6 +90,31 @@ def default_priors(y: np.ndarray, k: int = 1, *, shared_sd: bool = False) -> dic
         ),
         "sigma": Prior("HalfNormal", {"sigma": np.full(sd_shape, scale)}),
     }
+
+
+#: Default prior of a t family's degrees of freedom: Gamma(2, 0.1) (Juárez and Steel 2010),
+#: mean 20, mode 10, 90% of its mass between 3.6 and 47.
+NU_PRIOR = Prior("Gamma", {"alpha": 2.0, "beta": 0.1})
+
+
+def check_family(family, nu, k: int) -> dict[str, np.ndarray]:
+    """Check `family` and `nu`; return ``{"nu": (k,) array}`` for a fixed nu, else ``{}``."""
+    if family not in UNIVARIATE_FAMILIES:
+        raise ValueError(
+            f"`family` should be one of {list(UNIVARIATE_FAMILIES)}, but got {family!r}"
+        )
+    if family == "normal":
+        if nu is not None:
+            raise ValueError(
+                f"`nu` should be None with family='normal' (it is the t family's degrees of "
+                f"freedom), but got {nu!r}"
+            )
+        return {}
+    if nu is None:
+        return {}
+    if np.ndim(nu) == 0 and not isinstance(nu, bool | str) and np.isreal(nu):
+        nu = np.full(k, nu, dtype=float)
+    return {"nu": check_positive_vector(nu, "nu", k)}
 
 
 def _prior_rv(name: str, prior: Prior, **rv_kwargs):
@@ -208,17 +234,31 @@ def _check_floor(sigma_floor, y, prior) -> float:
 
 
 def _resolve(
-    y, k, *, shared_sd, ordered, marginalized, priors, known, sigma_floor="auto", labelled=False
+    y,
+    k,
+    *,
+    shared_sd,
+    ordered,
+    marginalized,
+    priors,
+    known,
+    sigma_floor="auto",
+    labelled=False,
+    family="normal",
 ) -> MixtureSpec:
     """Resolve a univariate spec: defaults scaled to `y`, user priors merged over them."""
     defaults = default_priors(y, k, shared_sd=shared_sd)
+    if family == "t":
+        defaults["nu"] = Prior(
+            NU_PRIOR.dist, {p: np.full(k, v) for p, v in NU_PRIOR.params.items()}
+        )
     for name in known:
-        defaults.pop(name)
-    shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,)}
+        defaults.pop(name, None)
+    shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,), "nu": (k,)}
     resolved = resolve_priors(priors, defaults, shapes)
     floor = _check_floor(sigma_floor, y, resolved.get("sigma"))
     return MixtureSpec(
-        family="normal",
+        family=family,
         k=k,
         marginalized=bool(marginalized),
         ordered=bool(ordered) and "means" not in known and k > 1,
@@ -276,7 +316,14 @@ def build_model(y: np.ndarray, spec: MixtureSpec, labels: np.ndarray | None = No
         else:
             sigma = _prior_rv("sigma", spec.priors["sigma"], **sd_dims)
         obs_weights = label_weights(weights, labels, k) if spec.labelled else weights
-        _observe(y_data, obs_weights, means, pt.as_tensor(sigma), spec.marginalized)
+        if spec.family == "t":
+            if "nu" in spec.known:
+                nu = pm.Data("nu", spec.known["nu"], dims="component")
+            else:
+                nu = _prior_rv("nu", spec.priors["nu"], dims="component")
+            _observe_t(y_data, obs_weights, means, pt.as_tensor(sigma), nu, spec.marginalized)
+        else:
+            _observe(y_data, obs_weights, means, pt.as_tensor(sigma), spec.marginalized)
     return attach(model, spec)
 
 
@@ -304,6 +351,27 @@ def _observe(y_data, weights, means, sigma, marginalized: bool):
     assignment = pm.Categorical("assignment", p=weights, dims="obs_id")  # weights may be (n, k)
     sd = sigma[assignment] if sigma.ndim == 1 else sigma
     return pm.Normal("y", mu=means[assignment], sigma=sd, observed=y_data, dims="obs_id")
+
+
+def _observe_t(y_data, weights, means, sigma, nu, marginalized: bool):
+    """Add the t family's likelihood: StudentT components, or explicit latent assignments.
+
+    The precision weights of the scale-mixture representation are summed out in both.
+    """
+    k = means.shape[0]
+    sd = pt.broadcast_to(sigma, (k,)) if sigma.ndim == 0 else sigma
+    if marginalized:
+        comps = pm.StudentT.dist(nu=nu, mu=means, sigma=sd, shape=(k,))
+        return pm.Mixture("y", w=weights, comp_dists=comps, observed=y_data, dims="obs_id")
+    assignment = pm.Categorical("assignment", p=weights, dims="obs_id")
+    return pm.StudentT(
+        "y",
+        nu=nu[assignment],
+        mu=means[assignment],
+        sigma=sd[assignment],
+        observed=y_data,
+        dims="obs_id",
+    )
 
 
 def _known_sigma(sigma, k: int, shared_sd: bool) -> np.ndarray:
@@ -388,9 +456,14 @@ def known_params_mixture(
 
 
 def _unknown_params_mixture(
-    y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor, labels
+    y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor, labels, family, nu
 ) -> pm.Model:
     if is_dask_data(y):  # the data stay on the cluster (mixtures.dask_data)
+        if family != "normal":
+            raise ValueError(
+                f"`family` should be 'normal' for data in a dask array (the distributed engine "
+                f"sweeps Normal components only), but got {family!r}"
+            )
         kwargs = {"marginalized": marginalized, "ordered": ordered, "priors": priors}
         kwargs.update(sigma=sigma, sigma_floor=sigma_floor, labels=labels)
         return from_dask(shared_sd_mixture if shared_sd else full_mixture, y, k, **kwargs)
@@ -398,6 +471,7 @@ def _unknown_params_mixture(
     k = check_k(k, y.shape[0])
     labels = check_labels(labels, y.shape[0], k)
     known = {} if sigma is None else {"sigma": _known_sigma(sigma, k, shared_sd)}
+    known.update(check_family(family, nu, k))
     spec = _resolve(
         y,
         k,
@@ -408,6 +482,7 @@ def _unknown_params_mixture(
         known=known,
         sigma_floor=sigma_floor,
         labelled=labels is not None,
+        family=family,
     )
     return build_model(y, spec, labels)
 
@@ -422,6 +497,8 @@ def shared_sd_mixture(
     sigma=None,
     sigma_floor="auto",
     labels=None,
+    family: str = "normal",
+    nu=None,
 ) -> pm.Model:
     r"""Mixture with unknown means and one standard deviation shared by all components.
 
@@ -463,6 +540,16 @@ def shared_sd_mixture(
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ordered means, label j is the j-th smallest mean.
+    family : {"normal", "t"}, default "normal"
+        Component family. ``"t"``: each component a Student-t with location ``means``, scale
+        ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
+        :mod:`mixtures.families`). The marginalised model uses ``pm.StudentT`` components; the
+        Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
+        observation).
+    nu : float, array-like of shape (k,) or None
+        The t family's degrees of freedom: fixed (one number for all components or one per
+        component, stored as data ``nu``), or None (default) to sample one per component
+        under ``priors["nu"]`` (default Gamma(2, 0.1), :data:`NU_PRIOR`).
 
     Returns
     -------
@@ -477,7 +564,7 @@ def shared_sd_mixture(
     0
     """
     return _unknown_params_mixture(
-        y, k, marginalized, ordered, priors, True, sigma, sigma_floor, labels
+        y, k, marginalized, ordered, priors, True, sigma, sigma_floor, labels, family, nu
     )
 
 
@@ -491,6 +578,8 @@ def full_mixture(
     sigma=None,
     sigma_floor="auto",
     labels=None,
+    family: str = "normal",
+    nu=None,
 ) -> pm.Model:
     r"""Dirichlet-Categorical-Normal mixture with per-component means and sds.
 
@@ -526,6 +615,16 @@ def full_mixture(
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ordered means, label j is the j-th smallest mean.
+    family : {"normal", "t"}, default "normal"
+        Component family. ``"t"``: each component a Student-t with location ``means``, scale
+        ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
+        :mod:`mixtures.families`). The marginalised model uses ``pm.StudentT`` components; the
+        Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
+        observation).
+    nu : float, array-like of shape (k,) or None
+        The t family's degrees of freedom: fixed (one number for all components or one per
+        component, stored as data ``nu``), or None (default) to sample one per component
+        under ``priors["nu"]`` (default Gamma(2, 0.1), :data:`NU_PRIOR`).
 
     Returns
     -------
@@ -540,5 +639,5 @@ def full_mixture(
     (np.int64(0), np.int64(1), np.int64(2))
     """
     return _unknown_params_mixture(
-        y, k, marginalized, ordered, priors, False, sigma, sigma_floor, labels
+        y, k, marginalized, ordered, priors, False, sigma, sigma_floor, labels, family, nu
     )

@@ -205,12 +205,17 @@ class KChoice:
         return ax
 
 
-def _default_factory(data):
+def _default_factory(data, family: str = "normal"):
     from mixtures.models import full_mixture
     from mixtures.multivariate import mv_mixture
 
     if data.ndim == 1:
-        return lambda y, k, **kw: full_mixture(y, k, **kw)
+        return lambda y, k, **kw: full_mixture(y, k, family=family, **kw)
+    if family != "normal":
+        raise ValueError(
+            "`family` should be 'normal' for multivariate data (no multivariate t components "
+            f"yet), but got {family!r}"
+        )
     return lambda X, k, **kw: mv_mixture(X, k, covariance_prior="wishart", **kw)
 
 
@@ -341,6 +346,7 @@ def choose_k(
     progressbar: bool | None = None,
     rerun: bool = True,
     method: str = "default",
+    family: str = "normal",
     **sample_kwargs,
 ) -> KChoice:
     """Fit a mixture for each k and say how many components the data hold.
@@ -377,6 +383,9 @@ def choose_k(
         (columns ``mfm_p_K``, ``mfm_p_K_plus``, with Monte Carlo errors). Under that prior
         p(K | y) is the marginal likelihood's ``posterior_prob`` when `ks` is 1..max(ks): two
         independent computations of one quantity.
+    family : {"normal", "t"}, default "normal"
+        Component family of the default factory (one feature): ``"t"`` fits Student-t
+        components with sampled degrees of freedom (``full_mixture(..., family="t")``).
     rerun : bool, default True
         Fits that fail the convergence checks (r_hat > 1.01, bulk or tail ESS < 400,
         divergences) are run once more with four times the draws and twice the tuning. Fits
@@ -408,7 +417,7 @@ def choose_k(
         raise ValueError(f"`sparse_alpha` should be in (0, 1), but got {sparse_alpha!r}")
     if method not in ("default", "mfm"):
         raise ValueError(f"`method` should be 'default' or 'mfm', but got {method!r}")
-    factory = factory or _default_factory(arr)
+    factory = factory or _default_factory(arr, family)
     sparse_k = max(ks) + 2 if sparse_k is None else int(sparse_k)
     models = {k: factory(arr, k) for k in ks}
     if sparse:

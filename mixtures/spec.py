@@ -28,7 +28,15 @@ from scipy import stats
 
 from mixtures._kernels import scale_logpdf_ufunc
 
-__all__ = ["PRIOR_FAMILIES", "MixtureSpec", "Prior", "PriorFamily", "resolve_priors", "spec_of"]
+__all__ = [
+    "PRIOR_FAMILIES",
+    "UNIVARIATE_FAMILIES",
+    "MixtureSpec",
+    "Prior",
+    "PriorFamily",
+    "resolve_priors",
+    "spec_of",
+]
 
 #: The attribute of a ``pm.Model`` that holds its spec (set by the factories).
 SPEC_ATTR = "mixture_spec"
@@ -186,8 +194,16 @@ WEIGHT_FAMILIES = {
     )
 }
 
-#: Prior families per parameter of the univariate models.
-PRIOR_FAMILIES = {"weights": WEIGHT_FAMILIES, "means": MEAN_FAMILIES, "sigma": SCALE_FAMILIES}
+#: Prior families per parameter of the univariate models (``nu``: Student-t components).
+PRIOR_FAMILIES = {
+    "weights": WEIGHT_FAMILIES,
+    "means": MEAN_FAMILIES,
+    "sigma": SCALE_FAMILIES,
+    "nu": SCALE_FAMILIES,
+}
+
+#: Univariate component families (``MixtureSpec.family``).
+UNIVARIATE_FAMILIES = ("normal", "t")
 
 
 def _readonly(value) -> np.ndarray:
@@ -249,7 +265,9 @@ class MixtureSpec:
     Attributes
     ----------
     family : str
-        Component family; ``"normal"`` (univariate) or ``"mvnormal"``.
+        Component family: ``"normal"`` or ``"t"`` (Student-t; univariate), or ``"mvnormal"``.
+        A t spec's degrees of freedom are ``known["nu"]`` (fixed, one per component) or have
+        the prior ``priors["nu"]`` (sampled, one per component).
     k : int
         Number of components.
     marginalized : bool
@@ -259,10 +277,12 @@ class MixtureSpec:
     shared_sd : bool
         One sd for all components (univariate).
     priors : mapping of str to Prior
-        The resolved priors of the free parameters (``weights``, ``means``, ``sigma``; the
-        multivariate model adds ``corr``).
+        The resolved priors of the free parameters (``weights``, ``means``, ``sigma``, and
+        ``nu`` for t components with sampled degrees of freedom; the multivariate model adds
+        ``corr``).
     known : mapping of str to numpy.ndarray
-        Parameters fixed by the user (``means`` and/or ``sigma``), stored in the model as data.
+        Parameters fixed by the user (``means``, ``sigma``, a t family's ``nu``), stored in the
+        model as data.
     n_features : int or None
         Multivariate models: the number of features.
     covariance : str or None
@@ -312,9 +332,15 @@ class MixtureSpec:
         return "shared_sd" if self.shared_sd else "full"
 
     @property
+    def univariate(self) -> bool:
+        """Whether the components are univariate (``family`` "normal" or "t")."""
+        return self.family in UNIVARIATE_FAMILIES
+
+    @property
     def free(self) -> tuple[str, ...]:
         """Names of the free continuous parameters."""
-        return tuple(name for name in ("weights", "means", "sigma") if name in self.priors)
+        names = ("weights", "means", "sigma", "nu")
+        return tuple(name for name in names if name in self.priors)
 
     def replace(self, **changes) -> MixtureSpec:
         """Return a copy with some fields changed (e.g. ``marginalized=False``)."""

@@ -10,7 +10,7 @@ import xarray as xr
 __all__ = ["correlations", "summary_posterior", "summary_table"]
 
 #: The parameters a summary (and the convergence check) covers by default.
-DEFAULT_VARS = ("weights", "means", "sigma", "correlation")
+DEFAULT_VARS = ("weights", "means", "sigma", "nu", "correlation")
 _FORMATS = ("markdown", "csv", "latex")
 
 
@@ -25,10 +25,11 @@ def summary_table(idata, *, var_names=None, hdi_prob: float = 0.94, fmt: str | N
     idata : arviz.InferenceData
         A sampled posterior.
     var_names : list of str, optional
-        Variables to tabulate; default: those of ``weights``, ``means``, ``sigma`` that are in
-        the posterior and, for multivariate models, ``correlation`` (one row per component and
-        pair of features, from ``chol_cov``: see :func:`correlations`). The assignments are
-        left out: one row per observation is no summary.
+        Variables to tabulate; default: those of ``weights``, ``means``, ``sigma`` (and a t
+        family's ``nu``) that are in the posterior and, for multivariate models,
+        ``correlation`` (one row per component and pair of features, from ``chol_cov``: see
+        :func:`correlations`). The assignments are left out: one row per observation is no
+        summary.
     hdi_prob : float, default 0.94
         Mass of the highest-density interval, in (0, 1).
     fmt : {None, "markdown", "csv", "latex"}

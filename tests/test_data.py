@@ -15,6 +15,7 @@ GENERATED = {
     "three_clusters_2d": mdata.make_three_clusters_2d,
     "four_clusters_2d": mdata.make_four_clusters_2d,
     "far_group": mdata.make_far_group,
+    "with_outliers": mdata.make_with_outliers,
 }
 
 
@@ -26,6 +27,7 @@ def test_list_datasets_names():
         "galaxies",
         "far_group",
         "old_faithful",
+        "with_outliers",
     }
 
 
@@ -44,6 +46,7 @@ def test_shipped_csv_equals_generator(name):
         ("three_gaussians", (215, 2), ["x", "component"], [90, 50, 75]),
         ("three_clusters_2d", (600, 3), ["x1", "x2", "component"], [200, 200, 200]),
         ("four_clusters_2d", (200, 3), ["x1", "x2", "component"], [50, 50, 50, 50]),
+        ("with_outliers", (206, 2), ["x", "component"], [6, 100, 100]),
     ],
 )
 def test_synthetic_layout(name, shape, columns, counts):

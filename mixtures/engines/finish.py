@@ -68,6 +68,7 @@ def _from_arrays(model, posterior: dict, stats: dict) -> az.InferenceData:
         "obs_id": np.arange(model["y_data"].get_value().shape[0]),
     }
     dims = {"weights": ["component"], "means": ["component"], "assignment": ["obs_id"]}
+    dims.update(nu=["component"], precision_weights=["obs_id"])  # Student-t components
     dims["sigma"] = ["component"] if posterior.get("sigma", np.empty((1, 1))).ndim == 3 else []
     if "chol_cov" in posterior:  # multivariate
         for name in ("feature", "feature_bis"):

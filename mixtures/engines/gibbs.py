@@ -44,6 +44,7 @@ import numpy as np
 
 from mixtures._kernels import run, run_threaded
 from mixtures.diagnostics import is_sparse
+from mixtures.engines import gibbs_t
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -62,6 +63,10 @@ __all__ = ["DegenerateDataError", "GibbsEngine"]
 _PARALLEL_MIN = 200_000  # replicas x observations from which the sweep uses threads
 _N_BLOCKS = 8
 
+#: Univariate component families other than Normal: the module with each one's state, prior
+#: arrays, records and kernel (:mod:`mixtures.engines.gibbs_t`). Normal is built in.
+FAMILIES = {"t": gibbs_t}
+
 
 class DegenerateDataError(ValueError):
     """The posterior is improper for these data (an sd can collapse onto tied values)."""
@@ -77,7 +82,7 @@ class GibbsEngine:
         """Whether this engine samples `spec`'s model, and why (not)."""
         if spec is None:
             return False, "not built by a mixtures factory"
-        if spec.family != "normal":
+        if not spec.univariate:
             if "wishart" not in spec.priors:
                 return False, (
                     "multivariate model with LKJ covariances (no exact update; "
@@ -90,6 +95,8 @@ class GibbsEngine:
             return False, "weights prior is not Dirichlet"
         if "means" in spec.priors and spec.priors["means"].dist != "Normal":
             return False, f"means prior is {spec.priors['means'].dist}, not Normal"
+        if spec.family == "t":
+            return True, "univariate t mixture (scale mixture of Normals): our Gibbs engine"
         return True, "univariate mixture with conjugate weights and means: our Gibbs engine"
 
     def __init__(self, model, spec):
@@ -201,7 +208,7 @@ class GibbsEngine:
         t_start = time.perf_counter()
         spec = self.spec
         rng = np.random.default_rng(random_seed)
-        if spec.family != "normal":
+        if not spec.univariate:
             x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
             betas, optima = choose_ladder(tempering, x, spec.k, rng)
             plan = {"tempering": tempering, "init": init, "optima": optima, "budget": budget}
@@ -231,6 +238,10 @@ class GibbsEngine:
         state_arrays.append(self._labels(n_obs))
         runner = _Runner(self, y, state_arrays, tune, chains, progressbar)
         runner.moves = bool(moves) and uses_moves(spec)
+        family = FAMILIES.get(spec.family)
+        if family is not None:
+            runner.family = family
+            runner.family_state = family.initial_state(spec, known, chains * n_temps, n_obs, rng)
         runner.rounds = adaptation_rounds(tune) if _adapts(tempering) and n_temps > 2 else []
         runner.store_z = stores_assignments(
             store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
@@ -245,11 +256,15 @@ class GibbsEngine:
             label_free=is_sparse(spec),
         )
         posterior, st = _split(merged, spec)
+        if runner.family is not None:
+            runner.family.posterior(merged, spec, posterior, st)
         store_z = "assignment" in posterior
         attrs = run_record(st, state_arrays[8], bool(runner.rounds), store_z, t_start)
         attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
         steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
         steps += ", sigma (MH)" if "sigma" in spec.free else ""
+        steps += ", precision weights" if spec.family == "t" else ""
+        steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
         steps += "]" + (" + relocation (MH)" if runner.moves else "")
         steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
         return posterior, st, attrs, steps
@@ -264,6 +279,7 @@ class _Runner:
         self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
         self.moves = False
         self.scale = float(np.std(y)) or 1.0
+        self.family, self.family_state = None, None
 
     def _keep_storing(self, n: int) -> bool:
         rule, per_draw = self.store_rule
@@ -285,10 +301,19 @@ class _Runner:
         offset = self.tune + self.done  # the iteration of this segment's first draw
         threaded = self.state[0].shape[0] * self.y.shape[0] >= _PARALLEL_MIN
         tries, accepts = self.state[9], self.state[10]
+        family = self.family
+        if family is not None:
+            fam_model = family.kernel_model(spec)
+            fam_out = family.outputs(chains, n, k, self.y.shape[0] if self.store_z else 0)
 
         def run_chunk(start, stop):
             args = (self.y, start, stop, offset, model, tuple(self.state), out, stats)
-            collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
+            if family is not None:  # the family's kernel (serial: no threaded variant)
+                state = tuple(self.family_state)
+                args = (*args[:5], fam_model, args[5], state, out, fam_out, stats)
+                collapsed = family.run(*args)
+            else:
+                collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
             if collapsed >= 0:
                 raise DegenerateDataError(_collapse_message(collapsed, self.scale))
 
@@ -302,12 +327,20 @@ class _Runner:
         drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
         self.done += n
         names = ("weights", "means", "sd", "assignment")
-        return dict(zip(names, out), **st)
+        result = dict(zip(names, out), **st)
+        if family is not None:
+            result["precision_weights"] = fam_out[1]
+            if "nu" in spec.free:  # a fixed nu is no draw (nor a diagnostic)
+                result.update(nu=fam_out[0], nu_accept=fam_out[2])
+        return result
 
 
 def _checked(merged: dict) -> dict:
     """Return the parameters whose diagnostics decide an automatic run."""
-    return {"weights": merged["weights"], "means": merged["means"], "sigma": merged["sd"]}
+    out = {"weights": merged["weights"], "means": merged["means"], "sigma": merged["sd"]}
+    if "nu" in merged:
+        out["nu"] = merged["nu"]
+    return out
 
 
 def _split(merged: dict, spec) -> tuple[dict, dict]:
@@ -364,8 +397,13 @@ def _collapse_message(it, scale):
 
 
 def uses_moves(spec) -> bool:
-    """Whether the relocation move applies: free means, k >= 2 and no known labels."""
-    return "means" in spec.free and spec.k >= 2 and not spec.labelled
+    """Whether the relocation move applies: Normal components, free means, k >= 2, no labels.
+
+    The move's likelihood ratio (:func:`mixtures._kernels.mixture_loglik_change`) is the Normal
+    mixture's; the Student-t family's kernel (:mod:`mixtures.engines.gibbs_t`) runs without it.
+    """
+    normal = spec.family == "normal"
+    return normal and "means" in spec.free and spec.k >= 2 and not spec.labelled
 
 
 def with_moves(model: tuple, moves: bool, sd: np.ndarray) -> tuple:
