@@ -356,8 +356,9 @@ def test_t_means_ignore_gross_outliers_where_normal_means_do_not():
         assert np.all(np.abs(got - ref) < 2 * ref_sd), (family, got, ref, ref_sd)
     ref, ref_sd = means(clean)
     got, _ = means(y)
-    # the Normal mixture's do not: at least one mean is dragged (here by about 10 sds)
-    assert np.any(np.abs(got - ref) > 5 * ref_sd), (got, ref, ref_sd)
+    # the Normal mixture's do not: at least one mean leaves the same 2-sd band (measured 4-10
+    # sds, depending on which component the outliers pull)
+    assert np.any(np.abs(got - ref) > 2 * ref_sd), (got, ref, ref_sd)
 
 
 # --- simulation-based calibration (slow tier) ----------------------------------------------------
