@@ -1103,12 +1103,13 @@ def _mv_covariances(r, fac, sig, lam, low, col_in, col_out):
 
 
 @njit
-def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, co, bm, sinv, cp, work):
+def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, work):
     """Pattern p, component j: chol Sigma_oo, B = Sigma_mo Sigma_oo^-1, S^-1, chol P.
 
     S = Sigma_mm - B Sigma_om is the missing cells' conditional covariance; P = beta S^-1 +
     (1 - beta) V^-1 the precision of their tempered conditional (V: the reference variances).
-    Returns log |Sigma_oo|.
+    ``conditional=False`` (tests only: the negative control of the calibration test) draws
+    from the component's marginal instead: B = 0, S = Sigma_mm. Returns log |Sigma_oo|.
     """
     sub, low, v1, v2 = work
     d = sig.shape[1]
@@ -1127,7 +1128,7 @@ def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, co, bm, sinv, cp, work):
         _solve_lower(co[p, j, :do, :do], v1[:do], v2[:do])
         _solve_upper_t(co[p, j, :do, :do], v2[:do], v1[:do])
         for b in range(do):
-            bm[p, j, a, b] = v1[b]
+            bm[p, j, a, b] = v1[b] if conditional else 0.0
     for a in range(dm):
         for b in range(dm):
             acc = sig[j, mi[a], mi[b]]
@@ -1212,21 +1213,22 @@ def _missing_draw(r, i, p, j, beta, xi, xc, pats, n_o, ref, mu, bm, sinv, cp, st
 def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work):
     """Sweep the incomplete rows of replica r: assignments, missing cells, and their sums.
 
-    ``miss`` = (xi, xc, pat_of, pats, n_o, ref_mean, ref_var): the incomplete rows (n_inc, d)
-    (missing cells arbitrary), their completions per replica (n_rep, n_inc, d), each row's
-    pattern, per pattern the observed then the missing features (n_pat, d) and the number
-    observed, and the reference density's means and variances per feature. Incomplete row i is
+    ``miss`` = (xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional): the incomplete
+    rows (n_inc, d) (missing cells arbitrary), their completions per replica (n_rep, n_inc,
+    d), each row's pattern, per pattern the observed then the missing features (n_pat, d)
+    and the number observed, the reference density's means and variances per feature, and
+    True (False only in the negative-control test, see :func:`_missing_setup`). Incomplete row i is
     observation ``n_c + i`` of ``z`` and ``fixed``. Adds to ``n``, ``s1``, ``s2`` (centred on
     the current means, as the complete rows' sweep); returns (changed, log h of the draws).
     """
-    xi, xc, pat_of, pats, n_o, ref_mean, ref_var = miss
+    xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional = miss
     sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
     n_pat, k, d = pats.shape[0], mu.shape[1], mu.shape[2]
     _mv_covariances(r, fac, sig, cov_work[0], cov_work[1], cov_work[2], cov_work[3])
     for p in range(n_pat):
         for j in range(k):
             logdet = _missing_setup(
-                p, j, beta, sig, pats, n_o, ref_var, co, bm, sinv, cp, setup_work
+                p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, setup_work
             )
             cst[p, j] = logw[r, j] - 0.5 * logdet
     changed, log_h = 0, 0.0
@@ -1263,7 +1265,7 @@ def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1,
 
 
 @njit(cache=True, nogil=True)
-def _missing_work(n_pat, k, d):
+def missing_work(n_pat, k, d):
     """Scratch arrays of :func:`mv_missing_sweep`."""
     mats = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
     draw = (np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d))
@@ -1328,7 +1330,7 @@ def mv_run_missing(x, it0, it1, tune, model, chain, out, stats, miss, cells, out
     s2 = np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
     log_h = np.zeros(n_rep)
-    work = _missing_work(miss[3].shape[0], k, d)
+    work = missing_work(miss[3].shape[0], k, d)
     n_c = x.shape[0]
     for it in range(it0, it1):
         _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
@@ -1368,7 +1370,7 @@ def mv_run_missing_threaded(
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
     log_h = np.zeros(n_rep)
-    work = _missing_work(miss[3].shape[0], k, d)
+    work = missing_work(miss[3].shape[0], k, d)
     with ThreadPoolExecutor(get_num_threads()) as pool:
         for it in range(it0, it1):
             _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)

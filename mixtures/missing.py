@@ -33,9 +33,12 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from mixtures._validation import check_observations
+
 __all__ = [
     "MISSING",
     "check_missing",
+    "check_with_missing",
     "imputations",
     "missing_cells",
     "pattern_groups",
@@ -64,6 +67,21 @@ def refuse_empty_rows(X: np.ndarray, name: str = "X") -> None:
             f"`{name}` should have at least one observed value per row, but got "
             f"{empty.size} row(s) with every value missing (row {shown}{more}); drop them"
         )
+
+
+def check_with_missing(X, name: str = "X") -> tuple[np.ndarray, np.ndarray]:
+    """Check 2-D data whose NaN cells are missing; return it (NaN kept) and the observed mask.
+
+    Every check of :func:`mixtures._validation.check_observations` applies to the observed
+    cells; rows with no observed cell are refused.
+    """
+    arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    nan = np.isnan(arr) if arr.dtype.kind == "f" and arr.ndim == 2 else np.zeros(arr.shape, bool)
+    if nan.any():
+        refuse_empty_rows(arr, name)
+    X = check_observations(np.where(nan, 0.0, arr), name, ndim=2)  # every other check
+    X[nan] = np.nan
+    return X, ~nan
 
 
 def pattern_groups(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

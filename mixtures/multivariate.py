@@ -46,11 +46,11 @@ from mixtures._validation import check_k, check_labels, check_observations
 from mixtures.families import mvnormal_logpdf
 from mixtures.missing import (
     check_missing,
+    check_with_missing,
     latent_pattern_logp,
     mixture_random,
     pattern_groups,
     pattern_mixture_logp,
-    refuse_empty_rows,
 )
 from mixtures.models import increasing_start, label_weights
 from mixtures.spec import MixtureSpec, Prior, attach
@@ -539,13 +539,7 @@ def _observations(X, missing: str) -> tuple[np.ndarray, np.ndarray]:
     if missing == "refuse":
         X = check_observations(X, "X", ndim=2)
         return X, np.ones(X.shape, dtype=bool)
-    arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
-    nan = np.isnan(arr) if arr.dtype.kind == "f" and arr.ndim == 2 else np.zeros(arr.shape, bool)
-    if nan.any():
-        refuse_empty_rows(arr, "X")
-    X = check_observations(np.where(nan, 0.0, arr), "X", ndim=2)  # every other check
-    X[nan] = np.nan
-    return X, ~nan
+    return check_with_missing(X, "X")
 
 
 def _incomplete_likelihood(x_data, weights, means, chol, observed, marginalized, k) -> None:

@@ -36,6 +36,9 @@ from mixtures.engines.tempering import (
 __all__ = ["mv_data", "sample_mv"]
 
 _PARALLEL_MIN = 100_000
+# Draw missing cells from their conditional given the observed cells (the only correct choice;
+# the calibration test sets it False, the marginal, as a negative control that must fail).
+_CONDITIONAL = True
 _N_BLOCKS = 8
 
 
@@ -80,6 +83,7 @@ class _Missing:
         ref_var = np.where(ref_var > 0, ref_var, 1.0)
         xc = np.ascontiguousarray(np.broadcast_to(xi, (n_rep,) + xi.shape))
         self.kernel = (xi, xc, pat_of.reshape(-1).astype(np.int64), pats, n_o, ref_mean, ref_var)
+        self.kernel += (bool(_CONDITIONAL),)
         rows, cols = np.nonzero(~mi)  # cells in row-major order of the original rows
         self.cells = np.ascontiguousarray(np.stack([rows, cols], axis=1).astype(np.int64))
         self.rows = np.flatnonzero(incomplete)[rows]
