@@ -81,7 +81,7 @@ class _Missing:
         ref_mean = np.nanmean(obs, axis=0)  # the reference density of the missing cells
         ref_var = np.nanvar(obs, axis=0)
         ref_var = np.where(ref_var > 0, ref_var, 1.0)
-        xc = np.ascontiguousarray(np.broadcast_to(xi, (n_rep,) + xi.shape))
+        xc = np.array(np.broadcast_to(xi, (n_rep,) + xi.shape))  # writable, one per replica
         self.kernel = (xi, xc, pat_of.reshape(-1).astype(np.int64), pats, n_o, ref_mean, ref_var)
         self.kernel += (bool(_CONDITIONAL),)
         rows, cols = np.nonzero(~mi)  # cells in row-major order of the original rows
