@@ -1151,7 +1151,7 @@ def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sin
     return logdet
 
 
-@njit
+@njit(inline="always")
 def _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u):
     """Log-weights of incomplete row i: observed cells' marginal at beta = 1, else full row."""
     k, d = mu.shape[1], mu.shape[2]
@@ -1174,7 +1174,7 @@ def _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, d
             lp[j] = a[r, j] - 0.5 * beta * q
 
 
-@njit
+@njit(inline="always")
 def _missing_draw(r, i, p, j, beta, xi, xc, pats, n_o, ref, mu, bm, sinv, cp, state, work):
     """Draw the missing cells of row i (component j) into ``xc[r, i]``; return log h of them."""
     diff, mc, rhs, t1, t2 = work
@@ -1201,11 +1201,11 @@ def _missing_draw(r, i, p, j, beta, xi, xc, pats, n_o, ref, mu, bm, sinv, cp, st
         t1[a] = _normal(state, r)
     _solve_upper_t(low, t1[:dm], t2[:dm])  # L^-T eps: covariance P^-1
     log_h = 0.0
-    for a in range(dm):
+    for a in range(dm):  # log h up to the constant (added once per sweep)
         v = mc[a] + t2[a]
         xc[r, i, mi[a]] = v
         dv = v - ref_mean[mi[a]]
-        log_h -= 0.5 * (dv * dv / ref_var[mi[a]] + math.log(2.0 * math.pi * ref_var[mi[a]]))
+        log_h -= 0.5 * dv * dv / ref_var[mi[a]]
     return log_h
 
 
@@ -1232,6 +1232,10 @@ def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1,
             )
             cst[p, j] = logw[r, j] - 0.5 * logdet
     changed, log_h = 0, 0.0
+    for i in range(xi.shape[0]):  # the normalising constants of h
+        p = pat_of[i]
+        for m in range(n_o[p], d):
+            log_h -= 0.5 * math.log(2.0 * math.pi * ref_var[pats[p, m]])
     diff, u = draw_work[0], draw_work[3]
     for i in range(xi.shape[0]):
         p = pat_of[i]
