@@ -1175,11 +1175,12 @@ def _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, d
 
 
 @njit(inline="always")
-def _missing_draw(r, i, p, j, beta, xi, xc, pats, n_o, ref, mu, bm, sinv, cp, state, work):
+def _missing_draw(
+    r, i, p, j, beta, xi, xc, pats, n_o, ref_mean, ref_var, mu, bm, sinv, cp, state, work
+):
     """Draw the missing cells of row i (component j) into ``xc[r, i]``; return log h of them."""
     diff, mc, rhs, t1, t2 = work
     d = mu.shape[2]
-    ref_mean, ref_var = ref
     do, oi, mi = n_o[p], pats[p, : n_o[p]], pats[p, n_o[p] :]
     dm = d - do
     for b in range(do):
@@ -1255,9 +1256,24 @@ def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1,
             pick = fixed[n_c + i]
         changed += 1 if z[r, n_c + i] != pick else 0
         z[r, n_c + i] = pick
-        ref = (ref_mean, ref_var)
         log_h += _missing_draw(
-            r, i, p, pick, beta, xi, xc, pats, n_o, ref, mu, bm, sinv, cp, state, draw_work
+            r,
+            i,
+            p,
+            pick,
+            beta,
+            xi,
+            xc,
+            pats,
+            n_o,
+            ref_mean,
+            ref_var,
+            mu,
+            bm,
+            sinv,
+            cp,
+            state,
+            draw_work,
         )
         n[r, pick] += 1.0
         for row in range(d):
