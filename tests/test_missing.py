@@ -332,7 +332,7 @@ def test_predict_proba_of_incomplete_rows_uses_the_observed_marginal(fit_missing
 # --- slow tier: a second engine, and calibration -------------------------------------------------
 
 
-@pytest.mark.slow  # ~1-2 min, mostly compiling the Bartlett model for NUTS
+@pytest.mark.slow  # 761 s on the loaded shared box (NUTS on the pattern-grouped model)
 def test_gibbs_equals_nuts_with_missing_cells():
     X = mixtures.load_dataset("old_faithful").iloc[::8].to_numpy()  # 34 rows
     Xm = _delete(X, 0.2, np.random.default_rng(7))
@@ -411,14 +411,14 @@ def sbc_model():
     return spec_model, mixtures.spec_of(spec_model)
 
 
-@pytest.mark.slow  # ~3 min: 200 Gibbs fits
+@pytest.mark.slow  # 79 s here: 200 Gibbs fits
 def test_sbc_passes_with_cells_missing_at_random(sbc_model):
     model, spec = sbc_model
     result = _ranks(mixtures.compile_model(model, sampler="gibbs"), spec, 200, seed=1)
     assert result.passed, result.tests()
 
 
-@pytest.mark.slow  # ~3 min: the negative control must fail
+@pytest.mark.slow  # 92 s here: the negative control must fail
 def test_sbc_fails_when_cells_are_imputed_from_the_marginal(sbc_model, monkeypatch):
     """The PReMiuM mistake (missing cells from the component's marginal) is caught."""
     model, spec = sbc_model
