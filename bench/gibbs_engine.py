@@ -31,10 +31,14 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
    mixture (nu fixed; nu sampled) beside the Normal mixture's, on the same data (N = 1e5 by
    default), one chain, no tempering: the time of 250 draws minus that of 50 (fixed costs
    cancel), best of interleaved rounds.
+10. **missing cells** (``--missing [N]``, issue 23; runs only this): the multivariate sweep per
+   iteration (K = 3, one chain, no tempering) on three_clusters_2d resampled to N rows with 20%
+   of the cells deleted at random, beside the same rows complete; interleaved rounds, the best
+   of each, and their ratio.
 
-Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N]]``; figures go to
-stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``;
-``gibbs_engine_t.json``).
+Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N] | --missing N]``;
+figures go to stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``;
+``gibbs_engine_<flags>.json``; ``gibbs_engine_t.json``; ``gibbs_engine_missing.json``).
 """
 
 from __future__ import annotations
@@ -331,6 +335,31 @@ SNIPPETS = {
                                             for c in range(counts.sizes["chain"])]
         out(**res)
     """,
+    "missing": """
+        n_rows = int(os.environ.get("BENCH_MISSING_N", "20000"))
+        rng = np.random.default_rng(0)
+        base = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+        X = base[rng.integers(len(base), size=n_rows)] + 0.05 * rng.standard_normal((n_rows, 2))
+        Xm = X.copy()
+        gone = rng.random(X.shape) < 0.2
+        gone[gone.all(axis=1), 0] = False
+        Xm[gone] = np.nan
+        models = {"complete": mixtures.mv_mixture(X, 3), "missing": mixtures.mv_mixture(Xm, 3)}
+        kw = dict(draws=300, tune=0, chains=1, tempering=None, init="random", warn=False,
+                  log_likelihood=False, random_seed=1)
+        for m in models.values():  # compile / warm
+            mixtures.sample(m, **{**kw, "draws": 5})
+        best = {name: float("inf") for name in models}
+        for _ in range(3):  # interleaved rounds
+            for name, m in models.items():
+                idata = mixtures.sample(m, **kw)
+                best[name] = min(best[name], idata.posterior.attrs["sampling_time"] / 300)
+        out(n_rows=n_rows, missing_cells=int(gone.sum()),
+            incomplete_rows=int(gone.any(axis=1).sum()),
+            per_iteration_complete_ms=best["complete"] * 1e3,
+            per_iteration_missing_ms=best["missing"] * 1e3,
+            ratio=best["missing"] / best["complete"])
+    """,
 }
 
 
@@ -473,6 +502,9 @@ def main() -> None:
         metavar="N",
         help="only the Student-t iteration against the Normal one (N points, default 1e5)",
     )
+    parser.add_argument(
+        "--missing", type=int, default=0, metavar="N", help="only the missing-cells sweep at N rows"
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -495,6 +527,18 @@ def main() -> None:
         return
     if args.t is not None:
         t_section(results, args.t)
+        return
+    if args.missing:
+        results["missing"] = m = run("missing", {"BENCH_MISSING_N": str(args.missing)})
+        print(
+            f"missing cells, N={m['n_rows']}, K=3, one chain: complete "
+            f"{m['per_iteration_complete_ms']:.3f} ms per iteration, 20% of cells missing "
+            f"({m['incomplete_rows']} incomplete rows) {m['per_iteration_missing_ms']:.3f} ms "
+            f"(ratio {m['ratio']:.2f})"
+        )
+        out = HERE / "gibbs_engine_missing.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"written {out}")
         return
     results["per_iteration"] = run("per_iteration")
     r = results["per_iteration"]

@@ -1114,7 +1114,12 @@ def _mv_precision(r, j, beta, fac, logdet, n, scatter, nu, psi, state, work):
 
 
 @njit(cache=True, nogil=True)
-def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift):
+    """Draw the parameters given the sums, exchange replicas, store the cold draws.
+
+    ``shift[r]`` is subtracted from replica r's complete-data log-likelihood before the
+    exchange (the missing cells' reference density, :func:`mv_run_missing`; zeros otherwise).
+    """
     prior_a, m0, s0, nu, psi, ordered_by, store_z = model
     logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
     temp_of, rep_at, betas = chain[6], chain[7], chain[8]
@@ -1164,7 +1169,7 @@ def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
                         lam += fac[r, j, row, m] * fac[r, j, col, m]
                     trace += lam * scatter[row, col]
             ll += n[r, j] * (0.5 * logdet[r, j] - 0.5 * d * log_2pi) - 0.5 * trace
-        loglik[r] = ll
+        loglik[r] = ll - shift[r]
     dd = it - tune
     _exchange(it, dd, chain, loglik, changed, st_changed, st_tll, st_swap)
     if dd >= 0:
@@ -1202,10 +1207,11 @@ def mv_run(x, it0, it1, tune, model, chain, out, stats):
     s1 = np.zeros((n_rep, k, d))
     s2 = np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
+    shift = np.zeros(n_rep)
     for it in range(it0, it1):
         _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
         _mv_sweep_serial(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed)
-        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift)
 
 
 def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
@@ -1221,13 +1227,14 @@ def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
     keys = np.empty(n_rep, dtype=np.uint64)
     n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
     changed = np.zeros(n_rep, dtype=np.int64)
+    shift = np.zeros(n_rep)
     with ThreadPoolExecutor(get_num_threads()) as pool:
         for it in range(it0, it1):
             _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
             _mv_sweep_on(
                 pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
             )
-            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed)
+            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift)
 
 
 # --------------------------------------------------------------------------- iteration pieces
@@ -1273,3 +1280,355 @@ update_sigma = _update_sigma
 exchange = _exchange
 LOG_2PI = _LOG_2PI
 BLOCK = _BLOCK
+
+
+
+# --------------------------------------------------------------------------- missing cells
+# Rows with missing cells (see mixtures.missing). Replica r at inverse temperature beta targets
+# p(theta) p(z | w) prod_i N(x_i | mu_zi, Sigma_zi)^beta prod_i h_i(x_i,mis)^(1 - beta), with
+# x_i the completed row and h_i a fixed Normal reference density of the row's missing cells
+# (independent, the observed cells' column means and variances): proper at every beta, equal to
+# the posterior (missing cells augmented) at beta = 1, and the parameters' conditionals stay
+# those of the complete-data sweep. At beta = 1 the assignment of an incomplete row is drawn
+# from the observed cells' marginal, then its missing cells from their conditional Normal
+# given the observed ones and that component (one blocked draw); at beta < 1 the assignment
+# given the completed row, then the missing cells from N(.)^beta h^(1 - beta) (Gaussian).
+
+
+@njit(inline="always")
+def _mv_covariances(r, fac, sig, lam, low, col_in, col_out):
+    """Covariances Sigma_j = (F_j F_j^T)^-1 of replica r into ``sig`` (k, d, d)."""
+    k, d = fac.shape[1], fac.shape[2]
+    for j in range(k):
+        for row in range(d):
+            for col in range(d):
+                acc = 0.0
+                for m in range(d):
+                    acc += fac[r, j, row, m] * fac[r, j, col, m]
+                lam[row, col] = acc
+        _cholesky(lam, low)
+        for col in range(d):  # column col of Lambda^-1 solves L L^T s = e_col
+            for row in range(d):
+                col_in[row] = 1.0 if row == col else 0.0
+            _solve_lower(low, col_in, col_out)
+            _solve_upper_t(low, col_out, col_in)
+            for row in range(d):
+                sig[j, row, col] = col_in[row]
+
+
+@njit
+def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, work):
+    """Pattern p, component j: chol Sigma_oo, B = Sigma_mo Sigma_oo^-1, S^-1, chol P.
+
+    S = Sigma_mm - B Sigma_om is the missing cells' conditional covariance; P = beta S^-1 +
+    (1 - beta) V^-1 the precision of their tempered conditional (V: the reference variances).
+    ``conditional=False`` (tests only: the negative control of the calibration test) draws
+    from the component's marginal instead: B = 0, S = Sigma_mm. Returns log |Sigma_oo|.
+    """
+    sub, low, v1, v2 = work
+    d = sig.shape[1]
+    do, oi, mi = n_o[p], pats[p, : n_o[p]], pats[p, n_o[p] :]
+    dm = d - do
+    for a in range(do):
+        for b in range(do):
+            sub[a, b] = sig[j, oi[a], oi[b]]
+    _cholesky(sub[:do, :do], co[p, j, :do, :do])
+    logdet = 0.0
+    for a in range(do):
+        logdet += 2.0 * math.log(co[p, j, a, a])
+    for a in range(dm):
+        for b in range(do):
+            v1[b] = sig[j, oi[b], mi[a]]
+        _solve_lower(co[p, j, :do, :do], v1[:do], v2[:do])
+        _solve_upper_t(co[p, j, :do, :do], v2[:do], v1[:do])
+        for b in range(do):
+            bm[p, j, a, b] = v1[b] if conditional else 0.0
+    for a in range(dm):
+        for b in range(dm):
+            acc = sig[j, mi[a], mi[b]]
+            for c in range(do):
+                acc -= bm[p, j, a, c] * sig[j, oi[c], mi[b]]
+            sub[a, b] = acc
+    _cholesky(sub[:dm, :dm], low[:dm, :dm])
+    for b in range(dm):
+        for a in range(dm):
+            v1[a] = 1.0 if a == b else 0.0
+        _solve_lower(low[:dm, :dm], v1[:dm], v2[:dm])
+        _solve_upper_t(low[:dm, :dm], v2[:dm], v1[:dm])
+        for a in range(dm):
+            sinv[p, j, a, b] = v1[a]
+    for a in range(dm):
+        for b in range(dm):
+            sub[a, b] = beta * sinv[p, j, a, b]
+        sub[a, a] += (1.0 - beta) / ref_var[mi[a]]
+    _cholesky(sub[:dm, :dm], cp[p, j, :dm, :dm])
+    return logdet
+
+
+@njit(inline="always")
+def _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u):
+    """Log-weights of incomplete row i: observed cells' marginal at beta = 1, else full row."""
+    k, d = mu.shape[1], mu.shape[2]
+    do = n_o[p]
+    for j in range(k):
+        q = 0.0
+        if beta >= 1.0:
+            for b in range(do):
+                diff[b] = xi[i, pats[p, b]] - mu[r, j, pats[p, b]]
+            _solve_lower(co[p, j, :do, :do], diff[:do], u[:do])
+            for b in range(do):
+                q += u[b] * u[b]
+            lp[j] = cst[p, j] - 0.5 * q
+        else:
+            for col in range(d):
+                acc = 0.0
+                for row in range(d):
+                    acc += fac[r, j, row, col] * (xc[r, i, row] - mu[r, j, row])
+                q += acc * acc
+            lp[j] = a[r, j] - 0.5 * beta * q
+
+
+@njit(inline="always")
+def _missing_draw(
+    r, i, p, j, beta, xi, xc, pats, n_o, ref_mean, ref_var, mu, bm, sinv, cp, state, work
+):
+    """Draw the missing cells of row i (component j) into ``xc[r, i]``; return log h of them."""
+    diff, mc, rhs, t1, t2 = work
+    d = mu.shape[2]
+    do, oi, mi = n_o[p], pats[p, : n_o[p]], pats[p, n_o[p] :]
+    dm = d - do
+    for b in range(do):
+        diff[b] = xi[i, oi[b]] - mu[r, j, oi[b]]
+    for a in range(dm):  # conditional mean mu_m + B (x_o - mu_o)
+        acc = mu[r, j, mi[a]]
+        for b in range(do):
+            acc += bm[p, j, a, b] * diff[b]
+        mc[a] = acc
+    for a in range(dm):
+        acc = 0.0
+        for b in range(dm):
+            acc += sinv[p, j, a, b] * mc[b]
+        rhs[a] = beta * acc + (1.0 - beta) * ref_mean[mi[a]] / ref_var[mi[a]]
+    low = cp[p, j, :dm, :dm]
+    _solve_lower(low, rhs[:dm], t1[:dm])
+    _solve_upper_t(low, t1[:dm], mc[:dm])  # the mean P^-1 rhs
+    for a in range(dm):
+        t1[a] = _normal(state, r)
+    _solve_upper_t(low, t1[:dm], t2[:dm])  # L^-T eps: covariance P^-1
+    log_h = 0.0
+    for a in range(dm):  # log h up to the constant (added once per sweep)
+        v = mc[a] + t2[a]
+        xc[r, i, mi[a]] = v
+        dv = v - ref_mean[mi[a]]
+        log_h -= 0.5 * dv * dv / ref_var[mi[a]]
+    return log_h
+
+
+@njit(cache=True, nogil=True)
+def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work):
+    """Sweep the incomplete rows of replica r: assignments, missing cells, and their sums.
+
+    ``miss`` = (xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional): the incomplete
+    rows (n_inc, d) (missing cells arbitrary), their completions per replica (n_rep, n_inc,
+    d), each row's pattern, per pattern the observed then the missing features (n_pat, d)
+    and the number observed, the reference density's means and variances per feature, and
+    True (False only in the negative-control test, see :func:`_missing_setup`). Incomplete row i is
+    observation ``n_c + i`` of ``z`` and ``fixed``. Adds to ``n``, ``s1``, ``s2`` (centred on
+    the current means, as the complete rows' sweep); returns (changed, log h of the draws).
+    """
+    xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional = miss
+    sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
+    n_pat, k, d = pats.shape[0], mu.shape[1], mu.shape[2]
+    _mv_covariances(r, fac, sig, cov_work[0], cov_work[1], cov_work[2], cov_work[3])
+    for p in range(n_pat):
+        for j in range(k):
+            logdet = _missing_setup(
+                p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, setup_work
+            )
+            cst[p, j] = logw[r, j] - 0.5 * logdet
+    changed, log_h = 0, 0.0
+    for i in range(xi.shape[0]):  # the normalising constants of h
+        p = pat_of[i]
+        for m in range(n_o[p], d):
+            log_h -= 0.5 * math.log(2.0 * math.pi * ref_var[pats[p, m]])
+    diff, u = draw_work[0], draw_work[3]
+    for i in range(xi.shape[0]):
+        p = pat_of[i]
+        _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u)
+        top = lp[0]
+        for j in range(1, k):
+            top = max(top, lp[j])
+        tot = 0.0
+        for j in range(k):
+            tot += math.exp(lp[j] - top)
+            lp[j] = tot
+        target = _counter_uniform(key, n_c + i) * tot
+        pick = 0
+        for j in range(k - 1):
+            pick += 1 if target >= lp[j] else 0
+        if fixed[n_c + i] >= 0:
+            pick = fixed[n_c + i]
+        changed += 1 if z[r, n_c + i] != pick else 0
+        z[r, n_c + i] = pick
+        log_h += _missing_draw(
+            r,
+            i,
+            p,
+            pick,
+            beta,
+            xi,
+            xc,
+            pats,
+            n_o,
+            ref_mean,
+            ref_var,
+            mu,
+            bm,
+            sinv,
+            cp,
+            state,
+            draw_work,
+        )
+        n[r, pick] += 1.0
+        for row in range(d):
+            dr = xc[r, i, row] - mu[r, pick, row]
+            s1[r, pick, row] += dr
+            for col in range(d):
+                s2[r, pick, row, col] += dr * (xc[r, i, col] - mu[r, pick, col])
+    return changed, log_h
+
+
+@njit(cache=True, nogil=True)
+def missing_work(n_pat, k, d):
+    """Scratch arrays of :func:`mv_missing_sweep`."""
+    mats = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
+    draw = (np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d))
+    cov = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
+    return (
+        np.empty((k, d, d)),
+        np.zeros((n_pat, k, d, d)),
+        np.zeros((n_pat, k, d, d)),
+        np.zeros((n_pat, k, d, d)),
+        np.zeros((n_pat, k, d, d)),
+        np.empty((n_pat, k)),
+        np.empty(k),
+        mats,
+        draw,
+        cov,
+    )
+
+
+@njit(cache=True, nogil=True)
+def _missing_pass(
+    n_c, miss, logw, a, beta, mu, fac, keys, z, fixed, n, s1, s2, changed, state, log_h, work
+):
+    """Every replica's incomplete rows after the complete rows' sweep (see mv_missing_sweep)."""
+    for r in range(mu.shape[0]):
+        c, h = mv_missing_sweep(
+            r, beta[r], keys[r], n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work
+        )
+        changed[r] += c
+        log_h[r] = h
+
+
+@njit(cache=True, nogil=True)
+def _store_missing(it, tune, chain, miss, cells, out_imp):
+    """Store the cold replicas' draws of the missing cells (``cells`` = (row, feature) pairs)."""
+    dd = it - tune
+    if dd < 0:
+        return
+    xc, rep_at = miss[1], chain[7]
+    n_temps = rep_at.shape[1]
+    for ch in range(rep_at.shape[0]):
+        cold = rep_at[ch, n_temps - 1]
+        for c in range(cells.shape[0]):
+            out_imp[ch, dd, c] = xc[cold, cells[c, 0], cells[c, 1]]
+
+
+@njit(cache=True, nogil=True)
+def mv_run_missing(x, it0, it1, tune, model, chain, out, stats, miss, cells, out_imp):
+    """As :func:`mv_run` for data with missing cells.
+
+    ``x`` holds the complete rows (the observations 0..n_c-1); ``miss`` the incomplete ones
+    (:func:`mv_missing_sweep`); ``out_imp`` (chains, draws, n_cells) receives the cold
+    replicas' draws of the missing cells ``cells`` (index into the incomplete rows, feature).
+    """
+    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k, d = mu.shape
+    a = np.empty((n_rep, k))
+    beta = np.empty(n_rep)
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n = np.zeros((n_rep, k))
+    s1 = np.zeros((n_rep, k, d))
+    s2 = np.zeros((n_rep, k, d, d))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    log_h = np.zeros(n_rep)
+    work = missing_work(miss[3].shape[0], k, d)
+    n_c = x.shape[0]
+    for it in range(it0, it1):
+        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+        _mv_sweep_serial(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed)
+        _missing_pass(
+            n_c,
+            miss,
+            logw,
+            a,
+            beta,
+            mu,
+            fac,
+            keys,
+            z,
+            chain[12],
+            n,
+            s1,
+            s2,
+            changed,
+            state,
+            log_h,
+            work,
+        )
+        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, log_h)
+        _store_missing(it, tune, chain, miss, cells, out_imp)
+
+
+def mv_run_missing_threaded(
+    x, it0, it1, tune, model, chain, out, stats, miss, cells, out_imp, n_blocks
+):
+    """As :func:`mv_run_missing`, the complete rows' sweep split over threads."""
+    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
+    temp_of, betas = chain[6], chain[8]
+    n_rep, k, d = mu.shape
+    a, beta = np.empty((n_rep, k)), np.empty(n_rep)
+    keys = np.empty(n_rep, dtype=np.uint64)
+    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
+    changed = np.zeros(n_rep, dtype=np.int64)
+    log_h = np.zeros(n_rep)
+    work = missing_work(miss[3].shape[0], k, d)
+    with ThreadPoolExecutor(get_num_threads()) as pool:
+        for it in range(it0, it1):
+            _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+            _mv_sweep_on(
+                pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
+            )
+            _missing_pass(
+                x.shape[0],
+                miss,
+                logw,
+                a,
+                beta,
+                mu,
+                fac,
+                keys,
+                z,
+                chain[12],
+                n,
+                s1,
+                s2,
+                changed,
+                state,
+                log_h,
+                work,
+            )
+            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, log_h)
+            _store_missing(it, tune, chain, miss, cells, out_imp)

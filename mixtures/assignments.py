@@ -73,7 +73,13 @@ def _observations(idata, y):
         arr = np.atleast_1d(arr)
         if arr.ndim != 1:
             raise ValueError(f"`new_data` should be one-dimensional, but got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if multivariate:  # missing cells (NaN): the observed cells' marginal
+        if np.isinf(arr).any() or np.isnan(arr).all(axis=1).any():
+            raise ValueError(
+                "`new_data` should be finite, with at least one observed (non-NaN) value per "
+                "row, but got infinite values or a row of NaN"
+            )
+    elif not np.all(np.isfinite(arr)):
         raise ValueError("`new_data` should be finite, but got NaN or infinite values")
     return arr
 
@@ -233,7 +239,8 @@ def predict_proba(idata, new_data) -> np.ndarray:
     ----------
     idata : arviz.InferenceData
     new_data : array-like
-        Shape (n,) for univariate fits, (n, n_features) for multivariate ones.
+        Shape (n,) for univariate fits, (n, n_features) for multivariate ones, where NaN
+        marks a missing cell: such a row's probabilities use its observed cells' marginal.
 
     Returns
     -------

@@ -204,8 +204,12 @@ def _columns(args) -> list[str]:
     return cols
 
 
-def read_table(path: str, columns: list[str], drop_missing: bool):
-    """Read `columns` of the CSV at `path` as floats; refuse anything that is not clean data."""
+def read_table(path: str, columns: list[str], drop_missing: bool, keep_partial: bool = False):
+    """Read `columns` of the CSV at `path` as floats; refuse anything that is not clean data.
+
+    With `keep_partial` (the multivariate model, without --drop-missing), rows with some empty or
+    NaN cells are kept, the cells NaN (missing at random, modelled by ``mv_mixture``).
+    """
     import numpy as np
     import pandas as pd
 
@@ -249,6 +253,8 @@ def read_table(path: str, columns: list[str], drop_missing: bool):
         )
     values = numeric.to_numpy(dtype=float)
     nonfinite = ~np.isfinite(values)
+    if keep_partial and not drop_missing:  # NaN cells in rows with an observed cell are data
+        nonfinite &= ~(np.isnan(values) & np.isfinite(values).any(axis=1, keepdims=True))
     dropped = 0
     if nonfinite.any():
         rows = np.flatnonzero(nonfinite.any(axis=1))
@@ -488,9 +494,18 @@ def _fit(args) -> int:
     columns = _columns(args)
     reads = [Path(p) for p in (args.data, args.priors) if p is not None and Path(p).is_file()]
     _check_out(out, args.overwrite, reads)
-    values, dropped = read_table(args.data, columns, args.drop_missing)
+    import numpy as np
+
+    multivariate = args.model == "mv" or (args.model is None and len(columns) > 1)
+    values, dropped = read_table(args.data, columns, args.drop_missing, multivariate)
     if dropped:
         print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
+    partial = int(np.isnan(values).any(axis=1).sum())
+    if partial:
+        print(
+            f"kept {partial} row(s) with some missing cells ({int(np.isnan(values).sum())} "
+            "cells, modelled as missing at random; --drop-missing drops them)"
+        )
     for name in ("draws", "chains"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InputError(f"--{name} should be >= 1, but got {getattr(args, name)}")

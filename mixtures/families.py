@@ -90,6 +90,10 @@ def component_logpdf(y, mu, sd, nu=None):
 def mvnormal_logpdf(x, mean, chol):
     """Return log N(x_n | mean, chol chol^T) for every observation and every stacked parameter.
 
+    A row with missing cells (NaN) gets the density of its observed cells, the marginal
+    N(x_o | mean_o, Sigma_oo) (rows grouped by missingness pattern); a row with no observed
+    cell gets 0.
+
     Parameters
     ----------
     x : array-like of shape (n_obs, d)
@@ -104,9 +108,27 @@ def mvnormal_logpdf(x, mean, chol):
     x = np.asarray(x, dtype=float)
     mean = np.asarray(mean, dtype=float)
     chol = np.asarray(chol, dtype=float)
+    observed = ~np.isnan(x)
+    if not observed.all():
+        return _observed_logpdf(x, observed, mean, chol)
     d = x.shape[-1]
     inv = np.linalg.inv(chol)  # triangular, small d
     diff = x - mean[..., None, :]  # (..., n, d)
     z = np.einsum("...de,...ne->...nd", inv, diff)
     logdet = np.log(np.abs(np.diagonal(chol, axis1=-2, axis2=-1))).sum(-1)
     return -0.5 * (z * z).sum(-1) - logdet[..., None] - d * _HALF_LOG_2PI
+
+
+def _observed_logpdf(x, observed, mean, chol):
+    """:func:`mvnormal_logpdf` of rows with missing cells: per pattern, the observed marginal."""
+    out = np.zeros(mean.shape[:-1] + (x.shape[0],))
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    for p, cols in enumerate(patterns):
+        rows = np.flatnonzero(inverse == p)
+        if not cols.any():
+            continue
+        sub = np.linalg.cholesky(cov[..., cols, :][..., :, cols])
+        out[..., rows] = mvnormal_logpdf(x[np.ix_(rows, cols)], mean[..., cols], sub)
+    return out

@@ -32,6 +32,7 @@ y          the observations, dims (``obs_id``, ``feature``)
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
 
 import numpy as np
@@ -44,6 +45,14 @@ from pymc.logprob.transforms import Transform
 from mixtures._validation import check_k, check_labels, check_observations
 from mixtures.dask_data import from_dask, is_dask_data
 from mixtures.families import mvnormal_logpdf
+from mixtures.missing import (
+    check_missing,
+    check_with_missing,
+    latent_pattern_logp,
+    mixture_random,
+    pattern_groups,
+    pattern_mixture_logp,
+)
 from mixtures.models import increasing_start, label_weights
 from mixtures.spec import MixtureSpec, Prior, attach
 
@@ -123,7 +132,8 @@ class OrderedColumn(Transform):
 def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     r"""Return the default priors of :func:`mv_mixture`, scaled to the data `X`.
 
-    With :math:`\bar x_d` and :math:`s_d` the mean and sd of feature d:
+    With :math:`\bar x_d` and :math:`s_d` the mean and sd of feature d (of its observed
+    cells, when some are missing):
     weights ~ Dirichlet(1); means[:, d] ~ N(:math:`\bar x_d`, :math:`(2 s_d)^2`);
     sds[:, d] ~ HalfNormal(:math:`s_d`); correlations ~ LKJ(eta=2).
 
@@ -139,12 +149,12 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     dict
         Keys ``weights``, ``means``, ``sigma``, ``corr``, ``wishart``.
     """
-    scale = np.std(X, axis=0)
+    scale = np.nanstd(X, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     d = X.shape[1]
     return {
         "weights": {"dist": "Dirichlet", "a": 1.0},
-        "means": {"mu": np.mean(X, axis=0), "sigma": 2.0 * scale},
+        "means": {"mu": np.nanmean(X, axis=0), "sigma": 2.0 * scale},
         "sigma": {"sigma": scale},
         "corr": {"eta": 2.0},
         # covariance_prior="wishart": Sigma_j ~ InverseWishart(nu, psi), E[Sigma_j] = psi / 4
@@ -260,8 +270,10 @@ def _mv_spec(X, k, priors, covariance, marginalized, ordered_by, covariance_prio
         ordered_by=ordered_by,
         built_on={
             "n_obs": int(n),
-            "mean": np.mean(X, axis=0).tolist(),
-            "sd": np.std(X, axis=0).tolist(),
+            "mean": np.nanmean(X, axis=0).tolist(),
+            "sd": np.nanstd(X, axis=0).tolist(),
+            "n_missing": int(np.isnan(X).sum()),
+            "n_incomplete_rows": int(np.isnan(X).any(axis=1).sum()),
         },
     )
 
@@ -397,16 +409,18 @@ def mv_mixture(
     priors=None,
     covariance_prior: str = "auto",
     labels=None,
+    missing: str = "model",
 ) -> pm.Model:
     """Mixture of `k` multivariate Gaussians for `X` of shape (n_obs, n_features).
 
     Parameters
     ----------
     X : array-like or pandas.DataFrame of shape (n_obs, n_features)
-        Observations; must be finite. A DataFrame's column names become the ``feature``
-        coords. A ``dask.array`` (or dask dataframe columns) keeps the data on a Dask
-        cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.dask_data`).
+        Observations. Missing cells are NaN (see `missing`); every other value must be
+        finite. A DataFrame's column names become the ``feature`` coords. A ``dask.array``
+        (or dask dataframe columns) keeps the data on a Dask cluster: sample with
+        ``mixtures.sample(model, client=client)`` (:mod:`mixtures.dask_data`); missing cells
+        are not supported there.
     k : int
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
         ("K large enough"; see :func:`effective_components`).
@@ -447,6 +461,16 @@ def mv_mixture(
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
         that feature.
+    missing : {"model", "refuse"}, default "model"
+        ``"model"``: NaN cells are missing at random. Each row's likelihood is the mixture
+        density of its observed cells (grouped by missingness pattern); rows with no observed
+        cell are refused. The Gibbs engine also draws the missing cells from their conditional
+        Normal given the row's observed cells and its component, and stores the draws (see
+        :func:`mixtures.imputations`). The default, because dropping incomplete rows throws
+        away their observed cells and biases the fit unless the rows are missing completely
+        at random, and filling cells with a mean shrinks the covariances; data without NaN
+        give the same model either way. ``"refuse"``: NaN is an error (drop or impute
+        yourself).
 
     Returns
     -------
@@ -465,7 +489,7 @@ def mv_mixture(
         kwargs.update(ordered_by=ordered_by, covariance_prior=covariance_prior, labels=labels)
         return from_dask(mv_mixture, X, k, **kwargs)
     names = list(X.columns) if hasattr(X, "columns") else None
-    X = check_observations(X, "X", ndim=2)
+    X, observed = _observations(X, check_missing(missing))
     n, d = X.shape
     k = check_k(k, n)
     labels = check_labels(labels, n, k)
@@ -485,13 +509,16 @@ def mv_mixture(
         "tril": np.arange(d * (d - 1) // 2),
     }
     with pm.Model(coords=coords) as model:
-        x_data = pm.Data("y_data", X, dims=("obs_id", "feature"))
+        x_data = pm.Data("y_data", np.where(observed, X, 0.0), dims=("obs_id", "feature"))
+        if not observed.all():
+            pm.Data("observed_cells", observed.astype(np.int8), dims=("obs_id", "feature"))
         weights = _weights(spec["weights"], k)
         mu = np.broadcast_to(np.asarray(spec["means"]["mu"], dtype=float), (k, d)).copy()
         sd = np.broadcast_to(np.asarray(spec["means"]["sigma"], dtype=float), (k, d)).copy()
         kwargs = {}
         if ordered_by is not None and k > 1:
-            kwargs["transform"] = OrderedColumn(ordered_by, increasing_start(X[:, ordered_by], k))
+            column = X[observed[:, ordered_by], ordered_by]
+            kwargs["transform"] = OrderedColumn(ordered_by, increasing_start(column, k))
         means = pm.Normal("means", mu=mu, sigma=sd, dims=("component", "feature"), **kwargs)
         if covariance_prior == "wishart":
             chol = _wishart_chol(spec, k, d)
@@ -499,7 +526,9 @@ def mv_mixture(
             chol = _covariances(spec, k, d, covariance)
         if labels is not None:
             weights = label_weights(weights, labels, k)
-        if marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
+        if not observed.all():
+            _incomplete_likelihood(x_data, weights, means, chol, observed, marginalized, k)
+        elif marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
             pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))
         elif marginalized:
             comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
@@ -510,7 +539,46 @@ def mv_mixture(
             z = pm.Categorical("assignment", p=weights, dims="obs_id")
             pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=("obs_id", "feature"))
     mv_spec = _mv_spec(X, k, spec, covariance, marginalized, ordered_by, covariance_prior)
-    return attach(model, mv_spec.replace(labelled=labels is not None))
+    return attach(model, mv_spec.replace(labelled=labels is not None, missing=missing))
+
+
+def _observations(X, missing: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the checked data (NaN where missing) and the mask of observed cells."""
+    if missing == "refuse":
+        X = check_observations(X, "X", ndim=2)
+        return X, np.ones(X.shape, dtype=bool)
+    return check_with_missing(X, "X")
+
+
+def _incomplete_likelihood(x_data, weights, means, chol, observed, marginalized, k) -> None:
+    """Observed ``y``: each row's density over its observed cells (grouped by pattern)."""
+    groups = pattern_groups(observed)
+    n, d = observed.shape
+    dims = ("obs_id", "feature")
+    if marginalized:
+        logp = functools.partial(pattern_mixture_logp, groups=groups, n_obs=n, k=k)
+        pm.CustomDist(
+            "y", weights, means, chol, logp=logp, random=mixture_random,
+            signature="(k),(k,d),(k,d,d)->(d)", observed=x_data, dims=dims,
+        )  # fmt: skip
+        return
+    z = pm.Categorical("assignment", p=weights, dims="obs_id")
+    logp = functools.partial(latent_pattern_logp, groups=groups, n_obs=n, d=d)
+    pm.CustomDist(
+        "y", z, means, chol, logp=logp, random=_latent_random,
+        signature="(),(k,d),(k,d,d)->(d)", observed=x_data, dims=dims,
+    )  # fmt: skip
+
+
+def _latent_random(z, means, chol, rng=None, size=None):
+    means, chol = np.asarray(means), np.asarray(chol)
+    k, d = means.shape[-2], means.shape[-1]
+    z = np.asarray(z).reshape(-1)
+    eps = rng.standard_normal((z.size, d))
+    x = means.reshape(-1, k, d)[0][z] + np.einsum(
+        "nde,ne->nd", chol.reshape(-1, k, d, d)[0][z], eps
+    )
+    return x.reshape(tuple(size[:-1]) + (d,)) if size is not None else x
 
 
 def mv_pointwise_loglik(idata) -> xr.Dataset:

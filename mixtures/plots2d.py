@@ -7,9 +7,9 @@ import numpy as np
 from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
 
-from mixtures._validation import check_observations
 from mixtures.em import EMResult
 from mixtures.families import mvnormal_logpdf
+from mixtures.missing import check_with_missing
 
 __all__ = ["PPC_2D_MAX_POINTS", "plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
 
@@ -78,7 +78,9 @@ def plot_mixture_2d(
         A fit of :func:`mixtures.mv_mixture` (``weights``, ``means``, ``chol_cov``), or the
         result of :func:`mixtures.em` (a point estimate: no thin ellipses).
     X : array-like of shape (n_obs, n_features)
-        The data.
+        The data. Rows with a missing cell (NaN) on one of the two axes are drawn as ticks
+        on the axis of their observed coordinate, coloured by their most probable component
+        given that coordinate.
     scale : float, default 2
         Ellipses at this many standard deviations (BayesPy's ``scale=2``).
     ax : matplotlib.axes.Axes, optional
@@ -98,7 +100,7 @@ def plot_mixture_2d(
     matplotlib.axes.Axes
     """
     columns = list(X.columns) if hasattr(X, "columns") else None
-    X = check_observations(X, "X", ndim=2)
+    X, _ = check_with_missing(X, "X")
     features = list(features)
     if len(features) != 2 or not all(0 <= f < X.shape[1] for f in features):
         raise ValueError(
@@ -131,7 +133,8 @@ def plot_mixture_2d(
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
     colors = [f"C{j % 10}" for j in range(k)]
-    ax.scatter(x2[:, 0], x2[:, 1], c=[colors[j] for j in labels], s=12, alpha=0.6, lw=0)
+    both = ~np.isnan(x2).any(axis=1)
+    ax.scatter(*x2[both].T, c=[colors[j] for j in labels[both]], s=12, alpha=0.6, lw=0)
     mean_w = w.mean(axis=0)
     thin = (
         rng.choice(w.shape[0], min(num_draws, w.shape[0]), replace=False) if w.shape[0] > 1 else []
@@ -149,9 +152,11 @@ def plot_mixture_2d(
             _ellipse(mu[:, j].mean(0), cov[:, j].mean(0), scale, fill=False, lw=2,
                      ec=colors[j], label=f"component {j}: w = {mean_w[j]:.2f}")
         )  # fmt: skip
-    pad = 0.1 * (x2.max(axis=0) - x2.min(axis=0))
-    ax.set_xlim(x2[:, 0].min() - pad[0], x2[:, 0].max() + pad[0])
-    ax.set_ylim(x2[:, 1].min() - pad[1], x2[:, 1].max() + pad[1])
+    low, high = np.nanmin(x2, axis=0), np.nanmax(x2, axis=0)
+    pad = 0.1 * (high - low)
+    ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
+    ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
+    _missing_ticks(ax, x2, [colors[j] for j in labels], low - pad)
     if columns is not None:
         names = [str(columns[f]) for f in features]
     elif not isinstance(idata, EMResult):
@@ -165,6 +170,19 @@ def plot_mixture_2d(
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def _missing_ticks(ax, x2, colors, corner) -> None:
+    """Rows with one of the two coordinates missing: ticks on the axis of the observed one."""
+    colors = np.asarray(colors)
+    only_x = ~np.isnan(x2[:, 0]) & np.isnan(x2[:, 1])
+    only_y = np.isnan(x2[:, 0]) & ~np.isnan(x2[:, 1])
+    if only_x.any():
+        ax.scatter(x2[only_x, 0], np.full(only_x.sum(), corner[1]), c=colors[only_x], marker="|",
+                   s=60, lw=1, label=f"{only_x.sum()} rows, y missing")  # fmt: skip
+    if only_y.any():
+        ax.scatter(np.full(only_y.sum(), corner[0]), x2[only_y, 1], c=colors[only_y], marker="_",
+                   s=60, lw=1, label=f"{only_y.sum()} rows, x missing")  # fmt: skip
 
 
 def plot_em_history(result: EMResult, *, ax=None, log_scale: bool = False):
@@ -321,6 +339,7 @@ def _ppc_points_2d(idata, features, num_draws: int, max_points: int, rng):
     (draw, observation) pairs when there are more than `max_points`.
     """
     data = idata.observed_data["y"].transpose("obs_id", "feature").values[:, features]
+    data = data[~np.isnan(data).any(axis=1)]  # rows with both coordinates observed
     pred = idata.posterior_predictive["y"].transpose("chain", "draw", "obs_id", "feature")
     chains, n_draws, n_obs, _ = pred.shape
     chosen = rng.choice(chains * n_draws, min(num_draws, chains * n_draws), replace=False)
@@ -331,6 +350,6 @@ def _ppc_points_2d(idata, features, num_draws: int, max_points: int, rng):
         pooled = values[draw // n_draws, draw % n_draws, obs][:, features]
     else:
         pooled = values[chosen // n_draws, chosen % n_draws][..., features].reshape(-1, 2)
-    if n_obs > max_points:
-        data = data[np.sort(rng.choice(n_obs, max_points, replace=False))]
+    if data.shape[0] > max_points:
+        data = data[np.sort(rng.choice(data.shape[0], max_points, replace=False))]
     return data, pooled, chosen.size

@@ -298,6 +298,10 @@ class MixtureSpec:
     labelled : bool
         Some observations have known labels (the model's data ``labels``, -1 for unknown):
         they are observed, not sampled.
+    missing : str or None
+        Multivariate models: ``"model"`` (NaN cells are missing at random; the model's data
+        ``observed_cells`` marks the observed ones, ``built_on`` counts the missing) or
+        ``"refuse"``; None for the univariate models.
     """
 
     family: str
@@ -313,6 +317,7 @@ class MixtureSpec:
     built_on: Mapping[str, object] = field(default_factory=dict)
     sigma_floor: float = 0.0
     labelled: bool = False
+    missing: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
@@ -363,7 +368,7 @@ class MixtureSpec:
             "built_on": dict(self.built_on),
             "sigma_floor": self.sigma_floor,
             "labelled": self.labelled,
-        }
+        } | ({"missing": self.missing} if self.missing is not None else {})
 
     def __eq__(self, other) -> bool:
         return isinstance(other, MixtureSpec) and self.to_dict() == other.to_dict()

@@ -44,6 +44,7 @@ from mixtures.engines.numpyro import NumpyroEngine
 from mixtures.engines.nutpie import NutpieEngine
 from mixtures.engines.pymc import PymcEngine, is_latent
 from mixtures.interrupt import stop_on_interrupt
+from mixtures.missing import check_with_missing
 from mixtures.progress import default_progressbar
 from mixtures.spec import has_spec, spec_of
 
@@ -167,7 +168,15 @@ class CompiledMixture:
         )
 
     def set_data(self, y) -> None:
-        """Replace the observations (any length) for the next :meth:`sample`."""
+        """Replace the observations (any length) for the next :meth:`sample`.
+
+        A model built on data with missing cells takes new data with missing cells (NaN); its
+        PyMC likelihood is grouped by the missingness of the data it was built on, so only
+        the Gibbs engine takes another pattern.
+        """
+        if "observed_cells" in self.model.named_vars:
+            self._set_incomplete(y)
+            return
         y = check_observations(y, ndim=self.model["y_data"].ndim)
         if self.spec is not None and self.spec.labelled:
             raise ValueError(
@@ -177,6 +186,21 @@ class CompiledMixture:
             )
         with self.model:
             pm.set_data({"y_data": y}, coords={"obs_id": np.arange(y.shape[0])})
+
+    def _set_incomplete(self, y) -> None:
+        x, observed = check_with_missing(y, "y")
+        old = np.asarray(self.model["observed_cells"].get_value(), dtype=bool)
+        if self.sampler != "gibbs" and (old.shape != observed.shape or (old != observed).any()):
+            raise ValueError(
+                "`y` should have the missing cells of the data the model was built on (its "
+                f"PyMC likelihood is grouped by them) with sampler {self.sampler!r}, but got "
+                "another pattern: build a new model with mv_mixture"
+            )
+        if self.spec is not None and self.spec.labelled:
+            raise ValueError("`y` should not be given for a model with known labels")
+        data = {"y_data": np.where(observed, x, 0.0), "observed_cells": observed.astype(np.int8)}
+        with self.model:
+            pm.set_data(data, coords={"obs_id": np.arange(x.shape[0])})
 
     def sample(
         self,

@@ -452,13 +452,15 @@ class _Multivariate(_Driver):
 
         timing = self.chunks.timing
 
+        no_shift = np.zeros(chains)  # no missing cells: no reference density in the log-likelihood
+
         def step(it, offset, out, stats):
             t0 = time.perf_counter()
             mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
             timing["prepare"] += time.perf_counter() - t0
             n_, s1, s2, changed = self._sweep(it, (a, beta, mu, fac, keys))
             t1 = time.perf_counter()
-            mv_after_sweep(it, offset, model, chain, out, stats, n_, s1, s2, changed)
+            mv_after_sweep(it, offset, model, chain, out, stats, n_, s1, s2, changed, no_shift)
             timing["draw"] += time.perf_counter() - t1
 
         return out, st, step
@@ -572,7 +574,7 @@ def sample_distributed(
             stop_on_interrupt("Sampling on the Dask cluster"),
         ):
             chunks = ChunkedData(client, dask_data_of(model), kwargs.get("backend", "actors"))
-            kind = _Multivariate if spec.family != "normal" else _Univariate
+            kind = _Multivariate if not spec.univariate else _Univariate
             driver = kind(model, spec, chunks, chains, progressbar)
             _, start = driver.start(rng, kwargs.get("init", "auto"))
             driver.tune = (EM_TUNE if start != "random" else AUTO_TUNE) if tune is None else tune

@@ -13,6 +13,7 @@ import numpy as np
 import pymc as pm
 
 from mixtures.loglik import add_log_likelihood
+from mixtures.missing import missing_cells
 
 __all__ = ["attach_data", "finish"]
 
@@ -76,23 +77,34 @@ def _from_arrays(model, posterior: dict, stats: dict) -> az.InferenceData:
         dims["means"] = ["component", "feature"]
         dims["sigma"] = ["component", "feature"]
         dims["chol_cov"] = ["component", "feature", "feature_bis"]
+    if "imputed" in posterior:  # the draws of the missing cells (mixtures.missing)
+        dims["imputed"] = ["missing_cell"]
     stat_dims = {}
     if "tempered_loglik" in stats:
         n_temps = stats["tempered_loglik"].shape[-1]
         coords["temperature"] = np.arange(n_temps)
         coords["temperature_pair"] = np.arange(n_temps - 1)
         stat_dims = {"tempered_loglik": ["temperature"], "swap_accept": ["temperature_pair"]}
-    return az.from_dict(
+    idata = az.from_dict(
         posterior=posterior,
         sample_stats=stats,
         coords=coords,
         dims={**dims, **stat_dims},
     )
+    if "imputed" in posterior:
+        rows, cols = missing_cells(model["observed_cells"].get_value())
+        features = np.asarray(model.coords["feature"])[cols]
+        idata.posterior = idata.posterior.assign_coords(
+            missing_row=("missing_cell", rows), missing_feature=("missing_cell", features)
+        )
+    return idata
 
 
 def attach_data(idata: az.InferenceData, model: pm.Model) -> None:
     """Give every engine's result the same observed_data / constant_data groups."""
     y = model["y_data"].get_value()
+    if "observed_cells" in model.named_vars:  # missing cells are NaN again
+        y = np.where(model["observed_cells"].get_value().astype(bool), y, np.nan)
     y_dims = ["obs_id", "feature"][: y.ndim]
     coords = {
         name: np.asarray(model.coords[name])

@@ -46,7 +46,7 @@ from mixtures._kernels import run, run_threaded
 from mixtures.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
-from mixtures.engines.gibbs_mv import sample_mv
+from mixtures.engines.gibbs_mv import mv_data, sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
     adapt_ladder,
@@ -209,9 +209,10 @@ class GibbsEngine:
         spec = self.spec
         rng = np.random.default_rng(random_seed)
         if not spec.univariate:
-            x = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
+            x, mask = mv_data(self.model)  # missing cells at their column's mean
             betas, optima = choose_ladder(tempering, x, spec.k, rng)
             plan = {"tempering": tempering, "init": init, "optima": optima, "budget": budget}
+            plan["mask"] = mask
             return sample_mv(
                 self,
                 x,

@@ -5,6 +5,13 @@ data per iteration draws every assignment and accumulates counts, sums and scatt
 then exact draws of the weights (Dirichlet), the means (Normal given the precisions, restricted
 to the order along ``ordered_by`` when set) and the precisions (Wishart given the means, by
 Bartlett's decomposition), and replica exchange over powers of the likelihood.
+
+**Missing cells** (``mv_mixture(..., missing="model")``): the complete rows keep the fused
+pass; the incomplete rows follow it (:func:`mixtures._kernels.mv_missing_sweep`): each draws
+its component from its observed cells' marginal, then its missing cells from their
+conditional Normal given the observed cells and that component, and adds the completed row to
+the sums. The cold chains' draws of the missing cells are stored as ``imputed`` (dim
+``missing_cell``). Rows are reordered (complete first) inside the run and restored after.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import time
 
 import numpy as np
 
-from mixtures._kernels import mv_run, mv_run_threaded
+from mixtures._kernels import mv_run, mv_run_missing, mv_run_missing_threaded, mv_run_threaded
 from mixtures.diagnostics import is_sparse
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
@@ -27,10 +34,67 @@ from mixtures.engines.tempering import (
     stores_assignments,
 )
 
-__all__ = ["sample_mv"]
+__all__ = ["mv_data", "sample_mv"]
 
 _PARALLEL_MIN = 100_000
+# Draw missing cells from their conditional given the observed cells (the only correct choice;
+# the calibration test sets it False, the marginal, as a negative control that must fail).
+_CONDITIONAL = True
 _N_BLOCKS = 8
+
+
+def mv_data(model) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the model's data, missing cells at their column's mean, and the observed mask.
+
+    The mask is None when every cell is observed (the model has no ``observed_cells``).
+    """
+    x = np.ascontiguousarray(model["y_data"].get_value(), dtype=np.float64)
+    if "observed_cells" not in model.named_vars:
+        return x, None
+    mask = np.asarray(model["observed_cells"].get_value(), dtype=bool)
+    if mask.all():
+        return x, None
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"`observed_cells` should have the shape of `y_data` {x.shape}, but got "
+            f"{mask.shape}: set both with pm.set_data"
+        )
+    counts = np.maximum(mask.sum(axis=0), 1)
+    fill = np.where(mask, x, 0.0).sum(axis=0) / counts
+    return np.ascontiguousarray(np.where(mask, x, fill)), mask
+
+
+class _Missing:
+    """The incomplete rows' layout for :func:`mixtures._kernels.mv_run_missing`."""
+
+    def __init__(self, x, mask, n_rep):
+        incomplete = ~mask.all(axis=1)
+        self.order = np.concatenate([np.flatnonzero(~incomplete), np.flatnonzero(incomplete)])
+        self.n_c = int((~incomplete).sum())
+        xi = np.ascontiguousarray(x[incomplete])
+        mi = mask[incomplete]
+        patterns, pat_of = np.unique(mi, axis=0, return_inverse=True)
+        pats = np.empty(patterns.shape, dtype=np.int64)  # observed features, then missing
+        for p, row in enumerate(patterns):
+            pats[p] = np.concatenate([np.flatnonzero(row), np.flatnonzero(~row)])
+        n_o = patterns.sum(axis=1).astype(np.int64)
+        obs = np.where(mask, x, np.nan)
+        ref_mean = np.nanmean(obs, axis=0)  # the reference density of the missing cells
+        ref_var = np.nanvar(obs, axis=0)
+        ref_var = np.where(ref_var > 0, ref_var, 1.0)
+        xc = np.array(np.broadcast_to(xi, (n_rep,) + xi.shape))  # writable, one per replica
+        self.kernel = (xi, xc, pat_of.reshape(-1).astype(np.int64), pats, n_o, ref_mean, ref_var)
+        self.kernel += (bool(_CONDITIONAL),)
+        rows, cols = np.nonzero(~mi)  # cells in row-major order of the original rows
+        self.cells = np.ascontiguousarray(np.stack([rows, cols], axis=1).astype(np.int64))
+        self.rows = np.flatnonzero(incomplete)[rows]
+        self.features = cols
+
+    def restore(self, z: np.ndarray) -> np.ndarray:
+        """Return the assignments of the reordered rows in the data's order."""
+        out = np.empty_like(z)
+        out[..., self.order] = z
+        return out
 
 
 def _init(x, spec, n_rep, rng):
@@ -105,6 +169,7 @@ def sample_mv(
     spec = engine.spec
     k, n_obs = spec.k, x.shape[0]
     n_temps = betas.size
+    missing = _Missing(x, plan["mask"], chains * n_temps) if plan.get("mask") is not None else None
     (logw, mu, cov), start = _starts(engine, x, chains * n_temps, rng, plan, n_temps)
     if tune is None:
         tune = EM_TUNE if start != "random" else AUTO_TUNE
@@ -113,8 +178,11 @@ def sample_mv(
     n_tries = max(n_temps - 1, 1)
     tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
     chain = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, tries, accepts, state]
-    chain.append(engine._labels(x.shape[0]))  # known labels (-1: unknown)
-    runner = _MvRunner(spec, x, chain, tune, chains, progressbar)
+    labels = engine._labels(x.shape[0])  # known labels (-1: unknown)
+    chain.append(labels if missing is None else np.ascontiguousarray(labels[missing.order]))
+    x_run = x if missing is None else np.ascontiguousarray(x[missing.order[: missing.n_c]])
+    runner = _MvRunner(spec, x_run, chain, tune, chains, progressbar)
+    runner.missing = missing
     adapt = isinstance(plan["tempering"], str | int | np.integer)
     runner.rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
     runner.store_z = stores_assignments(
@@ -130,11 +198,16 @@ def sample_mv(
         label_free=is_sparse(spec),
     )
     posterior = _posterior(merged)
+    if missing is not None:
+        if "assignment" in posterior:
+            posterior["assignment"] = missing.restore(posterior["assignment"])
+        posterior["imputed"] = merged["imputed"]
     st = {name: merged[name] for name in ("n_changed", "complete_loglik", "tempered_loglik")}
     st["swap_accept"] = merged["swap_accept"]
     attrs = run_record(st, chain[8], bool(runner.rounds), "assignment" in posterior, t_start)
     attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
-    steps = "Gibbs[assignment, weights, means, precisions (Wishart)]"
+    steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
+    steps += ", missing cells]" if missing is not None else "]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
     return posterior, st, attrs, steps
 
@@ -146,6 +219,7 @@ class _MvRunner:
         self.spec, self.x, self.state = spec, x, chain
         self.tune, self.chains, self.progressbar = tune, chains, progressbar
         self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
+        self.missing = None
 
     def segment(self, n: int) -> dict:
         """Run `n` more draws of every chain (tuning first, on the first call)."""
@@ -160,10 +234,11 @@ class _MvRunner:
         psi = np.array(spec.priors["wishart"].params["psi"], dtype=float)
         ordered_by = -1 if spec.ordered_by is None else int(spec.ordered_by)
         model = (prior_a, m0, s0, nu, psi, ordered_by, self.store_z)
-        z, n_temps = self.state[4], self.state[8].size
+        z, n_temps, miss = self.state[4], self.state[8].size, self.missing
         out = (np.empty((chains, n, k)), np.empty((chains, n, k, d)))
         out += (np.empty((chains, n, k, d, d)),)
         out += (np.empty((chains, n if self.store_z else 0, z.shape[1]), dtype=z.dtype),)
+        imputed = np.empty((chains, n, 0 if miss is None else miss.cells.shape[0]))
         st = sample_stats_arrays(chains, n, n_temps, sigma_accept=False)
         stats = tuple(st.values())
         offset = self.tune + self.done
@@ -172,10 +247,12 @@ class _MvRunner:
 
         def run_chunk(start, stop):
             args = (self.x, start, stop, offset, model, tuple(self.state), out, stats)
-            if threaded:
-                mv_run_threaded(*args, _N_BLOCKS)
+            if miss is not None:
+                args += (miss.kernel, miss.cells, imputed)
+                run = mv_run_missing_threaded if threaded else mv_run_missing
             else:
-                mv_run(*args)
+                run = mv_run_threaded if threaded else mv_run
+            run(*args, _N_BLOCKS) if threaded else run(*args)
 
         def adapt_round():
             self.state[8] = adapt_ladder(self.state[8], 1.0 - accepts / np.maximum(tries, 1))
@@ -186,7 +263,8 @@ class _MvRunner:
         rounds = self.rounds if self.done == 0 else []
         drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
         self.done += n
-        return dict(zip(("weights", "means", "precision", "assignment"), out), **st)
+        names = ("weights", "means", "precision", "assignment")
+        return dict(zip(names, out), imputed=imputed, **st)
 
 
 def _posterior(merged: dict) -> dict:

@@ -325,14 +325,15 @@ def mv_conjugate_vars(model: pm.Model) -> list:
 
     ``weights`` when Dirichlet; ``means`` when their Normal prior is not ordered (an ordered
     column has no closed-form conditional; NUTS keeps it). Empty if the model is not a latent
-    multivariate mixture.
+    multivariate mixture, or if its data have missing cells (the conjugate updates read complete
+    rows).
     """
     free = {v.name for v in model.free_RVs}
     if "assignment" not in free or "y" not in model.named_vars or "chol_cov" not in model:
         return []
     if model["y"].ndim != 2 or not isinstance(_op(model, "assignment"), CategoricalRV):
         return []
-    if model.potentials:
+    if model.potentials or "observed_cells" in model.named_vars:  # missing cells: no closed form
         return []
     out = []
     if "weights" in free and isinstance(_op(model, "weights"), DirichletRV):
