@@ -32,7 +32,7 @@ HERE = Path(__file__).parent
 def plain_pymc(y, boots):
     import pymc as pm
 
-    from mixtures.models import full_mixture
+    from mixtures.model.univariate import full_mixture
 
     model = full_mixture(y, 3)  # the same priors as ours; PyMC's own sampler
     t0 = time.perf_counter()

@@ -5,25 +5,34 @@ Model factories return plain :class:`pymc.Model` objects, sampling returns
 """
 
 import importlib
+import sys
 
-# `em` is both a module and the function it defines: bind the function now, so that a later
-# `import mixtures.em` elsewhere cannot shadow it (em imports NumPy and SciPy only).
-from mixtures.em import EMResult, em
+import mixtures.analysis.em as _em_module
+from mixtures._moved import MovedModules
+
+# `em` is both the function and, before the subpackages, the module `mixtures.em`: bind the
+# function here and the old module path to its module now, so that `import mixtures.em` cannot
+# rebind the attribute `mixtures.em` to the module (em imports NumPy and SciPy only).
+from mixtures.analysis.em import EMResult, em
+
+sys.modules.setdefault("mixtures.em", _em_module)
+if not any(isinstance(finder, MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(MovedModules())
 
 #: Public names and the module each lives in; imported on first use (PEP 562), so that
 #: ``import mixtures.cli`` (and ``mixtures --help``) does not pay PyMC's import time.
 _LAZY = {
-    "assignment_probabilities": "mixtures.assignments",
-    "coclustering": "mixtures.assignments",
-    "occupied_components": "mixtures.assignments",
-    "plot_coclustering": "mixtures.assignments",
-    "predict": "mixtures.assignments",
-    "predict_proba": "mixtures.assignments",
-    "KChoice": "mixtures.selection",
-    "choose_k": "mixtures.selection",
-    "LabelSwitching": "mixtures.labels",
-    "label_switching": "mixtures.labels",
-    "relabel": "mixtures.labels",
+    "assignment_probabilities": "mixtures.analysis.assignments",
+    "coclustering": "mixtures.analysis.assignments",
+    "occupied_components": "mixtures.analysis.assignments",
+    "plot_coclustering": "mixtures.analysis.assignments",
+    "predict": "mixtures.analysis.assignments",
+    "predict_proba": "mixtures.analysis.assignments",
+    "KChoice": "mixtures.analysis.selection",
+    "choose_k": "mixtures.analysis.selection",
+    "LabelSwitching": "mixtures.analysis.labels",
+    "label_switching": "mixtures.analysis.labels",
+    "relabel": "mixtures.analysis.labels",
     "FitResults": "mixtures.batch",
     "fit_many": "mixtures.batch",
     "list_datasets": "mixtures.data",
@@ -32,43 +41,44 @@ _LAZY = {
     "available_samplers": "mixtures.engines",
     "choose_sampler": "mixtures.engines",
     "compile_model": "mixtures.engines",
-    "log_evidence": "mixtures.evidence",
-    "ConvergenceWarning": "mixtures.inference",
-    "fit_advi": "mixtures.inference",
-    "sample": "mixtures.inference",
-    "sample_posterior_predictive": "mixtures.inference",
+    "log_evidence": "mixtures.analysis.evidence",
+    "ConvergenceWarning": "mixtures.engines.sampling",
+    "fit_advi": "mixtures.engines.sampling",
+    "sample": "mixtures.engines.sampling",
+    "sample_posterior_predictive": "mixtures.engines.sampling",
     "SamplingInterrupted": "mixtures.interrupt",
-    "OrderedGaps": "mixtures.models",
-    "full_mixture": "mixtures.models",
-    "known_params_mixture": "mixtures.models",
-    "shared_sd_mixture": "mixtures.models",
-    "OrderedColumn": "mixtures.multivariate",
-    "effective_components": "mixtures.multivariate",
-    "mv_mixture": "mixtures.multivariate",
-    "imputations": "mixtures.missing",
-    "plot_ppc": "mixtures.plots",
-    "plot_trace": "mixtures.plots",
-    "plot_em_history": "mixtures.plots2d",
-    "plot_mixture_2d": "mixtures.plots2d",
-    "plot_ppc_2d": "mixtures.plots2d",
-    "MFMSpec": "mixtures.mfm",
-    "k_posterior": "mixtures.mfm",
-    "filled_components": "mixtures.mfm",
-    "mfm_diagnostics": "mixtures.mfm",
-    "mfm_mixture": "mixtures.mfm",
-    "plot_k_posterior": "mixtures.mfm",
-    "MixtureSpec": "mixtures.spec",
-    "Prior": "mixtures.spec",
-    "spec_of": "mixtures.spec",
-    "AssignmentGibbs": "mixtures.steps",
-    "ConjugateMixtureGibbs": "mixtures.steps",
-    "MvConjugateGibbs": "mixtures.steps",
-    "summary_table": "mixtures.summaries",
+    "OrderedGaps": "mixtures.model.univariate",
+    "full_mixture": "mixtures.model.univariate",
+    "known_params_mixture": "mixtures.model.univariate",
+    "shared_sd_mixture": "mixtures.model.univariate",
+    "OrderedColumn": "mixtures.model.multivariate",
+    "effective_components": "mixtures.model.multivariate",
+    "mv_mixture": "mixtures.model.multivariate",
+    "imputations": "mixtures.model.missing",
+    "plot_ppc": "mixtures.plots.univariate",
+    "plot_trace": "mixtures.plots.univariate",
+    "plot_em_history": "mixtures.plots.two_d",
+    "plot_mixture_2d": "mixtures.plots.two_d",
+    "plot_ppc_2d": "mixtures.plots.two_d",
+    "MFMSpec": "mixtures.model.mfm",
+    "k_posterior": "mixtures.model.mfm",
+    "filled_components": "mixtures.model.mfm",
+    "mfm_diagnostics": "mixtures.model.mfm",
+    "mfm_mixture": "mixtures.model.mfm",
+    "plot_k_posterior": "mixtures.model.mfm",
+    "MixtureSpec": "mixtures.model.spec",
+    "Prior": "mixtures.model.spec",
+    "spec_of": "mixtures.model.spec",
+    "AssignmentGibbs": "mixtures.engines.steps",
+    "ConjugateMixtureGibbs": "mixtures.engines.steps",
+    "MvConjugateGibbs": "mixtures.engines.steps",
+    "summary_table": "mixtures.analysis.summaries",
 }
 
 
 _SUBMODULES = {
-    "assignments", "batch", "calibration", "cli", "data", "diagnostics", "engines", "evidence",
+    "analysis", "assignments", "batch", "calibration", "cli", "data", "diagnostics", "engines",
+    "evidence", "model",
     "inference", "interrupt", "labels", "loglik", "mfm", "models", "multivariate", "plots",
     "plots2d", "progress", "selection", "spec", "steps", "summaries",
 }  # fmt: skip

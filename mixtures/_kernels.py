@@ -63,7 +63,7 @@ def _scale_logpdf(code, x, p0, p1):
     """Unnormalised log-density of scale family `code` at `x` > 0 (parameters p0, p1).
 
     One definition, compiled twice: :func:`scale_logpdf` for the Gibbs kernels below and
-    :func:`scale_logpdf_ufunc` for NumPy arrays (:class:`mixtures.spec.PriorFamily`). It lives
+    :func:`scale_logpdf_ufunc` for NumPy arrays (:class:`mixtures.model.spec.PriorFamily`). It lives
     in this file because Numba's on-disk cache checks only the file of a cached function, so a
     kernel and everything it calls must change together.
     """
@@ -1284,9 +1284,9 @@ BLOCK = _BLOCK
 
 
 # --------------------------------------------------------------------------- missing cells
-# Rows with missing cells (see mixtures.missing). Replica r at inverse temperature beta targets
-# p(theta) p(z | w) prod_i N(x_i | mu_zi, Sigma_zi)^beta prod_i h_i(x_i,mis)^(1 - beta), with
-# x_i the completed row and h_i a fixed Normal reference density of the row's missing cells
+# Rows with missing cells (see mixtures.model.missing). Replica r at inverse temperature beta
+# targets p(theta) p(z | w) prod_i N(x_i | mu_zi, Sigma_zi)^beta prod_i h_i(x_i,mis)^(1 - beta),
+# with x_i the completed row and h_i a fixed Normal reference density of the row's missing cells
 # (independent, the observed cells' column means and variances): proper at every beta, equal to
 # the posterior (missing cells augmented) at beta = 1, and the parameters' conditionals stay
 # those of the complete-data sweep. At beta = 1 the assignment of an incomplete row is drawn

@@ -69,8 +69,8 @@ def fit_seed(entropy: int, name) -> int:
 
 def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata: bool) -> dict:
     """Fit one data set with a compiled handle; never raises for a failed fit (records it)."""
-    from mixtures.diagnostics import ConvergenceWarning
-    from mixtures.summaries import summary_table
+    from mixtures.analysis.diagnostics import ConvergenceWarning
+    from mixtures.analysis.summaries import summary_table
 
     record = {"name": name, "seed": seed, "sampler": handle.sampler, "warnings": []}
     t0 = time.perf_counter()
@@ -476,7 +476,7 @@ def fit_many(
     import cloudpickle
 
     from mixtures.engines import check_draws, check_model
-    from mixtures.spec import spec_of
+    from mixtures.model.spec import spec_of
 
     check_model(model)
     spec = spec_of(model)

@@ -40,7 +40,7 @@ writes into --out: summary.csv (full precision), summary.md, ppc.png, trace.png 
 for two columns), posterior.nc (the whole InferenceData) and run.json (arguments, resolved spec,
 versions, engine and why, diagnostics, timings, the list of files written). Nothing of size
 rows x draws is stored (no pointwise log-likelihood, no predictive draws), whatever the rows:
-add them from posterior.nc with mixtures.loglik.add_log_likelihood(idata, True) and
+add them from posterior.nc with mixtures.analysis.loglik.add_log_likelihood(idata, True) and
 mixtures.sample_posterior_predictive. Outputs appear
 whole or not at all; other files in --out are never touched; an --out whose outputs would
 replace the input CSV or the priors file is refused.

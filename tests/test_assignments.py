@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-from mixtures.labels import relabel_permutations
+from mixtures.analysis.labels import relabel_permutations
 
 
 def hand_made(y, weights, means, sds, *, chains=2, draws=3, assignment=None):

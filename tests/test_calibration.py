@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-from mixtures.calibration import ecdf_band, sbc, simulate
+from mixtures.analysis.calibration import ecdf_band, sbc, simulate
 
 FAST = {
     "n_sims": 100,

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import brentq
 
 import mixtures
-from mixtures.diagnostics import ConvergenceWarning, convergence_table, warn_convergence
+from mixtures.analysis.diagnostics import ConvergenceWarning, convergence_table, warn_convergence
 
 
 def _posterior(means: np.ndarray) -> az.InferenceData:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import mixtures
-from mixtures.dask_data import GUARD, dask_data_of
+from mixtures.model.dask_data import GUARD, dask_data_of
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")

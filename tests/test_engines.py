@@ -180,7 +180,7 @@ def test_progressbar_default_follows_the_environment(monkeypatch):
 
 
 def test_log_likelihood_auto_skips_huge_arrays(y3, monkeypatch):
-    monkeypatch.setattr(mixtures.loglik, "LOGLIK_MAX_VALUES", 1000)
+    monkeypatch.setattr(mixtures.analysis.loglik, "LOGLIK_MAX_VALUES", 1000)
     model = mixtures.full_mixture(y3, 3)
     idata = _quiet_sample(model, draws=20, tune=20, chains=1)
     assert "log_likelihood" not in idata.groups()

@@ -364,7 +364,7 @@ def test_one_sigint_ends_the_run(tmp_path, sampler):
 
 
 def test_families_match_scipy():
-    from mixtures.families import mvnormal_logpdf, normal_logpdf
+    from mixtures.model.densities import mvnormal_logpdf, normal_logpdf
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=7)
@@ -383,7 +383,7 @@ def test_families_match_scipy():
 
 def test_kernel_sweep_draws_the_exact_conditional_of_the_family():
     from mixtures import _kernels
-    from mixtures.families import normal_logpdf
+    from mixtures.model.densities import normal_logpdf
 
     y = np.array([-1.0, 0.4, 1.1, 3.0])
     logw, mu, sd, beta = (

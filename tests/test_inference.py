@@ -157,7 +157,7 @@ def test_warn_convergence_counts_divergences(fitted):
     bad = idata.copy()
     bad.sample_stats["diverging"][0, :3] = True
     with pytest.warns(mixtures.ConvergenceWarning, match=r"^3 divergent transition\(s\)"):
-        mixtures.inference.warn_convergence(bad)
+        mixtures.engines.sampling.warn_convergence(bad)
 
 
 @pytest.mark.parametrize(

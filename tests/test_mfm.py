@@ -13,7 +13,7 @@ import mixtures
 from mixtures.engines import REGISTRY, choose_sampler
 from mixtures.engines.gibbs import GibbsEngine
 from mixtures.engines.mfm import KStep, MFMEngine
-from mixtures.mfm import k_prior_pmf
+from mixtures.model.mfm import k_prior_pmf
 
 matplotlib.use("Agg")
 
@@ -304,7 +304,7 @@ def test_diagnostics_and_plot(two_group_fit):
 
 def test_inverse_wishart_draws():
     """A diagonal entry of IW(nu, psi) is InverseGamma((nu - d + 1) / 2, psi_jj / 2)."""
-    from mixtures.mfm_mv import draw_inverse_wishart
+    from mixtures.model.mfm_mv import draw_inverse_wishart
 
     psi = np.array([[2.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 0.7]])
     nu, d = 6.0, 3
@@ -394,7 +394,7 @@ def test_sbc_ranks_of_k_plus_are_uniform():
 
 
 def test_mfm_choice_for_choose_k():
-    from mixtures.mfm import mfm_choice
+    from mixtures.model.mfm import mfm_choice
 
     table, idata = mfm_choice(
         _two_groups(),

@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import mixtures
 from mixtures._kernels import missing_work, mv_missing_sweep
-from mixtures.calibration import SBCResult
+from mixtures.analysis.calibration import SBCResult
 
 QUIET = dict(progressbar=False)
 
@@ -117,7 +117,7 @@ def test_numpy_logpdf_of_incomplete_rows_is_the_observed_marginal():
     a = rng.normal(size=(3, 3))
     cov = a @ a.T + np.eye(3)
     mean = rng.normal(size=3)
-    got = mixtures.families.mvnormal_logpdf(X, mean, np.linalg.cholesky(cov))
+    got = mixtures.model.densities.mvnormal_logpdf(X, mean, np.linalg.cholesky(cov))
     expected = _scipy_loglik(X, [1.0], [mean], [cov])
     np.testing.assert_allclose(got, expected, rtol=1e-10)
 
@@ -280,7 +280,7 @@ def test_imputations_beat_mean_and_complete_case_and_keep_the_clustering(
         o, m = ~gone[i], gone[i]
         logp = (
             np.log(cc.weights_)
-            + mixtures.families.mvnormal_logpdf(np.where(o, Xm[i], np.nan)[None], cc.means_, chol)[
+            + mixtures.model.densities.mvnormal_logpdf(np.where(o, Xm[i], np.nan)[None], cc.means_, chol)[
                 :, 0
             ]
         )

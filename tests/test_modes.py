@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-from mixtures.diagnostics import ConvergenceWarning
+from mixtures.analysis.diagnostics import ConvergenceWarning
 from mixtures.engines import extend
 from mixtures.engines.starts import em_optima, needs_tempering
 

@@ -489,7 +489,7 @@ def test_plot_mixture_2d_relabels_before_averaging(three, fit3):
 @pytest.mark.parametrize("seed", range(4))
 def test_predictive_draws_from_the_true_mixture_overlay_the_data_contours(seed):
     """Issue 14's bug: the pooled draws' KDE must use the data's kernel, not a wider one."""
-    from mixtures.plots2d import ppc_densities_2d
+    from mixtures.plots.two_d import ppc_densities_2d
 
     rng = np.random.default_rng(seed)
     means = np.array([[2.0, 55.0], [4.3, 80.0]])

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-import mixtures.inference as inference
+import mixtures.engines.sampling as inference
 from mixtures.engines.finish import attach_data
 
 CHAINS, DRAWS = 2, 50
@@ -311,9 +311,9 @@ def _big_univariate(n: int):
 def test_plot_ppc_bounds_the_points_of_every_kde(monkeypatch):
     y, idata = _big_univariate(30_000)
     sizes = []
-    kde = mixtures.plots._kde
+    kde = mixtures.plots.univariate._kde
     monkeypatch.setattr(
-        mixtures.plots, "_kde", lambda v, g, h: sizes.append(v.size) or kde(v, g, h)
+        mixtures.plots.univariate, "_kde", lambda v, g, h: sizes.append(v.size) or kde(v, g, h)
     )
     ax = mixtures.plot_ppc(idata, num_draws=6, max_points=2_000, random_seed=0)
     assert sizes == [2_000] * 7
@@ -331,9 +331,9 @@ def test_plot_ppc_2d_bounds_the_points_of_every_kde(X, monkeypatch):
     model, idata, _ = _mv_case(X, "full", "wishart")
     mixtures.sample_posterior_predictive(model, idata, random_seed=12)
     sizes = []
-    kde = mixtures.plots2d._kde_2d
+    kde = mixtures.plots.two_d._kde_2d
     monkeypatch.setattr(
-        mixtures.plots2d,
+        mixtures.plots.two_d,
         "_kde_2d",
         lambda p, g, c: sizes.append((p.shape[0], g.shape[0])) or kde(p, g, c),
     )
@@ -350,4 +350,4 @@ def test_plot_ppc_kde_equals_scipys_across_blocks():
     grid = np.linspace(-5, 5, 256)
     h = 0.3
     ref = stats.gaussian_kde(values, bw_method=h / values.std(ddof=1))(grid)
-    np.testing.assert_allclose(mixtures.plots._kde(values, grid, h), ref, rtol=1e-10)
+    np.testing.assert_allclose(mixtures.plots.univariate._kde(values, grid, h), ref, rtol=1e-10)

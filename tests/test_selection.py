@@ -51,7 +51,7 @@ def test_an_unconverged_fit_is_rerun_then_left_out():
         index=pd.Index([2, 3, 4], name="k"),
     )  # fmt: skip
     status = {"rerun": [4], "unconverged": [4], "warnings": {4: "r_hat > 1.01 (up to 1.06)"}}
-    choice = mixtures.selection.KChoice(table, {}, None, 0.01, status)
+    choice = mixtures.analysis.selection.KChoice(table, {}, None, 0.01, status)
     assert choice.best == 3  # k = 4 has the higher evidence, but its fit did not converge
     assert "left out of the recommendation: k = 4" in choice.message
     assert "r_hat > 1.01 (up to 1.06)" in choice.message

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mixtures
-from mixtures.diagnostics import (
+from mixtures.analysis.diagnostics import (
     LABEL_FREE_CHECK,
     convergence_table,
     is_sparse,

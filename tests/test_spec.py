@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-from mixtures.spec import SCALE_FAMILIES, resolve_priors
+from mixtures.model.spec import SCALE_FAMILIES, resolve_priors
 
 
 def test_spec_travels_with_the_model_and_is_resolved_to_numbers(y3):
@@ -139,7 +139,7 @@ def test_scale_family_logpdf_matches_scipy_up_to_a_constant(name):
 
 
 def test_resolve_priors_keeps_defaults_for_omitted_keys():
-    defaults = mixtures.models.default_priors(np.array([0.0, 1.0, 2.0]), 2)
+    defaults = mixtures.model.univariate.default_priors(np.array([0.0, 1.0, 2.0]), 2)
     out = resolve_priors(
         {"means": {"sigma": 5.0}}, defaults, {"weights": (2,), "means": (2,), "sigma": (2,)}
     )

@@ -5,7 +5,7 @@ import pytest
 from scipy import integrate, stats
 
 import mixtures
-from mixtures.steps.conjugate import ConjugateMixtureGibbs, conjugate_vars
+from mixtures.engines.steps.conjugate import ConjugateMixtureGibbs, conjugate_vars
 
 Y = np.array([7.5, 9.0, 10.5, 19.0, 21.0, 22.5, 34.0, 36.0])
 Z = np.array([0, 0, 0, 1, 1, 1, 2, 2])

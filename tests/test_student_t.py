@@ -14,8 +14,8 @@ from scipy.special import gammaln, logsumexp
 
 import mixtures
 from mixtures import _kernels_t
-from mixtures.calibration import sbc
-from mixtures.families import component_logpdf, student_t_logpdf
+from mixtures.analysis.calibration import sbc
+from mixtures.model.densities import component_logpdf, student_t_logpdf
 
 QUIET = dict(progressbar=False)
 

@@ -33,9 +33,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from mixtures._validation import check_observations
-from mixtures.dask_data import dask_data_of
-from mixtures.diagnostics import check_degenerate, warn_convergence
+from mixtures.analysis.diagnostics import check_degenerate, warn_convergence
 from mixtures.engines.extend import AUTO_TUNE, DEFAULT_DRAWS
 from mixtures.engines.finish import finish
 from mixtures.engines.gibbs import GibbsEngine
@@ -44,9 +42,11 @@ from mixtures.engines.numpyro import NumpyroEngine
 from mixtures.engines.nutpie import NutpieEngine
 from mixtures.engines.pymc import PymcEngine, is_latent
 from mixtures.interrupt import stop_on_interrupt
-from mixtures.missing import check_with_missing
+from mixtures.model.dask_data import dask_data_of
+from mixtures.model.missing import check_with_missing
+from mixtures.model.spec import has_spec, spec_of
+from mixtures.model.validation import check_observations
 from mixtures.progress import default_progressbar
-from mixtures.spec import has_spec, spec_of
 
 __all__ = [
     "REGISTRY",

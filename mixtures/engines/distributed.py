@@ -1,6 +1,6 @@
 r"""The Gibbs sweep where the data live: one data set on a Dask cluster.
 
-For a model built on a ``dask.array`` (:mod:`mixtures.dask_data`),
+For a model built on a ``dask.array`` (:mod:`mixtures.model.dask_data`),
 ``mixtures.sample(model, client=client)`` runs the Gibbs engine's iteration split in two:
 
 * **the workers** hold the data's chunks in memory for the whole run (one future per chunk,
@@ -50,9 +50,8 @@ import pymc as pm
 from distributed import wait
 
 from mixtures._kernels import after_sweep, mv_after_sweep, mv_prepare, prepare
-from mixtures.dask_data import dask_data_of
+from mixtures.analysis.diagnostics import warn_convergence
 from mixtures.dask_sweep import ChunkSweeper, chunk_moments, chunk_rows, forget_run, sweep_chunk
-from mixtures.diagnostics import warn_convergence
 from mixtures.engines import check_draws
 from mixtures.engines.extend import AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs import (
@@ -74,8 +73,9 @@ from mixtures.engines.tempering import (
     sample_stats_arrays,
 )
 from mixtures.interrupt import stop_on_interrupt
+from mixtures.model.dask_data import dask_data_of
+from mixtures.model.spec import spec_of
 from mixtures.progress import default_progressbar
-from mixtures.spec import spec_of
 
 __all__ = ["sample_distributed"]
 

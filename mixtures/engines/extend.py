@@ -15,10 +15,10 @@ allows (at the pace measured so far), and none shorter than :data:`MIN_EXTENSION
 ``mixtures_draws_reason`` and ``mixtures_convergence_check``, the check used.
 
 **Sparse (overfitted) fits.** With a sparse Dirichlet weight prior
-(:func:`mixtures.diagnostics.is_sparse`: every concentration at most 0.1) the extra components
-are empty, and their parameters follow the prior, labelled differently in each chain: their
-r_hat never passes however long the chains run. Such fits are checked on label-free
-quantities instead (:func:`mixtures.diagnostics.sparse_quantities`: the number of filled
+(:func:`mixtures.analysis.diagnostics.is_sparse`: every concentration at most 0.1) the extra
+components are empty, and their parameters follow the prior, labelled differently in each
+chain: their r_hat never passes however long the chains run. Such fits are checked on label-free
+quantities instead (:func:`mixtures.analysis.diagnostics.sparse_quantities`: the number of filled
 components, their sorted weights and the complete-data log-likelihood), and so is the warning
 :func:`mixtures.sample` issues at the end (``mixtures_convergence_check`` says which).
 """
@@ -31,7 +31,7 @@ import time
 import arviz as az
 import numpy as np
 
-from mixtures.diagnostics import (
+from mixtures.analysis.diagnostics import (
     ESS_MIN,
     LABEL_FREE_CHECK,
     RHAT_MAX,
@@ -87,7 +87,7 @@ def shortfalls(posterior: dict, *, label_free: bool = False) -> tuple[list[str],
         Draws of shape (chain, draw, ...); only :data:`CHECKED` names are looked at.
     label_free : bool, default False
         Check the label-free quantities of a sparse fit instead
-        (:func:`mixtures.diagnostics.sparse_quantities`), from ``weights`` and
+        (:func:`mixtures.analysis.diagnostics.sparse_quantities`), from ``weights`` and
         ``complete_loglik`` (draws of shape (chain, draw)).
 
     Returns

@@ -12,8 +12,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from mixtures.loglik import add_log_likelihood
-from mixtures.missing import missing_cells
+from mixtures.analysis.loglik import add_log_likelihood
+from mixtures.model.missing import missing_cells
 
 __all__ = ["attach_data", "finish"]
 
@@ -77,7 +77,7 @@ def _from_arrays(model, posterior: dict, stats: dict) -> az.InferenceData:
         dims["means"] = ["component", "feature"]
         dims["sigma"] = ["component", "feature"]
         dims["chol_cov"] = ["component", "feature", "feature_bis"]
-    if "imputed" in posterior:  # the draws of the missing cells (mixtures.missing)
+    if "imputed" in posterior:  # the draws of the missing cells (mixtures.model.missing)
         dims["imputed"] = ["missing_cell"]
     stat_dims = {}
     if "tempered_loglik" in stats:

@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import run, run_threaded
-from mixtures.diagnostics import is_sparse
+from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import mv_data, sample_mv

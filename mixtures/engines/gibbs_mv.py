@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from mixtures._kernels import mv_run, mv_run_missing, mv_run_missing_threaded, mv_run_threaded
-from mixtures.diagnostics import is_sparse
+from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
 from mixtures.engines.tempering import (

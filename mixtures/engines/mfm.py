@@ -29,7 +29,7 @@ One iteration, for every chain at once (NumPy arrays of shape (chains, ...)):
    \dots, \gamma_K)` on the first K slots, zero beyond.
 
 The multivariate model (inverse-Wishart covariances) shares steps 1, 3 and 5 and replaces 2
-and 4 (:mod:`mixtures.mfm_mv`).
+and 4 (:mod:`mixtures.model.mfm_mv`).
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ class MFMEngine:
     @staticmethod
     def supports(model, spec) -> tuple[bool, str]:
         """Only MFM specs: the telescoping sampler."""
-        from mixtures.mfm_spec import MFMSpec
+        from mixtures.model.mfm_spec import MFMSpec
 
         if isinstance(spec, MFMSpec):
             return True, "mixture of finite mixtures: the telescoping sampler"
@@ -316,7 +316,7 @@ class MFMEngine:
         y = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)
         rng = np.random.default_rng(random_seed)
         if spec.family == "mfm_mvnormal":
-            from mixtures.mfm_mv import MvNormalParts
+            from mixtures.model.mfm_mv import MvNormalParts
 
             parts = MvNormalParts(spec, y)
         else:

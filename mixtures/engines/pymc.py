@@ -1,6 +1,6 @@
 """PyMC's own loop: the reference implementation.
 
-Marginalised models get NUTS; latent models get :class:`~mixtures.steps.AssignmentGibbs` for
+Marginalised models get NUTS; latent models get :class:`~mixtures.engines.steps.AssignmentGibbs` for
 the assignments, the exact conjugate steps where they apply (``latent_sampler="gibbs"``) and
 NUTS for whatever is left. The compiled steps are kept by the engine object (that is, by a
 :class:`~mixtures.CompiledMixture` handle the user holds) and read the model's ``pm.Data`` at
@@ -17,14 +17,14 @@ from pymc.blocking import DictToArrayBijection
 from pymc.initial_point import make_initial_point_fns_per_chain
 from pymc.step_methods.hmc import quadpotential
 
-from mixtures.progress import LineProgress, stderr_is_terminal
-from mixtures.steps.assignment import AssignmentGibbs
-from mixtures.steps.conjugate import (
+from mixtures.engines.steps.assignment import AssignmentGibbs
+from mixtures.engines.steps.conjugate import (
     ConjugateMixtureGibbs,
     MvConjugateGibbs,
     conjugate_vars,
     mv_conjugate_vars,
 )
+from mixtures.progress import LineProgress, stderr_is_terminal
 
 __all__ = ["PymcEngine", "is_latent"]
 

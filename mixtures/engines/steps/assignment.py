@@ -30,7 +30,7 @@ from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import CategoricalRV
 
-from mixtures.families import normal_logpdf
+from mixtures.model.densities import normal_logpdf
 
 __all__ = ["AssignmentGibbs", "observed_reader"]
 

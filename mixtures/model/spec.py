@@ -38,6 +38,9 @@ __all__ = [
     "spec_of",
 ]
 
+#: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
+PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
+
 #: The attribute of a ``pm.Model`` that holds its spec (set by the factories).
 SPEC_ATTR = "mixture_spec"
 
@@ -294,7 +297,7 @@ class MixtureSpec:
         an input; nothing re-derives priors from it.
     sigma_floor : float
         Lower bound of the sds (their prior is truncated there); 0 for none. See
-        :func:`mixtures.models.tie_floor`.
+        :func:`mixtures.model.univariate.tie_floor`.
     labelled : bool
         Some observations have known labels (the model's data ``labels``, -1 for unknown):
         they are observed, not sampled.

@@ -3,7 +3,7 @@
 ``log sum_j w_j N(y_i | mu_j, sigma_j)`` for every draw and observation (Student-t components:
 ``t_nu_j(y_i | mu_j, sigma_j)``): the same for the latent and the marginalised variant, so LOO /
 WAIC compare them on an equal footing. The component log-density is
-:func:`mixtures.families.component_logpdf`, evaluated block by block, for memory;
+:func:`mixtures.model.densities.component_logpdf`, evaluated block by block, for memory;
 :func:`posterior_nu` is how every caller finds the fit's family.
 """
 
@@ -15,8 +15,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from mixtures.families import component_logpdf
-from mixtures.multivariate import mv_pointwise_loglik
+from mixtures.model.densities import component_logpdf
+from mixtures.model.multivariate import mv_pointwise_loglik
 
 __all__ = [
     "LOGLIK_MAX_VALUES",
@@ -43,7 +43,7 @@ def add_log_likelihood(idata: az.InferenceData, log_likelihood) -> None:
     else:
         post.attrs["mixtures_log_likelihood"] = (
             f"not stored: {n_values:,} values (log_likelihood={log_likelihood!r}); "
-            "add it with mixtures.loglik.add_log_likelihood(idata, True) if needed"
+            "add it with mixtures.analysis.loglik.add_log_likelihood(idata, True) if needed"
         )
 
 

@@ -1,7 +1,7 @@
 r"""The log marginal likelihood of a fit: bridge sampling, or stepping-stone over the ladder.
 
 :func:`log_evidence` uses bridge sampling from the posterior draws
-(:mod:`mixtures.bridge`) where it applies (identified posteriors: ordered models and
+(:mod:`mixtures.analysis.bridge`) where it applies (identified posteriors: ordered models and
 ``k = 1``, any engine), and stepping-stone over the tempering ladder otherwise. Stepping-stone
 is exact in the limit but crosses the tempered path's phase transition (from one broad cluster
 to the clustered fit) and can then be off by tens of nats with a small standard error:
@@ -32,7 +32,7 @@ import arviz as az
 import numpy as np
 from scipy.special import logsumexp
 
-from mixtures.bridge import LogEvidence, bridge_log_evidence, supports_bridge
+from mixtures.analysis.bridge import LogEvidence, bridge_log_evidence, supports_bridge
 
 __all__ = ["LogEvidence", "ladder_gap", "log_evidence"]
 
@@ -46,7 +46,7 @@ def log_evidence(idata: az.InferenceData, *, method: str = "auto") -> LogEvidenc
         A fit by :func:`mixtures.sample`.
     method : {"auto", "bridge", "stepping-stone"}, default "auto"
         ``"bridge"``: bridge sampling from the posterior draws
-        (:func:`mixtures.bridge.bridge_log_evidence`; ordered or one-component models, any
+        (:func:`mixtures.analysis.bridge.bridge_log_evidence`; ordered or one-component models, any
         engine). ``"stepping-stone"``: over the tempering ladder of a Gibbs fit whose ladder
         starts at 0 (``tempering=16`` or ``"auto"``). ``"auto"``: bridge where it applies.
 

@@ -303,7 +303,7 @@ def sbc(
     SBCResult
     """
     from mixtures.batch import fit_many
-    from mixtures.spec import spec_of
+    from mixtures.model.spec import spec_of
 
     spec = spec_of(model)
     if not spec.univariate:

@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from mixtures.model.spec import PROPER_AT_ZERO
+
 __all__ = ["DASK_ATTR", "GUARD", "dask_data_of", "from_dask", "is_dask_data"]
 
 #: The attribute of a ``pm.Model`` that holds its ``dask.array`` (set by :func:`from_dask`).
@@ -103,7 +105,7 @@ def data_facts(data, *, ties: bool) -> dict:
 
 
 def chunk_tie_floor(ties: np.ndarray) -> float:
-    """Return the sd floor of tied data (:func:`~mixtures.models.tie_floor`), from the chunks.
+    """Return the sd floor of tied data from the chunks (as :func:`tie_floor` does in memory).
 
     A chunk with repeated values has ties; the resolution is the smallest gap between the
     distinct values of a chunk (at least the global one; equal to it for data rounded to a
@@ -123,8 +125,6 @@ def _proxy(mean, sd, rows: int) -> np.ndarray:
 
 def _sigma_floor(sigma_floor, priors, known_sigma: bool, facts: dict):
     """Resolve ``sigma_floor="auto"`` from the chunks' ties (as the factories do from all data)."""
-    from mixtures.models import PROPER_AT_ZERO
-
     if not (isinstance(sigma_floor, str) and sigma_floor == "auto"):
         return sigma_floor  # the factory checks it
     entry = (priors or {}).get("sigma", {}) if isinstance(priors, dict) else {}
@@ -155,8 +155,8 @@ def from_dask(factory, data, k=None, /, **kwargs):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from mixtures._validation import check_k
-    from mixtures.spec import attach, spec_of
+    from mixtures.model.spec import attach, spec_of
+    from mixtures.model.validation import check_k
 
     mv = factory.__name__ == "mv_mixture"
     name = "X" if mv else "y"

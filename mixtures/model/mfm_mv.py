@@ -1,7 +1,7 @@
 r"""Multivariate mixtures of finite mixtures: Normal components with inverse-Wishart covariances.
 
 The component prior is :func:`mixtures.mv_mixture`'s with ``covariance_prior="wishart"``
-(:func:`mixtures.multivariate.default_mv_priors`): means[:, d] ~ N(mean_d, (2 s_d)^2)
+(:func:`mixtures.model.multivariate.default_mv_priors`): means[:, d] ~ N(mean_d, (2 s_d)^2)
 independently, covariances ~ InverseWishart(nu = d + 2, psi = diag(s_d^2) / 4). Given its
 data, a component's mean is Normal given its covariance and the covariance inverse-Wishart
 given its mean, so the telescoping sampler's step 2 is two exact draws
@@ -14,9 +14,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from mixtures.mfm_spec import MFM_WEIGHTS, MFMSpec, check_gamma, k_prior_pmf, mfm_weights
-from mixtures.multivariate import default_mv_priors
-from mixtures.spec import Prior, attach
+from mixtures.model.mfm_spec import MFM_WEIGHTS, MFMSpec, check_gamma, k_prior_pmf, mfm_weights
+from mixtures.model.multivariate import default_mv_priors
+from mixtures.model.spec import Prior, attach
 
 __all__ = ["MvNormalParts", "draw_inverse_wishart", "mfm_mv_mixture"]
 

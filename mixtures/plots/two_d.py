@@ -7,9 +7,9 @@ import numpy as np
 from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
 
-from mixtures.em import EMResult
-from mixtures.families import mvnormal_logpdf
-from mixtures.missing import check_with_missing
+from mixtures.analysis.em import EMResult
+from mixtures.model.densities import mvnormal_logpdf
+from mixtures.model.missing import check_with_missing
 
 __all__ = ["PPC_2D_MAX_POINTS", "plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
 
@@ -110,7 +110,7 @@ def plot_mixture_2d(
         raise ValueError(f"`scale` should be > 0, but got {scale!r}")
     rng = np.random.default_rng(random_seed)
     if relabel and not isinstance(idata, EMResult):
-        from mixtures.labels import relabel as _relabel
+        from mixtures.analysis.labels import relabel as _relabel
 
         idata = _relabel(idata)
     w, mu, cov = _posterior_draws(idata, features, rng)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from mixtures._validation import check_k, check_observations
-from mixtures.families import mvnormal_logpdf
+from mixtures.model.densities import mvnormal_logpdf
+from mixtures.model.validation import check_k, check_observations
 
 __all__ = ["EMResult", "em"]
 

@@ -8,10 +8,10 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from mixtures.diagnostics import ConvergenceWarning, warn_convergence
+from mixtures.analysis.diagnostics import ConvergenceWarning, warn_convergence
+from mixtures.analysis.loglik import fit_family
 from mixtures.engines import CompiledMixture, check_model, is_latent
 from mixtures.engines.advi import fit_advi
-from mixtures.loglik import fit_family
 
 #: ``num_draws="auto"`` in :func:`sample_posterior_predictive` keeps the predictive at most this
 #: many values (400 MB of float64), thinning the posterior draws it uses beyond that.

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from mixtures._validation import check_observations
-from mixtures.mfm_spec import (
+from mixtures.model.mfm_spec import (
     K_PRIORS,
     MFM_WEIGHTS,
     MFMSpec,
@@ -37,8 +36,9 @@ from mixtures.mfm_spec import (
     k_prior_pmf,
     mfm_weights,
 )
-from mixtures.models import PROPER_AT_ZERO, default_priors, tie_floor
-from mixtures.spec import Prior, attach, resolve_priors
+from mixtures.model.spec import PROPER_AT_ZERO, Prior, attach, resolve_priors
+from mixtures.model.univariate import default_priors, tie_floor
+from mixtures.model.validation import check_observations
 
 __all__ = [
     "K_PRIORS",
@@ -95,7 +95,7 @@ def mfm_mixture(
     component priors are exactly :func:`mixtures.full_mixture`'s data-scaled defaults (sd
     floor included) and take the same ``priors=`` overrides (scalars: the components are
     exchangeable, so there is no ordering). 2-D `y` gives the multivariate model with
-    :func:`mixtures.mv_mixture`'s inverse-Wishart defaults (see :mod:`mixtures.mfm_mv`).
+    :func:`mixtures.mv_mixture`'s inverse-Wishart defaults (see :mod:`mixtures.model.mfm_mv`).
 
     Sample it with :func:`mixtures.sample` (the telescoping sampler); the posterior holds
     ``K`` and ``K_plus`` (the components holding data) per draw.
@@ -138,7 +138,7 @@ def mfm_mixture(
     """
     y = check_observations(y, ndim=2) if np.ndim(y) == 2 else check_observations(y)
     if y.ndim == 2:
-        from mixtures.mfm_mv import mfm_mv_mixture
+        from mixtures.model.mfm_mv import mfm_mv_mixture
 
         return mfm_mv_mixture(y, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
     pmf, desc = k_prior_pmf(k_prior, k_max)
@@ -319,7 +319,7 @@ def filled_components(idata, k_plus: int | None = None, *, method: str = "stephe
     arviz.InferenceData
         One chain of the selected draws, ``component`` of length `k_plus`.
     """
-    from mixtures.labels import relabel
+    from mixtures.analysis.labels import relabel
 
     _is_mfm(idata)
     post = idata.posterior
@@ -358,7 +358,7 @@ def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) 
     co-clustering indicator 1(z_i = z_j) of `pairs` pairs of observations (drawn at random,
     when the assignments are stored). Component parameters are not checked: their number and
     labels change from draw to draw. :func:`mixtures.sample` runs this check on every MFM
-    fit (:func:`mixtures.diagnostics.convergence_table`).
+    fit (:func:`mixtures.analysis.diagnostics.convergence_table`).
 
     Parameters
     ----------
@@ -377,7 +377,7 @@ def mfm_diagnostics(idata, *, pairs: int = 5, warn: bool = True, random_seed=0) 
     pandas.DataFrame
         Indexed by quantity; columns ``r_hat``, ``ess_bulk``, ``ess_tail``.
     """
-    from mixtures.diagnostics import label_free_table, warn_convergence
+    from mixtures.analysis.diagnostics import label_free_table, warn_convergence
 
     _is_mfm(idata)
     if warn:
@@ -406,7 +406,7 @@ def mfm_choice(y, ks=None, *, k_prior="bnb", random_seed=None, **sample_kwargs):
     (pandas.DataFrame, arviz.InferenceData)
         :func:`k_posterior`'s table (rows `ks`) and the fit.
     """
-    from mixtures.inference import sample
+    from mixtures.engines.sampling import sample
 
     idata = sample(mfm_mixture(y, k_prior), random_seed=random_seed, **sample_kwargs)
     table = k_posterior(idata)

@@ -33,7 +33,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from mixtures._validation import check_observations
+from mixtures.model.validation import check_observations
 
 __all__ = [
     "MISSING",
@@ -72,7 +72,7 @@ def refuse_empty_rows(X: np.ndarray, name: str = "X") -> None:
 def check_with_missing(X, name: str = "X") -> tuple[np.ndarray, np.ndarray]:
     """Check 2-D data whose NaN cells are missing; return it (NaN kept) and the observed mask.
 
-    Every check of :func:`mixtures._validation.check_observations` applies to the observed
+    Every check of :func:`mixtures.model.validation.check_observations` applies to the observed
     cells; rows with no observed cell are refused.
     """
     arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)

@@ -28,7 +28,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
-from mixtures.assignments import check_fit, component_logdensity, flat_draws
+from mixtures.analysis.assignments import check_fit, component_logdensity, flat_draws
 
 __all__ = ["LabelSwitching", "label_switching", "relabel", "relabel_permutations"]
 

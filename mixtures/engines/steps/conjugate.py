@@ -37,7 +37,7 @@ from pymc.util import get_random_generator, get_value_vars_from_user_vars
 from pytensor.tensor.random.basic import CategoricalRV, DirichletRV, NormalRV
 from scipy.special import ndtr, ndtri
 
-from mixtures.steps.assignment import observed_reader
+from mixtures.engines.steps.assignment import observed_reader
 
 __all__ = ["ConjugateMixtureGibbs", "MvConjugateGibbs", "conjugate_vars", "mv_conjugate_vars"]
 

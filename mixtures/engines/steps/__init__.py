@@ -4,7 +4,7 @@ Our own engine (:mod:`mixtures.engines.gibbs`) does not use them; PyMC's engine 
 models, and users can combine them with any PyMC step.
 """
 
-from mixtures.steps.assignment import AssignmentGibbs
-from mixtures.steps.conjugate import ConjugateMixtureGibbs, MvConjugateGibbs
+from mixtures.engines.steps.assignment import AssignmentGibbs
+from mixtures.engines.steps.conjugate import ConjugateMixtureGibbs, MvConjugateGibbs
 
 __all__ = ["AssignmentGibbs", "ConjugateMixtureGibbs", "MvConjugateGibbs"]

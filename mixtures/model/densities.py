@@ -69,7 +69,7 @@ def component_logpdf(y, mu, sd, nu=None):
     """Return a univariate component's log-density: Normal if `nu` is None, else Student-t.
 
     The one dispatch point of the univariate families: callers pass the fit's ``nu`` (see
-    :func:`mixtures.loglik.posterior_nu`), None for Normal components.
+    :func:`mixtures.analysis.loglik.posterior_nu`), None for Normal components.
 
     Parameters
     ----------

@@ -21,8 +21,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
-from mixtures.families import component_logpdf, mvnormal_logpdf
-from mixtures.loglik import posterior_nu, posterior_param
+from mixtures.analysis.loglik import posterior_nu, posterior_param
+from mixtures.model.densities import component_logpdf, mvnormal_logpdf
 
 __all__ = [
     "assignment_probabilities",

@@ -1,6 +1,7 @@
 """The MFM's spec: the prior on K, the weights given K, and :class:`MFMSpec`.
 
-Shared by the univariate (:mod:`mixtures.mfm`) and the multivariate (:mod:`mixtures.mfm_mv`)
+Shared by the univariate (:mod:`mixtures.model.mfm`) and the multivariate
+(:mod:`mixtures.model.mfm_mv`)
 factories and by the telescoping sampler (:mod:`mixtures.engines.mfm`).
 """
 
@@ -15,7 +16,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
-from mixtures.spec import MixtureSpec
+from mixtures.model.spec import MixtureSpec
 
 __all__ = [
     "DEFAULT_K_MAX",

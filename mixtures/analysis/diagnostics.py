@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mixtures.models import PROPER_AT_ZERO
-from mixtures.summaries import DEFAULT_VARS, summary_posterior
+from mixtures.analysis.summaries import DEFAULT_VARS, summary_posterior
+from mixtures.model.spec import PROPER_AT_ZERO
 
 __all__ = [
     "ConvergenceWarning",
@@ -265,7 +265,7 @@ def user_stacklevel() -> int:
     path (``mixtures.sample``, a handle, ``fit_many``'s serial backend) points at the user's
     line.
     """
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # mixtures/
     frame = inspect.currentframe()
     level = 0
     try:

@@ -42,10 +42,9 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.logprob.transforms import Transform
 
-from mixtures._validation import check_k, check_labels, check_observations
-from mixtures.dask_data import from_dask, is_dask_data
-from mixtures.families import mvnormal_logpdf
-from mixtures.missing import (
+from mixtures.model.dask_data import from_dask, is_dask_data
+from mixtures.model.densities import mvnormal_logpdf
+from mixtures.model.missing import (
     check_missing,
     check_with_missing,
     latent_pattern_logp,
@@ -53,8 +52,9 @@ from mixtures.missing import (
     pattern_groups,
     pattern_mixture_logp,
 )
-from mixtures.models import increasing_start, label_weights
-from mixtures.spec import MixtureSpec, Prior, attach
+from mixtures.model.spec import MixtureSpec, Prior, attach
+from mixtures.model.univariate import increasing_start, label_weights
+from mixtures.model.validation import check_k, check_labels, check_observations
 
 __all__ = [
     "COVARIANCES",
@@ -419,7 +419,7 @@ def mv_mixture(
         Observations. Missing cells are NaN (see `missing`); every other value must be
         finite. A DataFrame's column names become the ``feature`` coords. A ``dask.array``
         (or dask dataframe columns) keeps the data on a Dask cluster: sample with
-        ``mixtures.sample(model, client=client)`` (:mod:`mixtures.dask_data`); missing cells
+        ``mixtures.sample(model, client=client)`` (:mod:`mixtures.model.dask_data`); missing cells
         are not supported there.
     k : int
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
@@ -484,7 +484,7 @@ def mv_mixture(
     >>> model.named_vars_to_dims["means"]
     ('component', 'feature')
     """
-    if is_dask_data(X):  # the data stay on the cluster (mixtures.dask_data)
+    if is_dask_data(X):  # the data stay on the cluster (mixtures.model.dask_data)
         kwargs = {"covariance": covariance, "marginalized": marginalized, "priors": priors}
         kwargs.update(ordered_by=ordered_by, covariance_prior=covariance_prior, labels=labels)
         return from_dask(mv_mixture, X, k, **kwargs)

@@ -29,15 +29,22 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
-from mixtures._validation import (
+from mixtures.model.dask_data import from_dask, is_dask_data
+from mixtures.model.spec import (
+    PROPER_AT_ZERO,
+    UNIVARIATE_FAMILIES,
+    MixtureSpec,
+    Prior,
+    attach,
+    resolve_priors,
+)
+from mixtures.model.validation import (
     check_k,
     check_labels,
     check_observations,
     check_positive_vector,
     check_vector,
 )
-from mixtures.dask_data import from_dask, is_dask_data
-from mixtures.spec import UNIVARIATE_FAMILIES, MixtureSpec, Prior, attach, resolve_priors
 
 __all__ = [
     "NU_PRIOR",
@@ -176,10 +183,6 @@ class OrderedGaps(Ordered):
         increasing = pt.all(pt.gt(pt.diff(value, axis=-1), 0))
         start = pt.broadcast_to(self._start.astype(value.dtype), value.shape)
         return super().forward(pt.switch(increasing, value, start), *inputs)
-
-
-#: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
-PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
 
 
 def tie_floor(y: np.ndarray) -> float:
@@ -402,7 +405,7 @@ def known_params_mixture(
     y : array-like of shape (n_obs,)
         Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
         data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.dask_data`).
+        (:mod:`mixtures.model.dask_data`).
     means : array-like of shape (k,)
         Known component means.
     sds : array-like of shape (k,)
@@ -428,7 +431,7 @@ def known_params_mixture(
     >>> sorted(model.named_vars)
     ['means', 'sigma', 'weights', 'y', 'y_data']
     """
-    if is_dask_data(y):  # the data stay on the cluster (mixtures.dask_data)
+    if is_dask_data(y):  # the data stay on the cluster (mixtures.model.dask_data)
         kwargs = {"means": means, "sds": sds, "priors": priors, "labels": labels}
         return from_dask(known_params_mixture, y, marginalized=marginalized, **kwargs)
     y = check_observations(y)
@@ -458,7 +461,7 @@ def known_params_mixture(
 def _unknown_params_mixture(
     y, k, marginalized, ordered, priors, shared_sd, sigma, sigma_floor, labels, family, nu
 ) -> pm.Model:
-    if is_dask_data(y):  # the data stay on the cluster (mixtures.dask_data)
+    if is_dask_data(y):  # the data stay on the cluster (mixtures.model.dask_data)
         if family != "normal":
             raise ValueError(
                 f"`family` should be 'normal' for data in a dask array (the distributed engine "
@@ -512,7 +515,7 @@ def shared_sd_mixture(
     y : array-like of shape (n_obs,)
         Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
         data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.dask_data`).
+        (:mod:`mixtures.model.dask_data`).
     k : int
         Number of components, 1 <= k <= n_obs.
     marginalized : bool, default True
@@ -527,7 +530,7 @@ def shared_sd_mixture(
         without ``dist`` updates the default's parameters; one with ``dist`` replaces it. The
         book's choices read
         ``{"means": {"mu": [10, 20, 35], "sigma": 2}, "sigma": {"dist": "HalfCauchy", "beta": 5}}``.
-        ``sigma`` takes any positive family of :data:`mixtures.spec.SCALE_FAMILIES`
+        ``sigma`` takes any positive family of :data:`mixtures.model.spec.SCALE_FAMILIES`
         (``Uniform`` with ``lower >= 0`` included).
     sigma : float, optional
         A known shared sd: the means are then the only unknowns besides the weights.
@@ -543,7 +546,8 @@ def shared_sd_mixture(
     family : {"normal", "t"}, default "normal"
         Component family. ``"t"``: each component a Student-t with location ``means``, scale
         ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
-        :mod:`mixtures.families`). The marginalised model uses ``pm.StudentT`` components; the
+        :mod:`mixtures.model.densities`). The marginalised model uses ``pm.StudentT`` components;
+        the
         Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
         observation).
     nu : float, array-like of shape (k,) or None
@@ -593,7 +597,7 @@ def full_mixture(
     y : array-like of shape (n_obs,)
         Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
         data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.dask_data`).
+        (:mod:`mixtures.model.dask_data`).
     k : int
         Number of components, 1 <= k <= n_obs.
     marginalized : bool, default True
@@ -618,7 +622,8 @@ def full_mixture(
     family : {"normal", "t"}, default "normal"
         Component family. ``"t"``: each component a Student-t with location ``means``, scale
         ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
-        :mod:`mixtures.families`). The marginalised model uses ``pm.StudentT`` components; the
+        :mod:`mixtures.model.densities`). The marginalised model uses ``pm.StudentT`` components;
+        the
         Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
         observation).
     nu : float, array-like of shape (k,) or None

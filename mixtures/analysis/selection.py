@@ -206,8 +206,8 @@ class KChoice:
 
 
 def _default_factory(data, family: str = "normal"):
-    from mixtures.models import full_mixture
-    from mixtures.multivariate import mv_mixture
+    from mixtures.model.multivariate import mv_mixture
+    from mixtures.model.univariate import full_mixture
 
     if data.ndim == 1:
         return lambda y, k, **kw: full_mixture(y, k, family=family, **kw)
@@ -222,8 +222,8 @@ def _default_factory(data, family: str = "normal"):
 def _criteria(idata) -> dict:
     import arviz as az
 
-    from mixtures.bridge import supports_bridge
-    from mixtures.evidence import log_evidence
+    from mixtures.analysis.bridge import supports_bridge
+    from mixtures.analysis.evidence import log_evidence
 
     row = {"max_r_hat": np.nan}
     try:
@@ -248,7 +248,7 @@ def _criteria(idata) -> dict:
 
 def _postprocess(idata):
     """Run where the fit ran: the criteria, and the occupied-components posterior."""
-    from mixtures.assignments import occupied_components
+    from mixtures.analysis.assignments import occupied_components
 
     row = _criteria(idata)
     row["occupied"] = occupied_components(idata, random_seed=0, max_draws=2000).to_dict()
@@ -290,8 +290,8 @@ def _fit_all(models, arr, entropy, options, run, progressbar, description="Choos
 
 def _mfm(arr, ks, random_seed, draws, tune, chains, progressbar):
     """One MFM fit with a uniform prior on K in 1..max(ks); its k table (rows `ks`)."""
-    from mixtures.diagnostics import ESS_MIN, RHAT_MAX, label_free_table
-    from mixtures.mfm import mfm_choice
+    from mixtures.analysis.diagnostics import ESS_MIN, RHAT_MAX, label_free_table
+    from mixtures.model.mfm import mfm_choice
 
     pmf = np.full(max(ks), 1.0 / max(ks))
     table, idata = mfm_choice(
@@ -404,7 +404,7 @@ def choose_k(
     >>> choice = mixtures.choose_k(X, range(1, 5), random_seed=1)  # doctest: +SKIP
     >>> choice.best, print(choice.message)  # doctest: +SKIP
     """
-    from mixtures._validation import check_observations
+    from mixtures.model.validation import check_observations
 
     arr = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data, dtype=float)
     if arr.ndim == 2 and arr.shape[1] == 1:

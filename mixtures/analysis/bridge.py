@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from mixtures.families import component_logpdf, mvnormal_logpdf
+from mixtures.model.densities import component_logpdf, mvnormal_logpdf
 
 
 class LogEvidence(NamedTuple):
@@ -242,7 +242,7 @@ def _log_order_normaliser(mu, sd, k: int) -> float:
 
 
 def _scale_logpdf(prior: dict, sd: np.ndarray, floor: float) -> np.ndarray:
-    from mixtures.spec import PRIOR_FAMILIES
+    from mixtures.model.spec import PRIOR_FAMILIES
 
     family = PRIOR_FAMILIES["sigma"][prior["dist"]]
     params = {k: np.asarray(v, float) for k, v in prior.items() if k != "dist"}
@@ -263,7 +263,7 @@ class _Proposal:
     """
 
     def __init__(self, draws: np.ndarray, n_components: int, rng):
-        from mixtures.em import em
+        from mixtures.analysis.em import em
 
         m = max(1, min(n_components, draws.shape[0] // (10 * draws.shape[1] + 10)))
         if m == 1 or draws.shape[1] == 0:

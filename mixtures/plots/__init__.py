@@ -1,0 +1,18 @@
+"""Figures, univariate and two-dimensional; every plot takes ``ax=`` and returns its axes.
+
+Univariate: the posterior predictive KDE overlay and the trace. Two-dimensional: the fitted
+ellipses, the EM history and the 2-D predictive density.
+"""
+
+from mixtures.plots.two_d import PPC_2D_MAX_POINTS, plot_em_history, plot_mixture_2d, plot_ppc_2d
+from mixtures.plots.univariate import PPC_MAX_POINTS, plot_ppc, plot_trace
+
+__all__ = [
+    "PPC_2D_MAX_POINTS",
+    "PPC_MAX_POINTS",
+    "plot_em_history",
+    "plot_mixture_2d",
+    "plot_ppc",
+    "plot_ppc_2d",
+    "plot_trace",
+]
