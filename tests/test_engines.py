@@ -26,6 +26,7 @@ from mixtures import engines
 HAS = {name: importlib.util.find_spec(name) is not None for name in ("nutpie", "numpyro")}
 QUIET = dict(progressbar=False)
 ENGINES = ["gibbs", "pymc"] + [name for name in ("nutpie", "numpyro") if HAS[name]]
+SLOW_REFIT = {"nutpie", "numpyro"}
 
 
 def _quiet_sample(model, **kwargs):
@@ -198,7 +199,10 @@ def test_one_component_gives_no_false_alarm(y3):
 # --- bug 1: sampling again after pm.set_data samples the new data -----------------------------
 
 
-@pytest.mark.parametrize("name", ENGINES)
+# nutpie and numpyro compile per model (26 s and 18 s here): their refits run in the slow tier.
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_REFIT else n for n in ENGINES]
+)
 def test_sampling_after_set_data_uses_the_new_data(y3, name):
     model = mixtures.full_mixture(y3, 3)
     kw = dict(draws=200, tune=300, chains=2, random_seed=5, sampler=name)

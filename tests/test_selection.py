@@ -84,6 +84,7 @@ def test_choose_k_bad_input(three_clusters):
         mixtures.choose_k(three_clusters, [1, 2], sparse_alpha=2.0)
 
 
+@pytest.mark.slow  # 22 s in the default run; the MFM's K posterior is also checked in test_mfm
 def test_choose_k_with_the_mfm_agrees_with_the_marginal_likelihood():
     rng = np.random.default_rng(8)
     y = np.concatenate([rng.normal(-3, 1, 50), rng.normal(3, 1, 50)])
