@@ -733,10 +733,11 @@ def mixture_loglik_change(y, r, j, new_mu, logw, mu, sd):
     point that component j alone explains loses no precision.
     """
     k = mu.shape[1]
-    base = np.empty(k)
+    base, sdv = np.empty(k), np.empty(k)
     for m in range(k):
-        base[m] = logw[r, m] - math.log(sd[r, m])
-    c = -0.5 / (sd[r, j] * sd[r, j])
+        sdv[m] = sd[r, m] if sd.shape[1] == k else sd[r, 0]  # (n_rep, 1): a shared sd
+        base[m] = logw[r, m] - math.log(sdv[m])
+    c = -0.5 / (sdv[j] * sdv[j])
     delta = 0.0
     for i in range(y.shape[0]):
         top = base[j] + c * (y[i] - new_mu) ** 2
@@ -744,11 +745,11 @@ def mixture_loglik_change(y, r, j, new_mu, logw, mu, sd):
         top = max(top, cur)
         for m in range(k):
             if m != j:
-                top = max(top, base[m] - 0.5 * ((y[i] - mu[r, m]) / sd[r, m]) ** 2)
+                top = max(top, base[m] - 0.5 * ((y[i] - mu[r, m]) / sdv[m]) ** 2)
         rest = 0.0
         for m in range(k):
             if m != j:
-                rest += math.exp(base[m] - 0.5 * ((y[i] - mu[r, m]) / sd[r, m]) ** 2 - top)
+                rest += math.exp(base[m] - 0.5 * ((y[i] - mu[r, m]) / sdv[m]) ** 2 - top)
         new = rest + math.exp(base[j] + c * (y[i] - new_mu) ** 2 - top)
         old = rest + math.exp(cur - top)
         delta += math.log(new) - math.log(old) if new > 0.0 else -np.inf
@@ -757,15 +758,23 @@ def mixture_loglik_change(y, r, j, new_mu, logw, mu, sd):
 
 @njit(inline="always")
 def _sort_replica(r, j, logw, mu, sd):
-    """Move component j of replica r to its place in the order of the means (insertion)."""
+    """Move component j of replica r to its place in the order of the means (insertion).
+
+    A shared sd (`sd` of shape ``(n_rep, 1)``) stays where it is.
+    """
     k = mu.shape[1]
+    own_sd = sd.shape[1] == k
     while j > 0 and mu[r, j] < mu[r, j - 1]:
-        for arr in (logw, mu, sd):
+        for arr in (logw, mu):
             arr[r, j], arr[r, j - 1] = arr[r, j - 1], arr[r, j]
+        if own_sd:
+            sd[r, j], sd[r, j - 1] = sd[r, j - 1], sd[r, j]
         j -= 1
     while j < k - 1 and mu[r, j] > mu[r, j + 1]:
-        for arr in (logw, mu, sd):
+        for arr in (logw, mu):
             arr[r, j], arr[r, j + 1] = arr[r, j + 1], arr[r, j]
+        if own_sd:
+            sd[r, j], sd[r, j + 1] = sd[r, j + 1], sd[r, j]
         j += 1
 
 
@@ -787,14 +796,33 @@ def relocate(y, model, chain):
     Otherwise an ordered model rejects a proposal that breaks the order.
     """
     m0, s0, flags = model[1], model[2], model[6]
-    ordered, exchangeable = flags[3], flags[6]
     logw, mu, sd, state, rep_at = chain[0], chain[1], chain[2], chain[4], chain[7]
+    rep, jump, x, log_u = relocation_proposals(logw, mu, state, rep_at, m0, s0, flags[3], flags[6])
+    delta = relocation_change(y, rep, jump, x, logw, mu, sd)
+    return relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, flags[3])
+
+
+@njit(cache=True, nogil=True)
+def relocation_proposals(logw, mu, state, rep_at, m0, s0, ordered, exchangeable):
+    """Draw the proposals of :func:`relocate`, one per chain, as it draws them.
+
+    Returns ``(rep, j, x, log_u)`` (length ``chains``): the chain's beta = 1 replica, the
+    component that jumps (-1: no proposal this iteration), its proposed mean and the log of
+    the acceptance uniform. The data enter only through the log-likelihood change, so a
+    driver whose data are spread over workers (:mod:`mixtures.engines.distributed`) sums
+    :func:`mixture_loglik_change` over its chunks and calls :func:`relocation_accept`: the
+    same random numbers, hence the same draws, as :func:`relocate` in one process.
+    """
     chains, n_temps = rep_at.shape
     k = mu.shape[1]
     small = math.log(_SMALL_WEIGHT / k)
-    accepted = 0
+    rep = np.empty(chains, dtype=np.int64)
+    jump = np.full(chains, -1, dtype=np.int64)
+    x = np.zeros(chains)
+    log_u = np.zeros(chains)
     for ch in range(chains):
         r = rep_at[ch, n_temps - 1]
+        rep[ch] = r
         count = 0
         for m in range(k):
             count += 1 if logw[r, m] < small else 0
@@ -807,12 +835,33 @@ def relocate(y, model, chain):
                 if pick == 0:
                     j = m
                 pick -= 1
-        x = m0[j] + s0[j] * _normal(state, r)
+        x[ch] = m0[j] + s0[j] * _normal(state, r)
         if ordered and not exchangeable:
-            if (j > 0 and x <= mu[r, j - 1]) or (j < k - 1 and x >= mu[r, j + 1]):
+            if (j > 0 and x[ch] <= mu[r, j - 1]) or (j < k - 1 and x[ch] >= mu[r, j + 1]):
                 continue
-        if math.log(_uniform(state, r)) < mixture_loglik_change(y, r, j, x, logw, mu, sd):
-            mu[r, j] = x
+        jump[ch] = j
+        log_u[ch] = math.log(_uniform(state, r))
+    return rep, jump, x, log_u
+
+
+@njit(cache=True, nogil=True)
+def relocation_change(y, rep, jump, x, logw, mu, sd):
+    """Return each chain's log-likelihood change by its proposal on the rows `y` (0: none)."""
+    delta = np.zeros(rep.size)
+    for ch in range(rep.size):
+        if jump[ch] >= 0:
+            delta[ch] = mixture_loglik_change(y, rep[ch], jump[ch], x[ch], logw, mu, sd)
+    return delta
+
+
+@njit(cache=True, nogil=True)
+def relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, ordered):
+    """Accept or reject the proposals given their summed log-likelihood changes `delta`."""
+    accepted = 0
+    for ch in range(rep.size):
+        r, j = rep[ch], jump[ch]
+        if j >= 0 and log_u[ch] < delta[ch]:
+            mu[r, j] = x[ch]
             accepted += 1
             if ordered:
                 _sort_replica(r, j, logw, mu, sd)

@@ -12,9 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from mixtures._kernels import mv_sweep_part, offset_keys, sweep_part
+from mixtures._kernels import mv_sweep_part, offset_keys, relocation_change, sweep_part
 
-__all__ = ["ChunkSweeper", "chunk_moments", "chunk_rows", "forget_run", "sweep_chunk"]
+__all__ = [
+    "ChunkSweeper",
+    "chunk_change",
+    "chunk_moments",
+    "chunk_rows",
+    "forget_run",
+    "sweep_chunk",
+]
 
 #: Per worker process, for the task backend: (run, chunk) -> that chunk's :class:`ChunkSweeper`,
 #: dropped at the end of the run (:func:`forget_run`).
@@ -106,6 +113,17 @@ class ChunkSweeper:
                 acc += value
         return total, time.perf_counter() - t0, os.getpid()
 
+    def change(self, proposal, logw, mu, sd):
+        """Return the relocation move's log-likelihood change on these chunks (per chain).
+
+        `proposal` is ``(rep, jump, x)`` of :func:`mixtures._kernels.relocation_proposals`;
+        `logw`, `mu` and `sd` are the current parameters of every replica.
+        """
+        total = np.zeros(proposal[0].size)
+        for chunk in self.chunks:
+            total += relocation_change(chunk.block, *proposal, logw, mu, sd)
+        return total
+
 
 def sweep_chunk(block, offset, run, index, it, now, before):
     """Task backend: :meth:`ChunkSweeper.sweep` on chunk `index` of `run`, kept on this worker."""
@@ -113,6 +131,11 @@ def sweep_chunk(block, offset, run, index, it, now, before):
     if sweeper is None:
         sweeper = _CHUNK_STATE[(run, index)] = ChunkSweeper([offset], 1, block)
     return sweeper.sweep(it, now, before)
+
+
+def chunk_change(block, proposal, logw, mu, sd):
+    """Task backend: the relocation move's log-likelihood change on one chunk (per chain)."""
+    return relocation_change(np.ascontiguousarray(block), *proposal, logw, mu, sd)
 
 
 def forget_run(run):

@@ -103,6 +103,23 @@ def test_same_draws_as_the_local_engine_bivariate(client):
     _assert_same_draws(local, remote, ("weights", "means", "chol_cov", "sigma"))
 
 
+@pytest.mark.parametrize("factory", [mixtures.full_mixture, mixtures.shared_sd_mixture])
+def test_same_draws_as_the_local_engine_with_the_relocation_move(client, factory):
+    """K = 4 on three clusters: a near-empty component, so the move proposes and accepts."""
+    y = _univariate(20_000)
+    local = mixtures.sample(factory(y, 4), tempering=False, **RUN)
+    without = mixtures.sample(factory(y, 4), tempering=False, moves=False, **RUN)
+    assert not np.array_equal(local.posterior["means"].values, without.posterior["means"].values)
+    remote = mixtures.sample(factory(da.from_array(y, chunks=6_000), 4), client=client, **RUN)
+    _assert_same_draws(local, remote, ("weights", "means", "sigma"))
+    assert remote.posterior.attrs["mixtures_steps"].startswith(local.posterior.attrs["mixtures_steps"])
+    assert "relocation" in remote.posterior.attrs["mixtures_steps"]
+    off = mixtures.sample(
+        factory(da.from_array(y, chunks=6_000), 4), client=client, moves=False, **RUN
+    )
+    _assert_same_draws(without, off, ("weights", "means", "sigma"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dim", [1, 2])
 def test_same_draws_at_1e5(client, dim):
@@ -141,6 +158,33 @@ def test_a_worker_killed_mid_run_changes_nothing(client, monkeypatch, backend):
     assert killed["worker"] not in client.nthreads(), "a new worker process replaced it"
     if backend == "actors":
         assert json.loads(rerun.posterior.attrs["mixtures_cluster"])["lost"] >= 1
+    _assert_same_draws(reference, rerun, ("weights", "means", "sigma"))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_before_a_move_changes_nothing(client, monkeypatch):
+    """The move's likelihood sums of a lost worker's chunks are recomputed by tasks."""
+    from mixtures.engines import distributed as engine
+
+    y = _univariate(20_000, seed=3)
+    model = mixtures.full_mixture(da.from_array(y, chunks=5_000), 4)
+    run = {**RUN, "draws": 60, "tune": 30}
+    reference = mixtures.sample(model, client=client, **run)
+    change, killed, calls = engine.ChunkedData.change, {}, []
+
+    def kill_then_change(self, *args):  # SIGKILL the worker of chunk 0 at the 10th move
+        calls.append(1)
+        if len(calls) == 10 and not killed:
+            pids = self.client.run(os.getpid)
+            where = self.client.who_has(self.blocks[:1])[self.blocks[0].key][0]
+            os.kill(pids[where], signal.SIGKILL)
+            killed["worker"] = where
+        return change(self, *args)
+
+    monkeypatch.setattr(engine.ChunkedData, "change", kill_then_change)
+    rerun = mixtures.sample(model, client=client, **run)
+    assert killed, "a worker should have been killed during the run"
+    client.wait_for_workers(2, timeout=60)
     _assert_same_draws(reference, rerun, ("weights", "means", "sigma"))
 
 

@@ -172,3 +172,50 @@ def test_engine_with_the_move_samples_the_posterior_without_it():
     ess_on = az.ess(on, var_names=["weights"])["weights"].values
     ess_off = az.ess(off, var_names=["weights"])["weights"].values
     assert np.all(ess_on > 2 * ess_off)
+
+
+def _mixture_loglik(y, logw, mu, sd):
+    """sum_i log sum_k w_k N(y_i | mu_k, sd_k), by scipy."""
+    dens = stats.norm(mu[None, :], sd[None, :]).logpdf(y[:, None]) + logw[None, :]
+    return special.logsumexp(dens, axis=1).sum()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own_sd", "shared_sd"])
+def test_the_move_s_likelihood_change_matches_scipy(shared):
+    """Per chain: the marginal log-likelihood after moving one mean, minus before (scipy)."""
+    rng = np.random.default_rng(4)
+    y = rng.normal(0, 3, 400)
+    n_rep, k = 3, 4
+    logw = np.log(rng.dirichlet(np.ones(k), n_rep))
+    mu = np.sort(rng.normal(0, 3, (n_rep, k)), axis=1)
+    sd = rng.uniform(0.5, 2.0, (n_rep, 1 if shared else k))
+    rep, jump, x = np.array([0, 2, 1]), np.array([1, 3, -1]), np.array([5.0, -4.0, 0.0])
+    delta = _kernels.relocation_change(y, rep, jump, x, logw, mu, sd)
+    for ch in range(3):
+        r, j = rep[ch], jump[ch]
+        sds = np.broadcast_to(sd[r], (k,))
+        if j < 0:
+            assert delta[ch] == 0.0
+            continue
+        moved = mu[r].copy()
+        moved[j] = x[ch]
+        want = _mixture_loglik(y, logw[r], moved, sds) - _mixture_loglik(y, logw[r], mu[r], sds)
+        assert delta[ch] == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_an_accepted_move_keeps_the_order_and_a_shared_sd_in_place():
+    """An accepted jump past two means sorts weights and means; a shared sd stays put."""
+    logw = np.log(np.array([[0.5, 0.05, 0.2, 0.25], [0.1, 0.2, 0.3, 0.4]]))
+    mu = np.array([[-3.0, -1.0, 1.0, 3.0], [-3.0, -1.0, 1.0, 3.0]])
+    sd = np.array([[1.5], [0.7]])
+    before = logw.copy(), mu.copy(), sd.copy()
+    rep, jump, x = np.array([0, 1]), np.array([1, -1]), np.array([2.0, 0.0])
+    accepted = _kernels.relocation_accept(
+        rep, jump, x, np.array([-1.0, 0.0]), np.array([0.0, 0.0]), logw, mu, sd, True
+    )
+    assert accepted == 1
+    np.testing.assert_array_equal(mu[0], [-3.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(np.exp(logw[0]), [0.5, 0.2, 0.05, 0.25])
+    np.testing.assert_array_equal(sd, before[2])  # the shared sd of both replicas
+    np.testing.assert_array_equal(mu[1], before[1][1])  # no proposal: unchanged
+    np.testing.assert_array_equal(logw[1], before[0][1])

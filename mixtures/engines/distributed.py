@@ -49,9 +49,23 @@ import numpy as np
 import pymc as pm
 from distributed import wait
 
-from mixtures._kernels import after_sweep, mv_after_sweep, mv_prepare, prepare
+from mixtures._kernels import (
+    after_sweep,
+    mv_after_sweep,
+    mv_prepare,
+    prepare,
+    relocation_accept,
+    relocation_proposals,
+)
 from mixtures.analysis.diagnostics import warn_convergence
-from mixtures.dask_sweep import ChunkSweeper, chunk_moments, chunk_rows, forget_run, sweep_chunk
+from mixtures.dask_sweep import (
+    ChunkSweeper,
+    chunk_change,
+    chunk_moments,
+    chunk_rows,
+    forget_run,
+    sweep_chunk,
+)
 from mixtures.engines import check_draws
 from mixtures.engines.extend import AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs import (
@@ -59,6 +73,8 @@ from mixtures.engines.gibbs import (
     GibbsEngine,
     collapse_message,
     kernel_model,
+    uses_moves,
+    with_moves,
 )
 from mixtures.engines.starts import (
     em_optima,
@@ -128,7 +144,7 @@ class ChunkedData:
             for g, worker in enumerate(by_worker):
                 self._recover(g, nthreads=client.nthreads()[worker])
         self.timing = {"iterations": 0, "wall": 0.0, "kernel_max": 0.0, "kernel_sum": 0.0}
-        self.timing.update(prepare=0.0, cluster=0.0, reduce=0.0, draw=0.0)
+        self.timing.update(prepare=0.0, cluster=0.0, reduce=0.0, draw=0.0, moves=0.0)
 
     def sweep(self, it, now, before):
         """Sweep iteration `it` on every chunk; return the summed (n, s1, s2, changed)."""
@@ -227,6 +243,40 @@ class ChunkedData:
             out[pos] = job.result()
         return out.reshape(*np.shape(idx), *self.row_shape)
 
+    def change(self, proposal, logw, mu, sd) -> np.ndarray:
+        """Sum the relocation move's log-likelihood change over every chunk (one per chain).
+
+        One call per worker (actors) or per chunk (tasks); a lost actor's chunks are
+        recomputed by Dask and summed by tasks (its next sweep makes the actor again).
+        """
+        t0 = time.perf_counter()
+        args = (proposal, logw, mu, sd)
+        if self.actors:
+            calls = [self._call_change(actor, args) for _, actor in self.actors]
+            parts = []
+            for g, call in enumerate(calls):
+                try:
+                    if call is None:
+                        raise OSError("the actor's worker is gone")
+                    parts.append(call.result())
+                except (OSError, RuntimeError):
+                    parts.append(self._tasks_change(self.groups[g], args))
+        else:
+            parts = [self._tasks_change(range(len(self.blocks)), args)]
+        self.timing["moves"] += time.perf_counter() - t0
+        return np.sum(parts, axis=0)
+
+    @staticmethod
+    def _call_change(actor, args):
+        try:
+            return actor.change(*args)
+        except (OSError, RuntimeError):
+            return None
+
+    def _tasks_change(self, chunks, args) -> np.ndarray:
+        jobs = [self.client.submit(chunk_change, self.blocks[i], *args, pure=False) for i in chunks]
+        return np.sum(self.client.gather(jobs), axis=0)
+
     def covariance(self) -> np.ndarray:
         """Return the data's covariance (ddof 1), reduced from per-chunk moments."""
         parts = self.client.gather([self.client.submit(chunk_moments, b) for b in self.blocks])
@@ -266,6 +316,7 @@ class _Driver(GibbsEngine):
         self.chunks, self.chains, self.progressbar = chunks, chains, progressbar
         self.n_obs = int(spec.built_on["n_obs"])
         self.done, self.tune, self.before = 0, 0, None
+        self.moves = False
 
     def _subsample(self, rng):
         """Return the local engine's EM subsample (same generator calls; only these rows)."""
@@ -341,14 +392,15 @@ class _Univariate(_Driver):
     def _arrays(self, n):
         chains, k, spec = self.chains, self.spec.k, self.spec
         scale = float(spec.built_on["sd"]) or 1.0
-        model = kernel_model(spec, False, collapse_at=1e-10 * scale)
+        model = with_moves(kernel_model(spec, False, collapse_at=1e-10 * scale), self.moves,
+                           self.state[2])  # fmt: skip
         out = tuple(np.empty((chains, n, k)) for _ in range(3))
         out += (np.empty((chains, 0, 0), dtype=self.state[3].dtype),)
         st = sample_stats_arrays(chains, n, 1, sigma_accept=True)
         chain = tuple(self.state)
         logw, mu, sd, state, temp_of, betas = (chain[i] for i in (0, 1, 2, 4, 6, 8))
         a, c, keys = self.work
-
+        move = self._relocation(model, chain) if self.moves else None
         timing = self.chunks.timing
 
         def step(it, offset, out, stats):
@@ -361,8 +413,30 @@ class _Univariate(_Driver):
             timing["draw"] += time.perf_counter() - t1
             if not ok:
                 raise DegenerateDataError(collapse_message(it, scale))
+            if move is not None:
+                move()
 
         return out, st, step
+
+    def _relocation(self, model, chain):
+        """Make the local engine's relocation move, its likelihood change summed on the workers.
+
+        Proposals and acceptance use the chain's own random streams on the client, as
+        :func:`mixtures._kernels.relocate` does in one process; only the change of the
+        log-likelihood, a sum over the rows, is computed where the rows are.
+        """
+        m0, s0, flags = model[1], model[2], model[6]
+        logw, mu, sd, state, rep_at = chain[0], chain[1], chain[2], chain[4], chain[7]
+
+        def move():
+            rep, jump, x, log_u = relocation_proposals(
+                logw, mu, state, rep_at, m0, s0, flags[3], flags[6]
+            )
+            if (jump >= 0).any():
+                delta = self.chunks.change((rep, jump, x), logw, mu, sd)
+                relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, flags[3])
+
+        return move
 
     def posterior(self, merged):
         spec = self.spec
@@ -381,7 +455,8 @@ class _Univariate(_Driver):
     def steps(self):
         free = self.spec.free
         steps = "Gibbs[assignment, weights" + (", means" if "means" in free else "")
-        return steps + (", sigma (MH)" if "sigma" in free else "") + "]"
+        steps += (", sigma (MH)" if "sigma" in free else "") + "]"
+        return steps + (" + relocation (MH)" if self.moves else "")
 
 
 class _Multivariate(_Driver):
@@ -519,11 +594,11 @@ def _check(model, client, sampler, tempering, log_likelihood, kwargs):
             "`log_likelihood` should be 'auto' or False with `client=`: the pointwise "
             "log-likelihood has N x draws values, but got True"
         )
-    unknown = sorted(set(kwargs) - {"init", "budget", "backend"})
+    unknown = sorted(set(kwargs) - {"init", "budget", "moves", "backend"})
     if unknown:
         raise ValueError(
-            "`client=` takes the Gibbs engine's options 'init' and 'budget' (and 'backend'), "
-            f"but got {unknown}"
+            "`client=` takes the Gibbs engine's options 'init', 'budget' and 'moves' (and "
+            f"'backend'), but got {unknown}"
         )
     if kwargs.get("backend", "actors") not in ("actors", "tasks"):
         raise ValueError(f"`backend` should be 'actors' or 'tasks', but got {kwargs['backend']!r}")
@@ -576,6 +651,7 @@ def sample_distributed(
             chunks = ChunkedData(client, dask_data_of(model), kwargs.get("backend", "actors"))
             kind = _Multivariate if not spec.univariate else _Univariate
             driver = kind(model, spec, chunks, chains, progressbar)
+            driver.moves = bool(kwargs.get("moves", True)) and uses_moves(spec)
             _, start = driver.start(rng, kwargs.get("init", "auto"))
             driver.tune = (EM_TUNE if start != "random" else AUTO_TUNE) if tune is None else tune
             merged, record = run_draws(
