@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
+import mixtures
 from mixtures.analysis.loglik import pointwise_loglik
 from mixtures.model.components import (
     FAMILIES,
@@ -209,3 +210,31 @@ def test_mv_pointwise_loglik_with_missing_cells_and_labels(rng):
     want[..., rows] = expected[..., rows, labels[rows]]  # the joint of the point and its label
     np.testing.assert_allclose(got, want, rtol=1e-10)
     np.testing.assert_array_equal(mv_pointwise_loglik(idata)["y"], got)
+
+
+def test_assignment_probabilities_of_a_labelled_t_fit_match_scipy(rng):
+    """Responsibilities averaged over draws; a labelled point is certain of its label."""
+    y = rng.normal(0, 3, N)
+    post = univariate_params(rng, with_nu=True)
+    post["weights"] = rng.dirichlet(np.ones(K), BATCH)
+    labels = np.array([-1, -1, 2, -1, 0, -1, -1])
+    dims = {name: ["component"] for name in post}
+    idata = hand_fit(y, post, dims, {"labels": labels}, '{"family": "t"}')
+    resp = np.zeros((N, K))
+    for b in itertools.product(*map(range, BATCH)):
+        dens = post["weights"][b] * stats.t.pdf(
+            y[:, None], post["nu"][b], post["means"][b], post["sigma"][b]
+        )
+        resp += dens / dens.sum(axis=1, keepdims=True)
+    resp /= np.prod(BATCH)
+    resp[labels >= 0] = np.eye(K)[labels[labels >= 0]]
+    got = mixtures.assignment_probabilities(idata)["probability"].values
+    np.testing.assert_allclose(got, resp, rtol=1e-10, atol=1e-15)
+    new = np.array([-4.0, 0.0, 5.0])  # new data: no labels
+    want = np.zeros((3, K))
+    for b in itertools.product(*map(range, BATCH)):
+        dens = post["weights"][b] * stats.t.pdf(
+            new[:, None], post["nu"][b], post["means"][b], post["sigma"][b]
+        )
+        want += dens / dens.sum(axis=1, keepdims=True) / np.prod(BATCH)
+    np.testing.assert_allclose(mixtures.predict_proba(idata, new), want, rtol=1e-10)

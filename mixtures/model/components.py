@@ -89,32 +89,37 @@ class ComponentFamily:
         """
         raise NotImplementedError
 
-    def weighted_logpdf(self, y, weights, params, labels=None) -> np.ndarray:
+    def weighted_logpdf(self, y, weights, params, labels=None, *, log_weights=False):
         """Return log w_j + log f(y_i | theta_j), the known labels masked.
 
         Parameters
         ----------
         y : array-like of shape (n_obs,) or (n_obs, d)
         weights : array-like of shape batch + (k,)
-            Mixture weights (a weight that underflowed to 0 gives -inf).
+            Mixture weights (a weight that underflowed to 0 gives -inf), or their logarithms
+            if `log_weights`.
         params : mapping of str to array-like
             As in :meth:`logpdf`.
         labels : array-like of int of shape (n_obs,), optional
             Known components, -1 where unknown: see :func:`mask_known_labels`.
+        log_weights : bool, default False
+            `weights` holds log w (keeps weights below the smallest float finite).
 
         Returns
         -------
         numpy.ndarray of shape batch + (n_obs, k)
         """
         out = self.logpdf(y, params)
-        with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
-            log_w = np.log(np.asarray(weights, dtype=float))
+        log_w = np.asarray(weights, dtype=float)
+        if not log_weights:
+            with np.errstate(divide="ignore"):  # an empty component's weight can underflow
+                log_w = np.log(log_w)
         out += log_w[..., None, :]
         if labels is not None:
             mask_known_labels(out, labels)
         return out
 
-    def mixture_logpdf(self, y, weights, params, labels=None) -> np.ndarray:
+    def mixture_logpdf(self, y, weights, params, labels=None, *, log_weights=False):
         """Return log sum_j w_j f(y_i | theta_j) (a labelled point's: its joint with the label).
 
         Parameters are those of :meth:`weighted_logpdf`.
@@ -123,7 +128,8 @@ class ComponentFamily:
         -------
         numpy.ndarray of shape batch + (n_obs,)
         """
-        return log_mixture(self.weighted_logpdf(y, weights, params, labels))
+        weighted = self.weighted_logpdf(y, weights, params, labels, log_weights=log_weights)
+        return log_mixture(weighted)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
