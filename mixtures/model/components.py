@@ -27,7 +27,7 @@ Adding a family: its density in :mod:`~mixtures.model.densities`, a subclass of
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -299,7 +299,8 @@ def family_of(obj) -> ComponentFamily:
     return family
 
 
-class FitComponents(NamedTuple):
+@dataclass(frozen=True)
+class FitComponents:
     """A fit's mixture parameters by family, flat over draws (chain-major).
 
     Attributes
