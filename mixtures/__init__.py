@@ -57,7 +57,7 @@ _LAZY = {
     "imputations": "mixtures.model.missing",
     "plot_ppc": "mixtures.plots.univariate",
     "plot_trace": "mixtures.plots.univariate",
-    "plot_em_history": "mixtures.plots.two_d",
+    "plot_em_history": "mixtures.plots.em",
     "plot_mixture_2d": "mixtures.plots.two_d",
     "plot_ppc_2d": "mixtures.plots.two_d",
     "MFMSpec": "mixtures.model.mfm",

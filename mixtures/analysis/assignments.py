@@ -21,8 +21,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
-from mixtures.analysis.loglik import posterior_nu, posterior_param
-from mixtures.model.densities import component_logpdf, mvnormal_logpdf
+from mixtures.model.components import family_of, fit_components
 
 __all__ = [
     "assignment_probabilities",
@@ -52,15 +51,11 @@ def check_fit(idata) -> None:
         raise ValueError("`idata` should hold `weights` in its posterior (a mixtures fit)")
 
 
-def _is_multivariate(idata) -> bool:
-    return "chol_cov" in idata.posterior
-
-
 def _observations(idata, y):
     """Observations as an array: `y`, or the fit's observed data."""
     if y is None:
         return np.asarray(idata.observed_data["y"].transpose("obs_id", ...).values, dtype=float)
-    multivariate = _is_multivariate(idata)
+    multivariate = family_of(idata).multivariate
     arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=float)
     if multivariate:
         d = idata.posterior["means"].sizes["feature"]
@@ -87,6 +82,9 @@ def _observations(idata, y):
 def component_logdensity(idata, y=None, *, draws=None):
     r"""Yield blocks of :math:`\log w_j + \log f(y_i \mid \theta_j)`, shape (draws, n, k).
 
+    The fit's family's :meth:`~mixtures.model.components.ComponentFamily.weighted_logpdf`; on
+    the fit's own observations a known label masks the other components (-inf).
+
     Parameters
     ----------
     idata : arviz.InferenceData
@@ -101,53 +99,14 @@ def component_logdensity(idata, y=None, *, draws=None):
         The flat draw indices of the block and its log-densities.
     """
     x = _observations(idata, y)
-    w = flat_draws(idata.posterior["weights"])
-    idx = np.arange(w.shape[0]) if draws is None else np.arange(w.shape[0])[draws]
-    k = w.shape[-1]
-    with np.errstate(divide="ignore"):
-        logw = np.log(w)
-    if _is_multivariate(idata):
-        mu = flat_draws(idata.posterior["means"].transpose(..., "component", "feature"))
-        chol = flat_draws(idata.posterior["chol_cov"].transpose("chain", "draw", "component", ...))
-    else:
-        mu_da, sd_da = posterior_param(idata, "means"), posterior_param(idata, "sigma")
-        mu = _broadcast(mu_da, w.shape[0], k)
-        sd = _broadcast(sd_da, w.shape[0], k)
-        nu_da = posterior_nu(idata)  # Student-t components; None for Normal ones
-        nu = None if nu_da is None else _broadcast(nu_da, w.shape[0], k)
+    fit = fit_components(idata)
+    n_draws, k = fit.weights.shape
+    idx = np.arange(n_draws) if draws is None else np.arange(n_draws)[draws]
+    labels = fit.labels if y is None else None
     block = max(1, _BLOCK // max(1, x.shape[0] * k))
-    labels = None
-    if y is None and "constant_data" in idata.groups() and "labels" in idata.constant_data:
-        labels = np.asarray(idata.constant_data["labels"].values, dtype=int)
-        rows = np.flatnonzero(labels >= 0)
-        other = np.ones((rows.size, k), dtype=bool)
-        other[np.arange(rows.size), labels[rows]] = False  # known labels: the others are out
     for start in range(0, idx.size, block):
         sel = idx[start : start + block]
-        out = np.empty((sel.size, x.shape[0], k))
-        for j in range(k):
-            if _is_multivariate(idata):
-                out[:, :, j] = mvnormal_logpdf(x, mu[sel, j], chol[sel, j])
-            else:
-                nu_j = None if nu is None else nu[sel, j, None]
-                out[:, :, j] = component_logpdf(
-                    x[None, :], mu[sel, j, None], sd[sel, j, None], nu_j
-                )
-        out += logw[sel, None, :]
-        if labels is not None:
-            out[:, rows] = np.where(other, -np.inf, out[:, rows])
-        yield sel, out
-
-
-def _broadcast(da: xr.DataArray, n_draws: int, k: int) -> np.ndarray:
-    """Return a parameter as (draws, k): posterior draws, or a known value repeated."""
-    if "chain" in da.dims:
-        arr = flat_draws(da)
-    else:
-        arr = np.broadcast_to(np.asarray(da.values, dtype=float), (n_draws, *da.shape))
-    if arr.ndim == 1:  # a shared sd
-        arr = arr[:, None]
-    return np.broadcast_to(arr, (n_draws, k))
+        yield sel, np.ascontiguousarray(fit.weighted_logpdf(x, sel, labels))
 
 
 def responsibilities(idata, y=None, *, draws=None) -> np.ndarray:

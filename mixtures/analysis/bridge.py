@@ -19,7 +19,8 @@ models (the factories' default) or ``k = 1``.
 
 Everything is computed from the InferenceData: the resolved spec recorded in
 ``posterior.attrs["mixtures_spec"]`` (priors as numbers), the observed data and the known
-parameters in ``constant_data``; the densities are SciPy's (normalised), independent of PyMC.
+parameters in ``constant_data``; the prior densities are SciPy's (normalised), independent of
+PyMC, and the likelihood is the component family's (:mod:`mixtures.model.components`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from mixtures.model.densities import component_logpdf, mvnormal_logpdf
+from mixtures.model.components import FAMILIES, family_of
+
+__all__ = ["LogEvidence", "bridge_log_evidence", "supports_bridge"]
 
 
 class LogEvidence(NamedTuple):
@@ -41,7 +44,8 @@ class LogEvidence(NamedTuple):
     estimate: float
     se: float
 
-__all__ = ["LogEvidence", "bridge_log_evidence", "supports_bridge"]
+
+_BLOCK = 2_000_000  # parameter rows x observations x components per block of log-densities
 
 
 def _spec(idata) -> dict:
@@ -83,6 +87,7 @@ class _Univariate:
             n: np.asarray(const[n].values, float) for n in ("means", "sigma", "nu") if n in const
         }
         self.t = spec["family"] == "t"  # Student-t components: nu known or free (log nu)
+        self.family = family_of(spec)
         self.free_nu = "nu" in self.priors
         self.free_means = "means" in self.priors
         self.free_sigma = "sigma" in self.priors
@@ -144,17 +149,14 @@ class _Univariate:
             sd = np.broadcast_to(sd, (theta.shape[0], k))
         else:
             sd = np.broadcast_to(self.known["sigma"], (theta.shape[0], k))
-        nu = None
+        params = {"means": mu, "sigma": sd}
         if self.free_nu:
             u = theta[:, pos : pos + k]
-            nu = np.exp(u)
-            out += u.sum(axis=1) + _scale_logpdf(self.priors["nu"], nu, 0.0).sum(axis=1)
+            params["nu"] = np.exp(u)
+            out += u.sum(axis=1) + _scale_logpdf(self.priors["nu"], params["nu"], 0.0).sum(axis=1)
         elif self.t:
-            nu = np.broadcast_to(self.known["nu"], (theta.shape[0], k))
-        nu = None if nu is None else nu[:, None, :]
-        comp = component_logpdf(self.y[None, :, None], mu[:, None, :], sd[:, None, :], nu)
-        out += logsumexp(comp + logw[:, None, :], axis=2).sum(axis=1)
-        return out
+            params["nu"] = np.broadcast_to(self.known["nu"], (theta.shape[0], k))
+        return out + mixture_loglik(self.family, self.y, logw, params)
 
 
 class _Multivariate:
@@ -221,9 +223,34 @@ class _Multivariate:
         cov = chol @ np.swapaxes(chol, -1, -2)
         prior = stats.invwishart(df=float(wish["nu"]), scale=np.asarray(wish["psi"]))
         out += prior.logpdf(np.moveaxis(cov.reshape(n * k, d, d), 0, -1)).reshape(n, k).sum(1)
-        comp = np.stack([mvnormal_logpdf(self.x, mu[:, j], chol[:, j]) for j in range(k)], -1)
-        out += logsumexp(comp + logw[:, None, :], axis=2).sum(axis=1)
-        return out
+        params = {"means": mu, "chol_cov": chol}
+        return out + mixture_loglik(FAMILIES["mvnormal"], self.x, logw, params)
+
+
+def mixture_loglik(family, y, log_weights, params) -> np.ndarray:
+    """Return sum_i log sum_j w_j f(y_i | theta_j) per row of parameters, in blocks of rows.
+
+    Parameters
+    ----------
+    family : mixtures.model.components.ComponentFamily
+    y : numpy.ndarray of shape (n_obs,) or (n_obs, d)
+    log_weights : numpy.ndarray of shape (n_rows, k)
+    params : dict of str to numpy.ndarray
+        The family's parameters, leading axis n_rows.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_rows,)
+    """
+    n_rows, k = log_weights.shape
+    out = np.empty(n_rows)
+    block = max(1, _BLOCK // max(1, k * y.size))
+    for start in range(0, n_rows, block):
+        sl = slice(start, start + block)
+        rows = {name: value[sl] for name, value in params.items()}
+        dens = family.mixture_logpdf(y, log_weights[sl], rows, log_weights=True)
+        out[sl] = dens.sum(axis=1)
+    return out
 
 
 def _log_order_normaliser(mu, sd, k: int) -> float:
@@ -279,11 +306,8 @@ class _Proposal:
         self.chols = np.linalg.cholesky(self.covs + jitter)
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
-        comp = np.stack(
-            [mvnormal_logpdf(x, self.means[j], self.chols[j]) for j in range(self.weights.size)],
-            axis=-1,
-        )
-        return logsumexp(comp + np.log(self.weights), axis=-1)
+        params = {"means": self.means, "chol_cov": self.chols}
+        return FAMILIES["mvnormal"].mixture_logpdf(x, self.weights, params)
 
     def rvs(self, n: int, rng) -> np.ndarray:
         which = rng.choice(self.weights.size, size=n, p=self.weights)

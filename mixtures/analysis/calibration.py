@@ -302,7 +302,20 @@ def sbc(
     -------
     SBCResult
     """
-    from mixtures.batch import fit_many
+    spec = _check_sbc(model, n_sims, n_ranks, chains * draws)
+    n_obs = int(spec.built_on.get("n_obs", 100)) if n_obs is None else int(n_obs)
+    rng = np.random.default_rng(random_seed)
+    truths, datasets = _simulations(spec, n_sims, n_obs, rng)
+    run = {"client": client, "backend": None if client is not None else backend,
+           "draws": draws, "tune": tune, "chains": chains, "progressbar": progressbar}  # fmt: skip
+    fit = fit_model if fit_model is not None else model
+    fits = _fit_simulations(fit, datasets, n_ranks, int(rng.integers(2**31)), run, sample_kwargs)
+    ranks, divergences = _ranks(truths, fits.outputs)
+    return SBCResult(ranks, n_ranks, fits.fits, level, divergences)
+
+
+def _check_sbc(model, n_sims, n_ranks: int, n_draws: int):
+    """Return `model`'s spec, after checking what :func:`sbc` needs."""
     from mixtures.model.spec import spec_of
 
     spec = spec_of(model)
@@ -310,38 +323,44 @@ def sbc(
         raise ValueError("`model` should be univariate: SBC here covers the univariate factories")
     if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 10:
         raise ValueError(f"`n_sims` should be an integer >= 10, but got {n_sims!r}")
-    if chains * draws < n_ranks:
-        raise ValueError(
-            f"`chains * draws` should be >= n_ranks = {n_ranks}, but got {chains * draws}"
-        )
-    n_obs = int(spec.built_on.get("n_obs", 100)) if n_obs is None else int(n_obs)
-    rng = np.random.default_rng(random_seed)
+    if n_draws < n_ranks:
+        raise ValueError(f"`chains * draws` should be >= n_ranks = {n_ranks}, but got {n_draws}")
+    return spec
+
+
+def _simulations(spec, n_sims: int, n_obs: int, rng) -> tuple[list[dict], list[np.ndarray]]:
+    """Return `n_sims` true parameter sets (as scalars) and the data sets drawn from them."""
     truths, datasets = [], []
     for _ in range(n_sims):
         truth, y = simulate(spec, n_obs, rng)
         truths.append(_scalars(truth))
         datasets.append(y)
-    sample_kwargs.setdefault("log_likelihood", False)
-    fits = fit_many(
-        fit_model if fit_model is not None else model,
+    return truths, datasets
+
+
+def _fit_simulations(model, datasets, n_ranks: int, seed: int, run: dict, sample_kwargs: dict):
+    """Fit `model` to every data set (:func:`mixtures.fit_many`), keeping thinned draws."""
+    from mixtures.batch import fit_many
+
+    sample_kwargs = {"log_likelihood": False, **sample_kwargs}
+    return fit_many(
+        model,
         datasets,
-        client=client,
-        backend=None if client is not None else backend,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=int(rng.integers(2**31)),
-        progressbar=progressbar,
+        **run,
+        random_seed=seed,
         postprocess=functools.partial(_thinned, n_ranks=n_ranks),
         **sample_kwargs,
     )
+
+
+def _ranks(truths: list[dict], outputs: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return each fitted simulation's ranks of the truth (a row) and its divergence counts."""
     names = list(truths[0])
     rows, divergences = [], []
     for i, truth in enumerate(truths):
-        if i not in fits.outputs:
+        if i not in outputs:
             continue
-        draws_i = fits.outputs[i]
+        draws_i = outputs[i]
         rows.append({p: int(np.sum(np.asarray(draws_i[p]) < truth[p])) for p in names})
         divergences.append(draws_i.get("_divergences", 0))
-    ranks = pd.DataFrame(rows, columns=names)
-    return SBCResult(ranks, n_ranks, fits.fits, level, np.asarray(divergences))
+    return pd.DataFrame(rows, columns=names), np.asarray(divergences)

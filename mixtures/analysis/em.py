@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from mixtures.model.densities import mvnormal_logpdf
+from mixtures.model.components import FAMILIES
 from mixtures.model.validation import check_k, check_observations
 
 __all__ = ["EMResult", "em"]
@@ -71,11 +71,6 @@ class EMResult:
         return {"weights": weights / weights.sum(), "means": self.means[order]}
 
 
-def _log_gauss(X, means, covariances):
-    """(n, k) log N(x_n | mu_k, Sigma_k)."""
-    return mvnormal_logpdf(X, means, np.linalg.cholesky(covariances)).T
-
-
 def _m_step(X, resp, reg_covar):
     nk = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
     means = resp.T @ X / nk[:, None]
@@ -88,7 +83,9 @@ def _m_step(X, resp, reg_covar):
 
 
 def _e_step(X, weights, means, covs):
-    weighted = _log_gauss(X, means, covs) + np.log(weights)
+    """Return log p(x_n) (n,) and the responsibilities (n, k) (scikit-learn's E-step)."""
+    params = {"means": means, "chol_cov": np.linalg.cholesky(covs)}
+    weighted = FAMILIES["mvnormal"].weighted_logpdf(X, weights, params)
     norm = logsumexp(weighted, axis=1)
     return norm, np.exp(weighted - norm[:, None])
 
@@ -164,6 +161,13 @@ def em(
     True
     """
     X = check_observations(X, "X", ndim=2)
+    k, means_init = _check_em(X, k, n_init, max_iter, tol, reg_covar, means_init)
+    rng = np.random.default_rng(random_seed)
+    return _best_start(X, k, n_init, means_init, rng, (max_iter, tol, reg_covar))
+
+
+def _check_em(X, k, n_init, max_iter, tol, reg_covar, means_init):
+    """Check :func:`em`'s arguments; return `k` and `means_init` (as an array or None)."""
     n, d = X.shape
     k = check_k(k, n)
     for name, val in (("n_init", n_init), ("max_iter", max_iter)):
@@ -181,7 +185,16 @@ def em(
             )
         if n_init != 1:
             raise ValueError(f"`n_init` should be 1 with `means_init`, but got {n_init}")
-    rng = np.random.default_rng(random_seed)
+    return k, means_init
+
+
+def _best_start(X, k, n_init, means_init, rng, settings) -> EMResult:
+    """Run EM from `n_init` starts; return the one with the highest final log-likelihood.
+
+    `settings` is (max_iter, tol, reg_covar).
+    """
+    n, d = X.shape
+    max_iter, tol, reg_covar = settings
     cov = np.atleast_2d(np.cov(X, rowvar=False)) + reg_covar * np.eye(d)
     best = None
     for _ in range(n_init):

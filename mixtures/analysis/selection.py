@@ -404,6 +404,27 @@ def choose_k(
     >>> choice = mixtures.choose_k(X, range(1, 5), random_seed=1)  # doctest: +SKIP
     >>> choice.best, print(choice.message)  # doctest: +SKIP
     """
+    arr, ks = _check_choose_k(data, ks, sparse_alpha, method)
+    factory = factory or _default_factory(arr, family)
+    sparse_k = max(ks) + 2 if sparse_k is None else int(sparse_k)
+    models = {k: factory(arr, k) for k in ks}
+    if sparse:
+        models["sparse"] = factory(arr, sparse_k, priors={"weights": {"a": sparse_alpha}})
+    entropy = int(np.random.default_rng(random_seed).integers(2**62))
+    options = {"sampler": "auto", "draws": draws, "tune": tune, "chains": chains}
+    options.update(tempering=tempering, log_likelihood=True, **sample_kwargs)
+    run = {"client": client, "backend": None if client is not None else backend}
+    outputs, fits, status = _fit_and_rerun(models, arr, entropy, options, run, progressbar, rerun)
+    table = _table(ks, outputs, status, sparse)
+    if method == "mfm":
+        mfm_table, fits["mfm"] = _mfm(arr, ks, random_seed, draws, tune, chains, progressbar)
+        for column in ("p_K", "se_K", "p_K_plus", "se_K_plus"):
+            table[f"mfm_{column}"] = mfm_table[column]
+    return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha, status)
+
+
+def _check_choose_k(data, ks, sparse_alpha, method) -> tuple[np.ndarray, list[int]]:
+    """Return :func:`choose_k`'s data as an array ((n,) or (n, d)) and `ks` sorted."""
     from mixtures.model.validation import check_observations
 
     arr = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data, dtype=float)
@@ -417,29 +438,20 @@ def choose_k(
         raise ValueError(f"`sparse_alpha` should be in (0, 1), but got {sparse_alpha!r}")
     if method not in ("default", "mfm"):
         raise ValueError(f"`method` should be 'default' or 'mfm', but got {method!r}")
-    factory = factory or _default_factory(arr, family)
-    sparse_k = max(ks) + 2 if sparse_k is None else int(sparse_k)
-    models = {k: factory(arr, k) for k in ks}
-    if sparse:
-        models["sparse"] = factory(arr, sparse_k, priors={"weights": {"a": sparse_alpha}})
-    entropy = int(np.random.default_rng(random_seed).integers(2**62))
-    options = {"sampler": "auto", "draws": draws, "tune": tune, "chains": chains}
-    options.update(tempering=tempering, log_likelihood=True, **sample_kwargs)
-    run = {"client": client, "backend": None if client is not None else backend}
+    return arr, ks
+
+
+def _fit_and_rerun(models, arr, entropy, options, run, progressbar, rerun: bool):
+    """Fit every model; with `rerun`, fit the unconverged ones again, four times longer."""
     outputs, fits, status = _fit_all(models, arr, entropy, options, run, progressbar)
-    if rerun and status["unconverged"]:  # once more, four times longer
-        longer = {**options, "draws": 4 * draws, "tune": 2 * tune}
-        again = {name: models[name] for name in status["unconverged"]}
-        more = _fit_all(again, arr, entropy, longer, run, progressbar, "Choosing k (longer)")
-        outputs.update(more[0])
-        fits.update(more[1])
-        status = {"rerun": list(again), "unconverged": more[2]["unconverged"],
-                  "warnings": {**status["warnings"], **more[2]["warnings"]}}  # fmt: skip
-    else:
+    if not (rerun and status["unconverged"]):
         status["rerun"] = []
-    table = _table(ks, outputs, status, sparse)
-    if method == "mfm":
-        mfm_table, fits["mfm"] = _mfm(arr, ks, random_seed, draws, tune, chains, progressbar)
-        for column in ("p_K", "se_K", "p_K_plus", "se_K_plus"):
-            table[f"mfm_{column}"] = mfm_table[column]
-    return KChoice(table, fits, sparse_k if sparse else None, sparse_alpha, status)
+        return outputs, fits, status
+    longer = {**options, "draws": 4 * options["draws"], "tune": 2 * options["tune"]}
+    again = {name: models[name] for name in status["unconverged"]}
+    more = _fit_all(again, arr, entropy, longer, run, progressbar, "Choosing k (longer)")
+    outputs.update(more[0])
+    fits.update(more[1])
+    status = {"rerun": list(again), "unconverged": more[2]["unconverged"],
+              "warnings": {**status["warnings"], **more[2]["warnings"]}}  # fmt: skip
+    return outputs, fits, status

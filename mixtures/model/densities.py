@@ -1,11 +1,12 @@
-r"""One log-density per component family, in NumPy: used by everything outside the kernels.
+r"""The component log-densities, in NumPy, broadcast over stacks of parameters.
 
-The stored log-likelihood, the assignment step's fast path, EM, the 2-D labels and the
-multivariate log-likelihood all call these; the Gibbs engine's Numba kernels
-(:mod:`mixtures._kernels`) evaluate the same densities in compiled loops and are tested against
-them (:func:`component_logpdf` picks Normal or Student-t). SciPy's ``norm.logpdf``, ``t.logpdf``
-and ``multivariate_normal.logpdf`` compute the same values but do not broadcast over stacks of
-covariances (draws x components), which every caller here needs.
+The family objects of :mod:`mixtures.model.components` (Normal, Student-t, multivariate
+Normal) wrap these into the weighted log-densities that the log-likelihood, assignments, EM,
+bridge sampling and the plots use; the PyMC assignment step's fast path calls
+:func:`normal_logpdf` directly. The Gibbs engine's Numba kernels (:mod:`mixtures._kernels`)
+evaluate the same densities in compiled loops and are tested against them. SciPy's
+``norm.logpdf``, ``t.logpdf`` and ``multivariate_normal.logpdf`` compute the same values but do
+not broadcast over stacks of covariances (draws x components), which every caller here needs.
 
 .. math::
 
@@ -68,8 +69,9 @@ def student_t_logpdf(y, mu, sd, nu):
 def component_logpdf(y, mu, sd, nu=None):
     """Return a univariate component's log-density: Normal if `nu` is None, else Student-t.
 
-    The one dispatch point of the univariate families: callers pass the fit's ``nu`` (see
-    :func:`mixtures.analysis.loglik.posterior_nu`), None for Normal components.
+    Callers pass a t fit's ``nu`` (see :func:`mixtures.model.components.posterior_nu`), None for
+    Normal components; the family objects (:data:`mixtures.model.components.FAMILIES`) are
+    the dispatch the analysis code uses.
 
     Parameters
     ----------

@@ -42,8 +42,8 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.logprob.transforms import Transform
 
+from mixtures.analysis.loglik import mv_pointwise_loglik  # re-exported: it lives there
 from mixtures.model.dask_data import from_dask, is_dask_data
-from mixtures.model.densities import mvnormal_logpdf
 from mixtures.model.missing import (
     check_missing,
     check_with_missing,
@@ -579,48 +579,6 @@ def _latent_random(z, means, chol, rng=None, size=None):
         "nde,ne->nd", chol.reshape(-1, k, d, d)[0][z], eps
     )
     return x.reshape(tuple(size[:-1]) + (d,)) if size is not None else x
-
-
-def mv_pointwise_loglik(idata) -> xr.Dataset:
-    """Return log sum_j w_j N(x_i | mu_j, Sigma_j) for every draw and observation.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        With ``weights``, ``means``, ``chol_cov`` in the posterior and ``y`` in observed_data.
-
-    Returns
-    -------
-    xarray.Dataset
-        Variable ``y`` with dims (chain, draw, obs_id).
-    """
-    post = idata.posterior
-    x = idata.observed_data["y"].transpose("obs_id", ...).values
-    w = post["weights"].transpose("chain", "draw", "component").values
-    mu = post["means"].transpose("chain", "draw", "component", ...).values
-    chol = post["chol_cov"].transpose("chain", "draw", "component", ...).values
-    chains, draws, k = w.shape
-    flat = lambda a: a.reshape(chains * draws, *a.shape[2:])  # noqa: E731
-    w, mu, chol = flat(w), flat(mu), flat(chol)
-    comp = np.empty((k, chains * draws, x.shape[0]))
-    for j in range(k):
-        with np.errstate(divide="ignore"):  # an empty component's weight can underflow to 0
-            log_w = np.log(w[:, j, None])
-        comp[j] = log_w + mvnormal_logpdf(x, mu[:, j], chol[:, j])
-    top = comp.max(axis=0)
-    out = top + np.log(np.exp(comp - top).sum(axis=0))
-    const = idata.constant_data if "constant_data" in idata.groups() else {}
-    if "labels" in const:  # a labelled point's likelihood is that of (x_i, z_i)
-        labels = np.asarray(const["labels"].values, dtype=int)
-        rows = np.flatnonzero(labels >= 0)
-        out[:, rows] = comp[labels[rows], :, rows].T
-    coords = {
-        "chain": post["chain"].values,
-        "draw": post["draw"].values,
-        "obs_id": idata.observed_data["obs_id"].values,
-    }
-    out = out.reshape(chains, draws, -1)
-    return xr.Dataset({"y": (("chain", "draw", "obs_id"), out)}, coords=coords)
 
 
 def effective_components(idata, *, threshold: float = 0.01) -> xr.DataArray:

@@ -1,4 +1,4 @@
-"""Plots of 2-D mixtures: components as ellipses, EM's history, predictive checks."""
+"""Plots of 2-D mixtures: components as ellipses, predictive checks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
 
 from mixtures.analysis.em import EMResult
-from mixtures.model.densities import mvnormal_logpdf
+from mixtures.model.components import FAMILIES
 from mixtures.model.missing import check_with_missing
+from mixtures.plots.em import plot_em_history  # re-exported: mixtures.plots2d's old path
 
 __all__ = ["PPC_2D_MAX_POINTS", "plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
 
 _MAX_DRAWS_FOR_LABELS = 200
+_BLOCK = 2_000_000  # draws x observations x components per block of log-densities
 #: ``plot_ppc_2d``'s default cap on the points of one KDE (the data's, the pooled draws').
 PPC_2D_MAX_POINTS = 5_000
 
@@ -66,11 +68,9 @@ def plot_mixture_2d(
     covariance, centred on its posterior mean, and thin ellipses from `num_draws` posterior
     draws (the uncertainty); the legend gives each component's posterior mean weight.
     Components whose posterior mean weight is below `weight_threshold` are not drawn (with a
-    sparse prior they are the unused ones); the title says how many.
-
-    The posterior means average over draws, so the draws are first relabelled to common
-    labels (:func:`mixtures.relabel`), lest chains that call the same cluster by different
-    numbers be averaged into ellipses between clusters.
+    sparse prior they are the unused ones); the title says how many. The draws are first
+    relabelled to common labels (:func:`mixtures.relabel`), lest chains that call a cluster
+    by different numbers be averaged into ellipses between clusters.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ def plot_mixture_2d(
     num_draws : int, default 20
         Posterior draws shown as thin ellipses per component.
     weight_threshold : float, default 0.01
-        Posterior mean weight below which a component is faded.
+        Posterior mean weight below which a component is not drawn.
     features : tuple of two ints, default (0, 1)
         The features on the axes (the marginal of the mixture on them is drawn).
     random_seed : int, optional
@@ -99,6 +99,21 @@ def plot_mixture_2d(
     -------
     matplotlib.axes.Axes
     """
+    x2, features, columns = _check_mixture_2d(X, features, scale)
+    rng = np.random.default_rng(random_seed)
+    if relabel and not isinstance(idata, EMResult):
+        idata = _relabelled(idata)
+    w, mu, cov = _posterior_draws(idata, features, rng)
+    labels = _most_probable(x2, w, mu, cov, rng)
+    ax = plt.subplots(figsize=(6, 5))[1] if ax is None else ax
+    shown = {"scale": scale, "num_draws": num_draws, "weight_threshold": weight_threshold}
+    names = _axis_names(idata, columns, features)
+    _draw_mixture_2d(ax, x2, labels, (w, mu, cov), rng, names=names, **shown)
+    return ax
+
+
+def _check_mixture_2d(X, features, scale):
+    """Return the data's two columns (n_obs, 2), the features as a list, the column names."""
     columns = list(X.columns) if hasattr(X, "columns") else None
     X, _ = check_with_missing(X, "X")
     features = list(features)
@@ -108,39 +123,67 @@ def plot_mixture_2d(
         )
     if not scale > 0:
         raise ValueError(f"`scale` should be > 0, but got {scale!r}")
-    rng = np.random.default_rng(random_seed)
-    if relabel and not isinstance(idata, EMResult):
-        from mixtures.analysis.labels import relabel as _relabel
+    return X[:, features], features, columns
 
-        idata = _relabel(idata)
-    w, mu, cov = _posterior_draws(idata, features, rng)
-    x2 = X[:, features]
-    k = w.shape[1]
-    # most probable component: responsibilities averaged over (a subset of) the draws
-    idx = rng.choice(w.shape[0], min(w.shape[0], _MAX_DRAWS_FOR_LABELS), replace=False)
-    resp = np.zeros((x2.shape[0], k))
-    for s in idx:
-        logp = np.stack(
-            [
-                np.log(max(w[s, j], 1e-300))
-                + mvnormal_logpdf(x2, mu[s, j], np.linalg.cholesky(cov[s, j]))
-                for j in range(k)
-            ],
-            axis=1,
-        )
-        resp += np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
-    labels = resp.argmax(axis=1)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
-    colors = [f"C{j % 10}" for j in range(k)]
+
+def _relabelled(idata):
+    from mixtures.analysis.labels import relabel
+
+    return relabel(idata)
+
+
+def _axis_names(idata, columns, features) -> list[str]:
+    """Return the data's column names, else the fit's feature coordinate, else x1, x2."""
+    if columns is not None:
+        return [str(columns[f]) for f in features]
+    if not isinstance(idata, EMResult):
+        return _feature_names(idata, features)
+    return [f"x{f + 1}" for f in features]
+
+
+def _draw_mixture_2d(ax, x2, labels, draws, rng, *, names, scale, num_draws, weight_threshold):
+    """Draw the points coloured by `labels`, the ellipses, the missing-cell ticks, the titles."""
+    w, mu, cov = draws
+    colors = [f"C{j % 10}" for j in range(w.shape[1])]
     both = ~np.isnan(x2).any(axis=1)
     ax.scatter(*x2[both].T, c=[colors[j] for j in labels[both]], s=12, alpha=0.6, lw=0)
+    unused = _draw_ellipses(ax, w, mu, cov, colors, scale, num_draws, weight_threshold, rng)
+    low, high = np.nanmin(x2, axis=0), np.nanmax(x2, axis=0)
+    pad = 0.1 * (high - low)
+    ax.set(xlim=(low[0] - pad[0], high[0] + pad[0]), ylim=(low[1] - pad[1], high[1] + pad[1]))
+    _missing_ticks(ax, x2, [colors[j] for j in labels], low - pad)
+    title = f"components at {scale:g} sd"
+    if unused:
+        title += f" ({unused} unused, weight < {weight_threshold:g}, not drawn)"
+    ax.set(xlabel=names[0], ylabel=names[1], title=title)
+    ax.legend(loc="best", fontsize="small")
+
+
+def _most_probable(x2, w, mu, cov, rng) -> np.ndarray:
+    """Most probable component of each row: responsibilities averaged over (some) draws.
+
+    The responsibilities are the multivariate Normal family's (a row with one coordinate
+    missing: that coordinate's marginal), in blocks of draws.
+    """
+    idx = rng.choice(w.shape[0], min(w.shape[0], _MAX_DRAWS_FOR_LABELS), replace=False)
+    resp = np.zeros((x2.shape[0], w.shape[1]))
+    block = max(1, _BLOCK // max(1, x2.size * w.shape[1]))
+    for start in range(0, idx.size, block):
+        sel = idx[start : start + block]
+        params = {"means": mu[sel], "chol_cov": np.linalg.cholesky(cov[sel])}
+        logp = FAMILIES["mvnormal"].weighted_logpdf(x2, w[sel], params)
+        resp += np.exp(logp - logsumexp(logp, axis=-1, keepdims=True)).sum(axis=0)
+    return resp.argmax(axis=1)
+
+
+def _draw_ellipses(ax, w, mu, cov, colors, scale, num_draws, weight_threshold, rng) -> int:
+    """Draw each used component's mean ellipse (thick) and draws' (thin); return the unused."""
     mean_w = w.mean(axis=0)
     thin = (
         rng.choice(w.shape[0], min(num_draws, w.shape[0]), replace=False) if w.shape[0] > 1 else []
     )
     unused = 0
-    for j in range(k):
+    for j in range(w.shape[1]):
         if mean_w[j] < weight_threshold:  # an unused component's draws are its (wide) prior
             unused += 1
             continue
@@ -152,24 +195,7 @@ def plot_mixture_2d(
             _ellipse(mu[:, j].mean(0), cov[:, j].mean(0), scale, fill=False, lw=2,
                      ec=colors[j], label=f"component {j}: w = {mean_w[j]:.2f}")
         )  # fmt: skip
-    low, high = np.nanmin(x2, axis=0), np.nanmax(x2, axis=0)
-    pad = 0.1 * (high - low)
-    ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
-    ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
-    _missing_ticks(ax, x2, [colors[j] for j in labels], low - pad)
-    if columns is not None:
-        names = [str(columns[f]) for f in features]
-    elif not isinstance(idata, EMResult):
-        names = _feature_names(idata, features)
-    else:
-        names = [f"x{f + 1}" for f in features]
-    ax.set(xlabel=names[0], ylabel=names[1])
-    title = f"components at {scale:g} sd"
-    if unused:
-        title += f" ({unused} unused, weight < {weight_threshold:g}, not drawn)"
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize="small")
-    return ax
+    return unused
 
 
 def _missing_ticks(ax, x2, colors, corner) -> None:
@@ -183,35 +209,6 @@ def _missing_ticks(ax, x2, colors, corner) -> None:
     if only_y.any():
         ax.scatter(np.full(only_y.sum(), corner[0]), x2[only_y, 1], c=colors[only_y], marker="_",
                    s=60, lw=1, label=f"{only_y.sum()} rows, x missing")  # fmt: skip
-
-
-def plot_em_history(result: EMResult, *, ax=None, log_scale: bool = False):
-    """Plot EM's negative log-likelihood against the iteration (0 = the start).
-
-    Parameters
-    ----------
-    result : EMResult
-        From :func:`mixtures.em`.
-    ax : matplotlib.axes.Axes, optional
-    log_scale : bool, default False
-        Log y axis (as in the teaching notebook), if every value is positive.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    if not isinstance(result, EMResult):
-        raise ValueError(f"`result` should be an EMResult, but got {type(result).__name__}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    nll = result.nll_history
-    ax.plot(np.arange(nll.size), nll, "o-", ms=3)
-    if log_scale and (nll > 0).all():
-        ax.set_yscale("log")
-    ax.set(xlabel="EM iteration", ylabel="negative log-likelihood")
-    status = "converged" if result.converged else "not converged"
-    ax.set_title(f"EM: {status} after {result.n_iter} iterations")
-    return ax
 
 
 def _kde_2d(points: np.ndarray, grid: np.ndarray, kernel_cov: np.ndarray) -> np.ndarray:
@@ -300,6 +297,17 @@ def plot_ppc_2d(
     -------
     matplotlib.axes.Axes
     """
+    _check_ppc_2d(idata, bw_adjust, num_draws, max_points)
+    features = list(features)
+    rng = np.random.default_rng(random_seed)
+    data, pooled, n_chosen = _ppc_points_2d(idata, features, num_draws, max_points, rng)
+    ax = plt.subplots(figsize=(6, 5))[1] if ax is None else ax
+    _draw_ppc_2d(ax, data, pooled, n_chosen, bw_adjust, _feature_names(idata, features))
+    return ax
+
+
+def _check_ppc_2d(idata, bw_adjust, num_draws, max_points) -> None:
+    """Refuse a fit without a predictive, and bad counts or bandwidth factors."""
     if "posterior_predictive" not in idata.groups():
         raise ValueError(
             "`idata` should hold a posterior_predictive group; "
@@ -310,11 +318,10 @@ def plot_ppc_2d(
     for name, value in (("num_draws", num_draws), ("max_points", max_points)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
-    features = list(features)
-    rng = np.random.default_rng(random_seed)
-    data, pooled, n_chosen = _ppc_points_2d(idata, features, num_draws, max_points, rng)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+
+
+def _draw_ppc_2d(ax, data, pooled, n_chosen: int, bw_adjust: float, names) -> None:
+    """Draw the pooled draws, the two KDEs' contours at the data's levels, and the data."""
     ax.scatter(pooled[:, 0], pooled[:, 1], s=2, alpha=0.15, color="C0", lw=0,
                label=f"{n_chosen} predictive draws")  # fmt: skip
     gx, gy, z_data, z_pred = ppc_densities_2d(data, pooled, bw_adjust=bw_adjust)
@@ -325,11 +332,9 @@ def plot_ppc_2d(
     ax.contour(gx, gy, z_pred, levels=levels, colors="C0", linewidths=1.5)
     ax.contour(gx, gy, z_data, levels=levels, colors="k", linewidths=1.0)
     ax.scatter(data[:, 0], data[:, 1], s=6, color="k", label="data")
-    names = _feature_names(idata, features)
     ax.set(xlabel=names[0], ylabel=names[1], xlim=(gx.min(), gx.max()), ylim=(gy.min(), gy.max()))
     ax.set_title("posterior predictive (blue) vs data (black), same kernel")
     ax.legend(loc="best", fontsize="small")
-    return ax
 
 
 def _ppc_points_2d(idata, features, num_draws: int, max_points: int, rng):

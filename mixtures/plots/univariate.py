@@ -20,7 +20,7 @@ def _kde(values: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.ndarray:
     """Gaussian KDE of `values` on `grid` with a fixed absolute `bandwidth`.
 
     The mean over the points of N(grid | value, bandwidth), in blocks of points: plain NumPy
-    (scipy's ``gaussian_kde`` goes through a triangular solve per call, which was most of a
+    (scipy's ``gaussian_kde`` goes through a triangular solve per call, which is most of a
     fresh process's figure time).
     """
     out = np.zeros(grid.shape[0])
@@ -90,6 +90,18 @@ def plot_ppc(
     -------
     matplotlib.axes.Axes
     """
+    _check_ppc(idata, num_draws, max_points, bw_adjust)
+    rng = np.random.default_rng(random_seed)
+    draws, data = _picked_draws(idata, num_draws, max_points, rng)
+    ax = plt.subplots(figsize=figsize)[1] if ax is None else ax
+    line_kwargs = {"color": color, "alpha": alpha, "linewidth": 1, **kwargs}
+    data_line = {"color": "k", "linewidth": 2, "label": "data", **(data_kwargs or {})}
+    _draw_ppc(ax, draws, data, bw_adjust, line_kwargs, data_line)
+    return ax
+
+
+def _check_ppc(idata, num_draws, max_points, bw_adjust) -> None:
+    """Refuse a fit without a predictive, and bad counts or bandwidth factors."""
     if "posterior_predictive" not in idata.groups() or "y" not in idata.posterior_predictive:
         raise ValueError(
             "`idata` should have a posterior_predictive group with `y` "
@@ -101,11 +113,10 @@ def plot_ppc(
             raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
     if not bw_adjust > 0:
         raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust}")
-    rng = np.random.default_rng(random_seed)
-    draws, data = _picked_draws(idata, num_draws, max_points, rng)
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    line_kwargs = {"color": color, "alpha": alpha, "linewidth": 1, **kwargs}
+
+
+def _draw_ppc(ax, draws, data, bw_adjust, line_kwargs, data_line) -> None:
+    """Draw the KDE of every predictive draw and of the data, one bandwidth, one grid."""
     bandwidth = bw_adjust * data.shape[0] ** -0.2 * data.std(ddof=1)
     lo = min(data.min(), draws.min()) - 3 * bandwidth
     hi = max(data.max(), draws.max()) + 3 * bandwidth
@@ -113,12 +124,10 @@ def plot_ppc(
     for i, draw in enumerate(draws):
         label = "posterior predictive" if i == 0 else None
         ax.plot(grid, _kde(draw, grid, bandwidth), label=label, **line_kwargs)
-    data_line = {"color": "k", "linewidth": 2, "label": "data", **(data_kwargs or {})}
     ax.plot(grid, _kde(data, grid, bandwidth), **data_line)
     ax.set_xlabel("y", style="italic")  # not "$y$": mathtext's parser costs ~0.5 s to build
     ax.set_ylabel("density")
     ax.legend(loc="best")
-    return ax
 
 
 def _picked_draws(idata, num_draws: int, max_points: int, rng):
