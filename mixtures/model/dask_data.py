@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from mixtures.model.spec import PROPER_AT_ZERO
+from mixtures.model.spec import auto_floor_applies
 
 __all__ = ["DASK_ATTR", "GUARD", "dask_data_of", "from_dask", "is_dask_data"]
 
@@ -129,7 +129,7 @@ def _sigma_floor(sigma_floor, priors, known_sigma: bool, facts: dict):
         return sigma_floor  # the factory checks it
     entry = (priors or {}).get("sigma", {}) if isinstance(priors, dict) else {}
     dist = entry.get("dist", "HalfNormal") if isinstance(entry, dict) else "HalfNormal"
-    if known_sigma or dist in PROPER_AT_ZERO or dist == "HalfStudentT":
+    if known_sigma or not auto_floor_applies(dist):
         return 0.0
     return chunk_tie_floor(facts["ties"])
 

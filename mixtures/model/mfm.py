@@ -28,16 +28,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from mixtures.model.mfm_spec import (
-    K_PRIORS,
-    MFM_WEIGHTS,
-    MFMSpec,
-    check_gamma,
-    k_prior_pmf,
-    mfm_weights,
-)
+from mixtures.model.mfm_spec import K_PRIORS, MFMSpec, k_prior_pmf, mfm_spec, mfm_weights
 from mixtures.model.spec import PROPER_AT_ZERO, Prior, attach, resolve_priors
-from mixtures.model.univariate import default_priors, tie_floor
+from mixtures.model.univariate import check_sigma_floor, default_priors
 from mixtures.model.validation import check_observations
 
 __all__ = [
@@ -51,27 +44,6 @@ __all__ = [
     "mfm_mixture",
     "plot_k_posterior",
 ]
-
-def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
-    """Return the sd floor by the rule of :func:`mixtures.full_mixture` (so both share a prior)."""
-    if isinstance(sigma_floor, str):
-        if sigma_floor != "auto":
-            raise ValueError(
-                f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
-            )
-        if prior.dist in PROPER_AT_ZERO or prior.dist == "HalfStudentT":
-            return 0.0
-        return tie_floor(y)
-    if isinstance(sigma_floor, bool) or not np.isscalar(sigma_floor) or not sigma_floor >= 0:
-        raise ValueError(
-            f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
-        )
-    if sigma_floor > 0 and prior.dist == "HalfStudentT":
-        raise ValueError(
-            f"`sigma_floor` should be 0 with a HalfStudentT sigma prior, but got {sigma_floor}"
-        )
-    return float(sigma_floor)
-
 
 def mfm_mixture(
     y,
@@ -141,37 +113,35 @@ def mfm_mixture(
         from mixtures.model.mfm_mv import mfm_mv_mixture
 
         return mfm_mv_mixture(y, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
-    pmf, desc = k_prior_pmf(k_prior, k_max)
-    gamma = check_gamma(gamma)
-    defaults = default_priors(y, 1)
-    defaults = {
-        "means": Prior("Normal", {k: v[0] for k, v in defaults["means"].params.items()}),
-        "sigma": Prior("HalfNormal", {k: v[0] for k, v in defaults["sigma"].params.items()}),
-    }
-    resolved = resolve_priors(priors, defaults, {"means": (), "sigma": ()})
-    floor = _sigma_floor(sigma_floor, y, resolved["sigma"])
+    resolved = _component_priors(y, priors)
+    floor = check_sigma_floor(sigma_floor, y, resolved["sigma"])
     if np.unique(y).size < 2 and floor == 0 and resolved["sigma"].dist not in PROPER_AT_ZERO:
         raise ValueError(
             "`y` should have at least 2 distinct values (a component holding tied values "
             f"alone has an unbounded likelihood), but got all equal to {y[0]!r}: give a "
             "sigma_floor > 0 or an InverseGamma / LogNormal sigma prior"
         )
-    resolved["weights"] = Prior(MFM_WEIGHTS, {"a": gamma})
-    spec = MFMSpec(
-        family="mfm_normal",
-        k=int(pmf.size),
-        marginalized=True,
-        ordered=False,
-        shared_sd=False,
-        priors=resolved,
+    spec = mfm_spec(
+        "mfm_normal",
+        resolved,
+        k_prior,
+        k_max,
+        gamma,
+        dynamic,
         built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
         sigma_floor=floor,
-        k_prior=tuple(float(p) for p in pmf),
-        k_prior_name=desc,
-        gamma=gamma,
-        dynamic=bool(dynamic),
     )
     return build_mfm_model(y, spec)
+
+
+def _component_priors(y: np.ndarray, priors) -> dict[str, Prior]:
+    """One component's priors: :func:`mixtures.full_mixture`'s defaults, user's merged over."""
+    defaults = default_priors(y, 1)
+    defaults = {
+        name: Prior(defaults[name].dist, {k: v[0] for k, v in defaults[name].params.items()})
+        for name in ("means", "sigma")
+    }
+    return resolve_priors(priors, defaults, {"means": (), "sigma": ()})
 
 
 def build_mfm_model(y: np.ndarray, spec: MFMSpec) -> pm.Model:

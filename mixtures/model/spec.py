@@ -46,6 +46,16 @@ __all__ = [
 #: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
 PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
 
+
+def auto_floor_applies(dist: str | None) -> bool:
+    """Whether ``sigma_floor="auto"`` floors an sd prior of family `dist` on tied data.
+
+    Not under the families of :data:`PROPER_AT_ZERO` (they keep the posterior proper) nor
+    under a HalfStudentT (PyMC cannot truncate it); None (no sd prior) has no floor.
+    """
+    return dist is not None and dist not in PROPER_AT_ZERO and dist != "HalfStudentT"
+
+
 #: The attribute of a ``pm.Model`` that holds its spec (set by the factories).
 SPEC_ATTR = "mixture_spec"
 

@@ -31,11 +31,11 @@ from pymc.distributions.transforms import Ordered
 
 from mixtures.model.dask_data import from_dask, is_dask_data
 from mixtures.model.spec import (
-    PROPER_AT_ZERO,
     UNIVARIATE_FAMILIES,
     MixtureSpec,
     Prior,
     attach,
+    auto_floor_applies,
     resolve_priors,
 )
 from mixtures.model.validation import (
@@ -50,6 +50,7 @@ __all__ = [
     "NU_PRIOR",
     "OrderedGaps",
     "build_model",
+    "check_sigma_floor",
     "default_priors",
     "full_mixture",
     "known_params_mixture",
@@ -209,16 +210,18 @@ def tie_floor(y: np.ndarray) -> float:
     return float(np.min(np.diff(distinct)) / np.sqrt(12.0))
 
 
-def _check_floor(sigma_floor, y, prior) -> float:
+def check_sigma_floor(sigma_floor, y: np.ndarray, prior: Prior | None) -> float:
+    """Resolve and check `sigma_floor` ("auto" or a number >= 0) for the sd prior `prior`.
+
+    ``"auto"`` is :func:`tie_floor` where :func:`~mixtures.model.spec.auto_floor_applies`,
+    else 0. Every factory with sampled sds (the MFM's too) resolves its floor here.
+    """
     if isinstance(sigma_floor, str):
         if sigma_floor != "auto":
             raise ValueError(
                 f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
             )
-        if prior is None or prior.dist in PROPER_AT_ZERO:
-            return 0.0
-        floor = tie_floor(y)
-        return 0.0 if prior.dist == "HalfStudentT" else floor
+        return tie_floor(y) if auto_floor_applies(prior and prior.dist) else 0.0
     if (
         isinstance(sigma_floor, bool)
         or not np.isscalar(sigma_floor)
@@ -259,7 +262,7 @@ def _resolve(
         defaults.pop(name, None)
     shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,), "nu": (k,)}
     resolved = resolve_priors(priors, defaults, shapes)
-    floor = _check_floor(sigma_floor, y, resolved.get("sigma"))
+    floor = check_sigma_floor(sigma_floor, y, resolved.get("sigma"))
     return MixtureSpec(
         family=family,
         k=k,
