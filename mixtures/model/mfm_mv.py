@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 
+from mixtures._docs import fill_doc
 from mixtures.model.mfm_spec import MFMSpec, mfm_spec, mfm_weights
 from mixtures.model.multivariate import resolve_mv_priors, wishart_chol
 from mixtures.model.spec import attach
@@ -20,6 +21,7 @@ from mixtures.model.spec import attach
 __all__ = ["MvNormalParts", "draw_inverse_wishart", "mfm_mv_mixture"]
 
 
+@fill_doc
 def mfm_mv_mixture(
     X, k_prior="bnb", *, gamma=1.0, dynamic=False, k_max=None, priors=None
 ) -> pm.Model:
@@ -29,8 +31,7 @@ def mfm_mv_mixture(
     ----------
     X : numpy.ndarray of shape (n_obs, n_features)
         Checked observations.
-    k_prior, gamma, dynamic, k_max
-        See :func:`mixtures.mfm_mixture`.
+    %(mfm_k)s
     priors : dict, optional
         Overrides of ``means`` (``mu``, ``sigma``: per feature) and ``wishart`` (``nu``,
         ``psi``), as in :func:`mixtures.mv_mixture` with ``covariance_prior="wishart"``.

@@ -17,6 +17,7 @@ import pytensor.tensor as pt
 from scipy import stats
 
 from mixtures.model.spec import MixtureSpec, Prior
+from mixtures.model.validation import check_integer
 
 __all__ = [
     "DEFAULT_K_MAX",
@@ -158,9 +159,7 @@ def k_prior_pmf(k_prior, k_max: int | None = None) -> tuple[np.ndarray, str]:
 
 def check_k_max(k_max) -> int:
     """Return `k_max` as an int >= 1, or raise."""
-    if isinstance(k_max, bool) or not isinstance(k_max, int | np.integer) or k_max < 1:
-        raise ValueError(f"`k_max` should be an integer >= 1, but got {k_max!r}")
-    return int(k_max)
+    return check_integer(k_max, "k_max")
 
 
 def check_gamma(gamma) -> float:

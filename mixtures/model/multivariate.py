@@ -42,7 +42,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.logprob.transforms import Transform
 
-from mixtures.model._docs import fill_doc
+from mixtures._docs import fill_doc
 from mixtures.model.dask_data import from_dask, is_dask_data
 from mixtures.model.densities import mvnormal_logpdf
 from mixtures.model.missing import (
@@ -369,6 +369,16 @@ def _covariances(priors: dict, k: int, d: int, covariance: str):
     return chol
 
 
+def _check_structure(covariance, ordered_by, covariance_prior, n_features: int) -> tuple:
+    """Check `covariance` and `ordered_by`; resolve `covariance_prior` (``"auto"``)."""
+    if covariance not in COVARIANCES:
+        raise ValueError(
+            f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
+        )
+    ordered_by = _check_ordered_by(ordered_by, n_features)
+    return ordered_by, _check_covariance_prior(covariance_prior, covariance)
+
+
 def _check_covariance_prior(covariance_prior, covariance: str) -> str:
     """Resolve ``"auto"`` per `covariance`; refuse a Wishart prior on tied or diagonal ones."""
     if covariance_prior not in COVARIANCE_PRIORS:
@@ -404,34 +414,17 @@ def mv_mixture(
 
     Parameters
     ----------
-    X : array-like or pandas.DataFrame of shape (n_obs, n_features)
-        Observations. Missing cells are NaN (see `missing`); every other value must be
-        finite. A DataFrame's column names become the ``feature`` coords. A ``dask.array``
-        (or dask dataframe columns) keeps the data on a Dask cluster: sample with
-        ``mixtures.sample(model, client=client)`` (:mod:`mixtures.model.dask_data`); missing cells
-        are not supported there.
+    %(X)s
     k : int
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
         ("K large enough"; see :func:`effective_components`).
-    covariance : {"full", "diag", "tied"}, default "full"
-        Per-component full covariances; diagonal per-component covariances (HalfNormal sds);
-        or one full covariance shared by all components (LKJ(eta) correlations and
-        HalfNormal sds).
+    %(covariance)s
     marginalized : bool, default True
         Sum the assignments out (a ``pm.Mixture`` of ``MvNormal``, for NUTS / ADVI) or keep
         them as the ``Categorical`` variable ``assignment``.
-    ordered_by : int or None, default 0
-        Identify the components by ordering their means along this feature (across
-        components, see :class:`OrderedColumn`); None leaves them exchangeable (e.g. with a
-        stick-breaking prior, whose order already identifies them).
+    %(ordered_by)s
     %(covariance_prior)s
-    priors : dict, optional
-        Overrides of :func:`default_mv_priors`: ``weights`` (``{"a": ...}`` for the Dirichlet,
-        e.g. the BayesPy example's ``{"a": 1e-5}``, or ``{"dist": "StickBreaking", "alpha":
-        ...}`` for a truncated stick-breaking prior), ``means`` (``mu``, ``sigma``, per
-        feature), and with the Wishart prior ``wishart`` (``nu`` > d - 1, ``psi``: a
-        positive-definite (d, d) matrix or its diagonal), with the LKJ prior ``sigma`` (the
-        HalfNormal scale of the sds, per feature) and ``corr`` (``eta``).
+    %(mv_priors)s
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
@@ -458,16 +451,11 @@ def mv_mixture(
     X, observed = _observations(X, check_missing(missing))
     k = check_k(k, X.shape[0])
     labels = check_labels(labels, X.shape[0], k)
-    if covariance not in COVARIANCES:
-        raise ValueError(
-            f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
-        )
-    ordered_by = _check_ordered_by(ordered_by, X.shape[1])
-    covariance_prior = _check_covariance_prior(covariance_prior, covariance)
-    keys = _prior_keys(priors, covariance_prior)
-    spec = _mv_spec(
-        X, k, resolve_mv_priors(X, priors, keys, k), covariance, marginalized, ordered_by
+    ordered_by, covariance_prior = _check_structure(
+        covariance, ordered_by, covariance_prior, X.shape[1]
     )
+    resolved = resolve_mv_priors(X, priors, _prior_keys(priors, covariance_prior), k)
+    spec = _mv_spec(X, k, resolved, covariance, marginalized, ordered_by)
     spec = spec.replace(labelled=labels is not None, missing=missing)
     return attach(_mv_graph(X, observed, spec, labels, names), spec)
 
