@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from mixtures._io import atomic_write, deferred_sigint, plain_mode
+from mixtures._io import atomic_write, write_into
 
 __all__ = ["main"]
 
@@ -434,24 +431,11 @@ def write_outputs(out: Path, idata, record: dict, *, labels: dict | None = None)
     that this run does not write (listed in its run.json) are removed. An interrupted or failed
     run leaves the previous outputs untouched.
     """
-    exists = out.is_dir()
-    parent = out if exists else out.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
-    try:
-        names = _write_all(staging, idata, record, labels or {})
-        with deferred_sigint():
-            if not exists:
-                os.chmod(staging, plain_mode(directory=True))  # mkdtemp makes it 0700
-                os.replace(staging, out)
-            else:
-                stale = _previous_outputs(out) - set(names)
-                for name in names:  # run.json is last
-                    os.replace(staging / name, out / name)
-                for name in stale:
-                    (out / name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    names = write_into(
+        out,
+        lambda staging: _write_all(staging, idata, record, labels or {}),
+        lambda: _previous_outputs(out),
+    )
     return [out / name for name in names]
 
 
