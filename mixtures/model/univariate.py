@@ -392,7 +392,6 @@ def _known_sigma(sigma, k: int, shared_sd: bool) -> np.ndarray:
     return check_positive_vector(sigma, "sigma", k)
 
 
-@fill_doc
 def _known_params(means, sds, n_obs: int) -> dict[str, np.ndarray]:
     """Check known component means and sds; return them as ``{"means", "sigma"}``."""
     if np.ndim(means) != 1:
