@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from distributed import WorkerPlugin
 
+from mixtures._docs import fill_doc
 from mixtures._io import atomic_write
 from mixtures.progress import default_progressbar, progress_bar
 
@@ -383,26 +384,13 @@ def _summary_table(records: list[dict]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- driver
+@fill_doc
 def fit_many(
-    model,
-    datasets,
-    *,
-    client=None,
-    backend: str | None = None,
-    n_workers: int | None = None,
-    results_dir=None,
-    save_idata: bool = True,
-    retry_failed: bool = False,
-    sampler: str = "auto",
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int = 4,
-    random_seed=None,
-    progressbar: bool | None = None,
-    postprocess: Callable | None = None,
-    callback: Callable | None = None,
-    **sample_kwargs,
-) -> FitResults:
+    model, datasets, *, client=None, backend: str | None = None, n_workers: int | None = None,
+    results_dir=None, save_idata: bool = True, retry_failed: bool = False, sampler: str = "auto",
+    draws: int | None = None, tune: int | None = None, chains: int = 4, random_seed=None,
+    progressbar: bool | None = None, postprocess: Callable | None = None,
+    callback: Callable | None = None, **sample_kwargs) -> FitResults:  # fmt: skip
     """Fit one model to many data sets, serially, on local processes or on a Dask cluster.
 
     Parameters
@@ -414,44 +402,11 @@ def fit_many(
         The data sets: a list (names 0, 1, ...), a dict of named arrays, a DataFrame grouped by
         a column (``df.groupby("day")["x"]``, or several columns for a multivariate model), or
         a generator (consumed as workers free up).
-    client : dask.distributed.Client, optional
-        Run on this cluster. Workers should have one thread each (several work, with one
-        compiled model per thread).
-    backend : {"serial", "processes"}, optional
-        Without `client`: ``"processes"`` starts a ``LocalCluster`` of single-threaded worker
-        processes for this call; ``"serial"`` fits in this process. Default: serial for fewer
-        than 16 data sets (or one CPU), where starting the workers costs more than they win
-        back (measured: ``bench/many_fits.py``), processes otherwise.
-    n_workers : int, optional
-        Workers of the ``"processes"`` backend; default: the CPU count.
-    results_dir : str or path, optional
-        Write each fit as it finishes (``fits/<name>.json``, ``fits/<name>.nc``) and the
-        combined ``summary.csv``; a second call with the same directory resumes: fits already
-        recorded are not re-run (failed ones neither, unless `retry_failed`).
-    save_idata : bool, default True
-        With `results_dir`: write each fit's InferenceData (read back lazily).
-    retry_failed : bool, default False
-        On resume, re-run fits recorded as failed.
-    sampler : str, default "auto"
-        The engine (see :func:`mixtures.sample`).
-    draws, tune, chains : int
-        Per fit. ``draws=None`` / ``tune=None`` (the default): as in :func:`mixtures.sample`,
-        the Gibbs engine runs each fit until its diagnostics pass (within a budget).
-    random_seed : int, optional
-        Seeds every fit (from this and the data set's name). Without it a fresh seed is drawn
-        and recorded in ``results_dir/run.json``, so a resumed run stays reproducible.
-    progressbar : bool, optional
-        A bar over fits; default on unless ``MIXTURES_PROGRESSBAR=0``.
-    postprocess : callable, optional
-        ``postprocess(idata) -> object``, run where the fit ran; its (picklable, small) result
-        is kept in ``.outputs`` (and in the JSON record when JSON-able). Use it to return a
-        reduction instead of whole posteriors.
-    callback : callable, optional
-        ``callback(record)`` after each fit is recorded (name, status, seconds, error, ...).
-    **sample_kwargs
-        Passed to every fit (e.g. ``tempering=``). ``log_likelihood`` defaults to False here:
-        the pointwise log-likelihood is chains x draws x N values per fit (7 MB at N = 215),
-        which every fit would ship back and write; pass ``log_likelihood=True`` for LOO.
+    %(fits_execution)s
+    %(fits_storage)s
+    %(fits_sampling)s
+    %(fits_hooks)s
+    %(fits_sample_kwargs)s
 
     Returns
     -------
@@ -473,14 +428,36 @@ def fit_many(
     >>> fits = mixtures.fit_many(model, boots, random_seed=1)  # doctest: +SKIP
     >>> fits.summary.query("parameter == 'means[0]'")["mean"].std()  # doctest: +SKIP
     """
+    run = (client, backend, n_workers)
+    backend = _check_run(model, (draws, tune, chains), datasets, postprocess, *run)
+    options = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains}
+    options.update(sample_kwargs, log_likelihood=sample_kwargs.get("log_likelihood", False))
+    model_bytes = _pickled(model)
+    store, entropy = _open_store(model, options, random_seed, results_dir, save_idata)
+    results = run_jobs(
+        _jobs(datasets, entropy, model_bytes),
+        total=len(datasets) if hasattr(datasets, "__len__") else None,
+        options=options, client=client, backend=backend, n_workers=n_workers, store=store,
+        save_idata=save_idata, retry_failed=retry_failed, progressbar=progressbar,
+        postprocess=postprocess, callback=callback,
+    )  # fmt: skip
+    if line := problems_line(results):
+        print(line, file=sys.stderr)
+    return results
+
+
+def _pickled(model) -> bytes:
     import cloudpickle
 
+    return cloudpickle.dumps(model)
+
+
+def _check_run(model, counts, datasets, postprocess, client, backend, n_workers) -> str | None:
+    """Check fit_many's arguments; return the backend (None with a `client`)."""
     from mixtures.engines import check_draws, check_model
-    from mixtures.model.spec import spec_of
 
     check_model(model)
-    spec = spec_of(model)
-    check_draws(draws, tune, chains)
+    check_draws(*counts)
     if client is None:
         backend = backend or default_backend(datasets, n_workers)
         if backend not in _BACKENDS:
@@ -489,46 +466,32 @@ def fit_many(
         raise ValueError(f"`backend` should be None when `client` is given, but got {backend!r}")
     if postprocess is not None and not callable(postprocess):
         raise ValueError(f"`postprocess` should be callable, but got {postprocess!r}")
-    sample_kwargs.setdefault("log_likelihood", False)
-    model_bytes = cloudpickle.dumps(model)
-    key = hashlib.sha1(model_bytes).hexdigest()
-    options = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains}
-    options.update(sample_kwargs)
+    return backend
+
+
+def _open_store(model, options: dict, random_seed, results_dir, save_idata: bool) -> tuple:
+    """Return the results store (or None) and the run's entropy (a resumed run's, if any)."""
+    from mixtures.model.spec import spec_of
+
     entropy = int(np.random.SeedSequence().entropy) % 2**63 if random_seed is None else random_seed
-    run = {"spec": spec.to_dict(), "options": json.loads(_dumps(options)), "entropy": entropy}
-    store = _Store(results_dir, run, save_idata) if results_dir is not None else None
-    if store is not None:
-        entropy = store.run["entropy"]
+    run = {"spec": spec_of(model).to_dict(), "options": json.loads(_dumps(options))}
+    run["entropy"] = entropy
+    if results_dir is None:
+        return None, entropy
+    store = _Store(results_dir, run, save_idata)
+    return store, store.run["entropy"]
 
-    def jobs():
-        seen = set()
-        for name, y in _iter_datasets(datasets):
-            stem = _file_stem(name)  # names are file names in results_dir
-            if stem in seen:
-                raise ValueError(
-                    f"`datasets` should have unique names (as text), but {name!r} repeats"
-                )
-            seen.add(stem)
-            yield name, y, fit_seed(int(entropy), name), key, model_bytes
 
-    results = run_jobs(
-        jobs(),
-        total=len(datasets) if hasattr(datasets, "__len__") else None,
-        options=options,
-        client=client,
-        backend=backend,
-        n_workers=n_workers,
-        store=store,
-        save_idata=save_idata,
-        retry_failed=retry_failed,
-        progressbar=progressbar,
-        postprocess=postprocess,
-        callback=callback,
-    )
-    line = problems_line(results)
-    if line:
-        print(line, file=sys.stderr)
-    return results
+def _jobs(datasets, entropy, model_bytes: bytes) -> Iterator[tuple]:
+    """Yield ``(name, y, seed, model_key, model_bytes)`` per data set; refuse repeated names."""
+    key = hashlib.sha1(model_bytes).hexdigest()
+    seen = set()
+    for name, y in _iter_datasets(datasets):
+        stem = _file_stem(name)  # names are file names in results_dir
+        if stem in seen:
+            raise ValueError(f"`datasets` should have unique names (as text), but {name!r} repeats")
+        seen.add(stem)
+        yield name, y, fit_seed(int(entropy), name), key, model_bytes
 
 
 def default_backend(datasets, n_workers: int | None) -> str:
@@ -565,26 +528,36 @@ def problems_line(results: FitResults) -> str:
     )
 
 
+@fill_doc
 def run_jobs(
-    jobs,
-    *,
-    total,
-    options,
-    client,
-    backend,
-    n_workers,
-    store=None,
-    save_idata=True,
-    retry_failed=False,
-    progressbar=None,
-    postprocess=None,
-    callback=None,
-    description="Fits",
-) -> FitResults:
+    jobs, *, total, options, client, backend, n_workers, store=None, save_idata=True,
+    retry_failed=False, progressbar=None, postprocess=None, callback=None, description="Fits",
+) -> FitResults:  # fmt: skip
     """Run fits given as ``(name, y, seed, model_key, model_bytes)`` (the engine of fit_many).
 
     Each job names its own (pickled) model, so one call can fit several models (e.g. one
     per ``k`` in :func:`mixtures.choose_k`); each worker compiles each model once.
+
+    Parameters
+    ----------
+    jobs : iterable of tuple
+        ``(name, y, seed, model_key, model_bytes)`` per fit.
+    total : int or None
+        Number of jobs, for the progress bar (None: unknown).
+    options : dict
+        Keyword arguments of every fit's ``sample`` (sampler, draws, ...).
+    %(fits_execution)s
+    store : _Store or None
+        Where finished fits are written (``results_dir``), or None.
+    save_idata, retry_failed : bool
+        As in :func:`fit_many`.
+    %(fits_hooks)s
+    description : str, default "Fits"
+        The progress bar's label.
+
+    Returns
+    -------
+    FitResults
     """
     done = store.done() if store is not None else {}
     if retry_failed:

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from mixtures._io import atomic_write, deferred_sigint, plain_mode
+from mixtures._io import atomic_write, write_into
 
 __all__ = ["main"]
 
@@ -68,28 +65,72 @@ def _parser() -> argparse.ArgumentParser:
         ver = version("mixtures")
     except PackageNotFoundError:  # pragma: no cover - a source tree without install
         ver = "unknown"
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="mixtures",
         description="Bayesian Gaussian mixture models on PyMC and ArviZ.",
         epilog=EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mixtures {ver}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_fit(sub)
+    sub.add_parser(
+        "datasets",
+        help="list the shipped datasets, one line each",
+        description="List the shipped datasets (load one with mixtures.load_dataset).",
+    )
+    _add_demo(sub)
+    return parser
 
+
+def _add_fit(sub) -> None:
+    """Add the ``fit`` command: its input, model, sampling and output arguments."""
     fit = sub.add_parser(
         "fit",
         help="fit a mixture to columns of a CSV file and write every output",
         description="Fit a Bayesian Gaussian mixture to your own CSV file.",
         epilog=FIT_EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fit.add_argument("data", help="the CSV file (header row, comma-separated)")
     fit.add_argument(
         "--column", action="append", default=[], help="a column to model (repeat for several)"
     )
     fit.add_argument("--columns", default=None, help="comma-separated columns, e.g. x1,x2")
+    _add_model_arguments(fit)
+    fit.add_argument(
+        "--sampler",
+        choices=("auto", "gibbs", "pymc", "nutpie", "numpyro"),
+        default="auto",
+        help="the engine (default: auto)",
+    )
+    _add_sampling_arguments(fit, seed=None)
+    fit.add_argument(
+        "--priors", default=None, help="a JSON or TOML file of priors (the Python API's dict)"
+    )
+    fit.add_argument(
+        "--covariance-prior",
+        choices=("lkj", "wishart"),
+        default="wishart",
+        help="--model mv: covariance prior (default: wishart, which our Gibbs engine samples)",
+    )
+    fit.add_argument("--out", required=True, help="output directory")
+    fit.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --out (only the files listed above; "
+        "every other file in --out is left alone)",
+    )
+    fit.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="drop rows with empty or NaN cells in the modelled columns (and say how many)",
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_model_arguments(fit) -> None:
+    """Add the model arguments of ``fit``: kind, k, family, known parameters, variant."""
     fit.add_argument(
         "--model",
         choices=("known", "shared", "full", "mv"),
@@ -117,79 +158,44 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--latent", action="store_true", help="keep the assignments as draws (default: off)"
     )
-    fit.add_argument(
-        "--sampler",
-        choices=("auto", "gibbs", "pymc", "nutpie", "numpyro"),
-        default="auto",
-        help="the engine (default: auto)",
-    )
-    fit.add_argument(
+
+
+def _add_sampling_arguments(parser, seed: int | None) -> None:
+    """Add ``--draws``, ``--tune``, ``--chains`` and ``--seed`` (default `seed`)."""
+    parser.add_argument(
         "--draws",
         type=int,
         default=None,
         help="draws per chain (default: our engine runs until r_hat <= 1.01 and bulk and tail "
         "ESS >= 400, within 8,000 draws or 60 s; other engines 1000)",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--tune", type=int, default=None, help="tuning iterations (default: chosen by the engine)"
     )
-    fit.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
-    fit.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
-    fit.add_argument(
-        "--priors", default=None, help="a JSON or TOML file of priors (the Python API's dict)"
-    )
-    fit.add_argument(
-        "--covariance-prior",
-        choices=("lkj", "wishart"),
-        default="wishart",
-        help="--model mv: covariance prior (default: wishart, which our Gibbs engine samples)",
-    )
-    fit.add_argument("--out", required=True, help="output directory")
-    fit.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the outputs of an earlier run in --out (only the files listed above; "
-        "every other file in --out is left alone)",
-    )
-    fit.add_argument(
-        "--drop-missing",
-        action="store_true",
-        help="drop rows with empty or NaN cells in the modelled columns (and say how many)",
-    )
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    sub.add_parser(
-        "datasets",
-        help="list the shipped datasets, one line each",
-        description="List the shipped datasets (load one with mixtures.load_dataset).",
+    parser.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=seed,
+        help=f"random seed (default: {'none' if seed is None else seed})",
     )
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="fit full_mixture on the shipped three_gaussians, print, plot",
         description="Fit a three-component mixture to three_gaussians; print its summary table "
         "and write a posterior predictive figure.",
         epilog="example:\n  mixtures demo --draws 500 --out ppc.png",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument(
-        "--draws",
-        type=int,
-        default=None,
-        help="draws per chain (default: our engine runs until r_hat <= 1.01 and bulk and tail "
-        "ESS >= 400, within 8,000 draws or 60 s; other engines 1000)",
-    )
-    demo.add_argument(
-        "--tune", type=int, default=None, help="tuning iterations (default: chosen by the engine)"
-    )
-    demo.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
-    demo.add_argument("--seed", type=int, default=2017, help="random seed (default: 2017)")
+    _add_sampling_arguments(demo, seed=2017)
     demo.add_argument(
         "--out", default="mixtures_demo_ppc.png", help="PPC figure (default: mixtures_demo_ppc.png)"
     )
     demo.add_argument("--netcdf", default=None, help="also save the InferenceData here")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
 
 
 # ------------------------------------------------------------------------------ input
@@ -211,6 +217,28 @@ def read_table(path: str, columns: list[str], drop_missing: bool, keep_partial: 
     NaN cells are kept, the cells NaN (missing at random, modelled by ``mv_mixture``).
     """
     import numpy as np
+
+    values = _numeric_columns(path, _read_csv(path), columns)
+    nonfinite = ~np.isfinite(values)
+    if keep_partial and not drop_missing:  # NaN cells in rows with an observed cell are data
+        nonfinite &= ~(np.isnan(values) & np.isfinite(values).any(axis=1, keepdims=True))
+    dropped = 0
+    if nonfinite.any():
+        rows = np.flatnonzero(nonfinite.any(axis=1))
+        if not drop_missing:
+            shown = ", ".join(str(r + 2) for r in rows[:10])
+            more = f" and {rows.size - 10} more" if rows.size > 10 else ""
+            raise InputError(
+                f"{path}: {rows.size} row(s) with empty, NaN or infinite cells (rows {shown}"
+                f"{more}, counted from the header as row 1); fix them or pass --drop-missing"
+            )
+        values = values[~nonfinite.any(axis=1)]
+        dropped = int(rows.size)
+    return values, dropped
+
+
+def _read_csv(path: str):
+    """Read the CSV file at `path` into a DataFrame; refuse binary, unparsable or empty files."""
     import pandas as pd
 
     file = Path(path)
@@ -230,6 +258,14 @@ def read_table(path: str, columns: list[str], drop_missing: bool, keep_partial: 
         raise InputError(f"{path}: cannot be read as CSV ({str(err).splitlines()[0]})") from None
     if frame.empty:
         raise InputError(f"{path}: no data rows")
+    return frame
+
+
+def _numeric_columns(path: str, frame, columns: list[str]):
+    """Return `columns` of `frame` as floats (empty cells NaN); refuse absent or text columns."""
+    import numpy as np
+    import pandas as pd
+
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hint = ""
@@ -240,9 +276,8 @@ def read_table(path: str, columns: list[str], drop_missing: bool, keep_partial: 
             f"{', '.join(map(repr, map(str, frame.columns)))}{hint}"
         )
     data = frame[columns]
-    empty = data.isna()
     numeric = data.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna() & ~empty
+    bad = numeric.isna() & ~data.isna()
     if bad.any().any():
         rows = np.flatnonzero(bad.any(axis=1).to_numpy())
         first = [f"row {r + 2}: {data.iloc[r][bad.iloc[r]].to_dict()}" for r in rows[:3]]
@@ -251,23 +286,7 @@ def read_table(path: str, columns: list[str], drop_missing: bool, keep_partial: 
             + "; ".join(first)
             + " (rows counted from the header as row 1)"
         )
-    values = numeric.to_numpy(dtype=float)
-    nonfinite = ~np.isfinite(values)
-    if keep_partial and not drop_missing:  # NaN cells in rows with an observed cell are data
-        nonfinite &= ~(np.isnan(values) & np.isfinite(values).any(axis=1, keepdims=True))
-    dropped = 0
-    if nonfinite.any():
-        rows = np.flatnonzero(nonfinite.any(axis=1))
-        if not drop_missing:
-            shown = ", ".join(str(r + 2) for r in rows[:10])
-            more = f" and {rows.size - 10} more" if rows.size > 10 else ""
-            raise InputError(
-                f"{path}: {rows.size} row(s) with empty, NaN or infinite cells (rows {shown}"
-                f"{more}, counted from the header as row 1); fix them or pass --drop-missing"
-            )
-        values = values[~nonfinite.any(axis=1)]
-        dropped = int(rows.size)
-    return values, dropped
+    return numeric.to_numpy(dtype=float)
 
 
 def read_priors(path: str | None) -> dict | None:
@@ -412,24 +431,11 @@ def write_outputs(out: Path, idata, record: dict, *, labels: dict | None = None)
     that this run does not write (listed in its run.json) are removed. An interrupted or failed
     run leaves the previous outputs untouched.
     """
-    exists = out.is_dir()
-    parent = out if exists else out.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
-    try:
-        names = _write_all(staging, idata, record, labels or {})
-        with deferred_sigint():
-            if not exists:
-                os.chmod(staging, plain_mode(directory=True))  # mkdtemp makes it 0700
-                os.replace(staging, out)
-            else:
-                stale = _previous_outputs(out) - set(names)
-                for name in names:  # run.json is last
-                    os.replace(staging / name, out / name)
-                for name in stale:
-                    (out / name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    names = write_into(
+        out,
+        lambda staging: _write_all(staging, idata, record, labels or {}),
+        lambda: _previous_outputs(out),
+    )
     return [out / name for name in names]
 
 
@@ -494,25 +500,10 @@ def _fit(args) -> int:
     columns = _columns(args)
     reads = [Path(p) for p in (args.data, args.priors) if p is not None and Path(p).is_file()]
     _check_out(out, args.overwrite, reads)
-    import numpy as np
-
-    multivariate = args.model == "mv" or (args.model is None and len(columns) > 1)
-    values, dropped = read_table(args.data, columns, args.drop_missing, multivariate)
-    if dropped:
-        print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
-    partial = int(np.isnan(values).any(axis=1).sum())
-    if partial:
-        print(
-            f"kept {partial} row(s) with some missing cells ({int(np.isnan(values).sum())} "
-            "cells, modelled as missing at random; --drop-missing drops them)"
-        )
-    for name in ("draws", "chains"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise InputError(f"--{name} should be >= 1, but got {getattr(args, name)}")
-    if args.tune is not None and args.tune < 0:
-        raise InputError(f"--tune should be >= 0, but got {args.tune}")
-    import warnings
-
+    values, dropped = _load(args, columns)
+    for name, minimum in (("draws", 1), ("chains", 1), ("tune", 0)):
+        if getattr(args, name) is not None:
+            _check_count(getattr(args, name), f"--{name}", minimum)
     import mixtures
 
     t0 = time.perf_counter()
@@ -525,7 +516,58 @@ def _fit(args) -> int:
         f"{args.data}: {values.shape[0]} rows, columns {columns}; {spec.kind} mixture, "
         f"k = {spec.k}, {'latent' if args.latent else 'marginalised'}"
     )
-    t_build = time.perf_counter() - t0
+    timings = {"build": time.perf_counter() - t0}
+    idata, problems = _sample(model, args)
+    timings["sample"] = time.perf_counter() - t0 - timings["build"]
+    # for the figures only: N x 20 values, never N x draws (at N = 1e6, 50 draws cost 3.2 s
+    # and 400 MB, a sixth of the fit; 20 curves show the predictive's spread as well)
+    t_ppc = time.perf_counter()
+    mixtures.sample_posterior_predictive(
+        model, idata, num_draws=PPC_DRAWS, random_seed=args.seed, progressbar=False
+    )
+    timings["predictive"] = time.perf_counter() - t_ppc
+    data = {"rows": int(values.shape[0]), "dropped_rows": dropped, "columns": columns}
+    record = _record(args, data, spec, idata, problems, timings)
+    labels = {"title": f"{Path(args.data).name}, {spec.kind} mixture, k = {spec.k}"}
+    if len(columns) == 1:
+        labels["x"] = columns[0]
+    written = write_outputs(out, idata, record, labels=labels)
+    return _report(idata, out, written, problems)
+
+
+def _check_count(value: int, flag: str, minimum: int) -> None:
+    """Refuse a count argument below `minimum` (the library's integer check, as exit code 2)."""
+    from mixtures.model.validation import check_integer
+
+    try:
+        check_integer(value, flag, minimum)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def _load(args, columns: list[str]):
+    """Read the modelled columns; say how many rows were dropped or kept with missing cells."""
+    import numpy as np
+
+    multivariate = args.model == "mv" or (args.model is None and len(columns) > 1)
+    values, dropped = read_table(args.data, columns, args.drop_missing, multivariate)
+    if dropped:
+        print(f"dropped {dropped} row(s) with empty, NaN or infinite cells (--drop-missing)")
+    partial = int(np.isnan(values).any(axis=1).sum())
+    if partial:
+        print(
+            f"kept {partial} row(s) with some missing cells ({int(np.isnan(values).sum())} "
+            "cells, modelled as missing at random; --drop-missing drops them)"
+        )
+    return values, dropped
+
+
+def _sample(model, args) -> tuple:
+    """Sample `model` as the arguments say; return the InferenceData and convergence problems."""
+    import warnings
+
+    import mixtures
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", mixtures.ConvergenceWarning)
         try:
@@ -546,24 +588,16 @@ def _fit(args) -> int:
     problems = [
         str(w.message) for w in caught if issubclass(w.category, mixtures.ConvergenceWarning)
     ]
-    t_sample = time.perf_counter() - t0 - t_build
-    # for the figures only: N x 20 values, never N x draws (at N = 1e6, 50 draws cost 3.2 s
-    # and 400 MB, a sixth of the fit; 20 curves show the predictive's spread as well)
-    t_ppc = time.perf_counter()
-    mixtures.sample_posterior_predictive(
-        model, idata, num_draws=PPC_DRAWS, random_seed=args.seed, progressbar=False
-    )
-    t_ppc = time.perf_counter() - t_ppc
+    return idata, problems
+
+
+def _record(args, data: dict, spec, idata, problems: list, timings: dict) -> dict:
+    """Return run.json's record: arguments, data, spec, engine, diagnostics, timings."""
     attrs = idata.posterior.attrs
-    record = {
+    return {
         "command": sys.argv,
         "arguments": vars(args),
-        "data": {
-            "file": str(Path(args.data).resolve()),
-            "rows": int(values.shape[0]),
-            "dropped_rows": dropped,
-            "columns": columns,
-        },  # fmt: skip
+        "data": {"file": str(Path(args.data).resolve()), **data},
         "spec": spec.to_dict(),
         "engine": {
             "sampler": attrs.get("mixtures_sampler"),
@@ -574,13 +608,16 @@ def _fit(args) -> int:
             "draws_reason": attrs.get("mixtures_draws_reason"),
         },
         "diagnostics": {"problems": problems},
-        "timings_s": {"build": t_build, "sample": t_sample, "predictive": t_ppc},
+        "timings_s": timings,
         "versions": _versions(),
     }
-    labels = {"title": f"{Path(args.data).name}, {spec.kind} mixture, k = {spec.k}"}
-    if len(columns) == 1:
-        labels["x"] = columns[0]
-    written = write_outputs(out, idata, record, labels=labels)
+
+
+def _report(idata, out: Path, written: list[Path], problems: list) -> int:
+    """Print the summary, the engine and the files; return the exit code."""
+    import mixtures
+
+    attrs = idata.posterior.attrs
     print()
     print(mixtures.summary_table(idata, fmt="markdown"))
     print(f"\nengine: {attrs.get('mixtures_sampler')} ({attrs.get('mixtures_sampler_reason')})")
@@ -630,7 +667,7 @@ def _demo(args) -> int:
     ax.set_title("three_gaussians: posterior predictive check (full mixture, k=3)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _save_figure(ax.figure, out)
+    atomic_write(out, lambda tmp: _save_figure(ax.figure, tmp))
     plt.close(ax.figure)
     print(f"\nPPC figure written to {out}")
     if args.netcdf:

@@ -384,3 +384,33 @@ def test_the_default_run_continues_until_its_checks_pass(csv, tmp_path):
     assert idata.posterior.sizes["draw"] == record["engine"]["draws_per_chain"]
     table = az.summary(idata, var_names=["weights", "means", "sigma"], round_to="none")
     assert table["r_hat"].max() <= 1.01 and table[["ess_bulk", "ess_tail"]].min().min() >= 400
+
+
+def test_write_into_is_all_or_nothing(tmp_path):
+    """The CLI's outputs go through mixtures._io.write_into: whole sets of files, or none."""
+    from mixtures._io import plain_mode, write_into
+
+    def files(**contents):
+        def write(staging):
+            for name, text in contents.items():
+                (staging / name).write_text(text)
+            return list(contents)
+
+        return write
+
+    out = tmp_path / "out"
+    assert write_into(out, files(a="1", b="2")) == ["a", "b"]
+    assert os.stat(out).st_mode & 0o777 == plain_mode(directory=True)
+    (out / "mine.txt").write_text("keep")
+
+    def fail(staging):
+        (staging / "a").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_into(out, fail)
+    assert (out / "a").read_text() == "1"
+    write_into(out, files(a="3"), stale=lambda: {"a", "b", "mine.txt"} - {"mine.txt"})
+    assert sorted(p.name for p in out.iterdir()) == ["a", "mine.txt"]
+    assert (out / "a").read_text() == "3"
+    assert not list(tmp_path.glob(".out.staging-*"))

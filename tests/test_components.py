@@ -16,7 +16,7 @@ from scipy.special import logsumexp
 import mixtures
 from mixtures.analysis.loglik import pointwise_loglik
 from mixtures.model.components import (
-    FAMILIES,
+    COMPONENT_FAMILIES,
     MvNormal,
     Normal,
     StudentT,
@@ -76,7 +76,7 @@ def rng():
 def test_univariate_logpdf_matches_scipy_over_a_batch(rng, name):
     params = univariate_params(rng, with_nu=name == "t")
     y = rng.normal(0, 3, N)
-    got = FAMILIES[name].logpdf(y, params)
+    got = COMPONENT_FAMILIES[name].logpdf(y, params)
     assert got.shape == BATCH + (N, K)
     np.testing.assert_allclose(got, scipy_logpdf(name, y, params), rtol=1e-12, atol=1e-12)
 
@@ -100,7 +100,7 @@ def test_weighted_logpdf_masks_known_labels_and_sums_to_the_mixture(rng, name):
     labels = np.full(N, -1)
     labels[[0, 3, 5]] = [2, 0, 1]
     expected = np.log(weights)[..., None, :] + scipy_logpdf(name, y, params)
-    family = FAMILIES[name]
+    family = COMPONENT_FAMILIES[name]
 
     got = family.weighted_logpdf(y, weights, params)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
@@ -145,9 +145,9 @@ def test_family_of_names_specs_and_fits():
     assert isinstance(family_of("normal"), Normal)
     assert isinstance(family_of({"family": "t"}), StudentT)
     assert isinstance(family_of("mfm_mvnormal"), MvNormal)
-    assert family_of("mfm_normal") is FAMILIES["normal"]
-    assert FAMILIES["t"].param_names == ("means", "sigma", "nu")
-    assert FAMILIES["mvnormal"].param_names == ("means", "chol_cov")
+    assert family_of("mfm_normal") is COMPONENT_FAMILIES["normal"]
+    assert COMPONENT_FAMILIES["t"].param_names == ("means", "sigma", "nu")
+    assert COMPONENT_FAMILIES["mvnormal"].param_names == ("means", "chol_cov")
     with pytest.raises(ValueError, match="should be one of .* but got 'gamma'"):
         family_of("gamma")
 

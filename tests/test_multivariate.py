@@ -134,7 +134,7 @@ def test_ordered_column_jacobian_is_the_log_determinant():
         ),
         (
             lambda X: mixtures.mv_mixture(X, 3, priors={"means": {"nu": 3}}),
-            r"`priors\['means'\]` should hold parameters among",
+            r"`priors\['means'\]` should hold the parameters \['mu', 'sigma'\] of Normal",
         ),
     ],
 )

@@ -153,3 +153,63 @@ def test_mv_spec_is_resolved(y3):
     spec = mixtures.spec_of(mixtures.mv_mixture(X, 3))
     assert (spec.kind, spec.n_features, spec.covariance, spec.ordered_by) == ("mv", 2, "full", 0)
     np.testing.assert_allclose(spec.priors["means"].params["mu"][0], X.mean().to_numpy())
+
+
+# --- one prior system: the multivariate priors go through resolve_priors ------------------
+
+
+def test_mv_priors_resolve_through_the_family_table():
+    """Stick-breaking takes its family default; a diagonal psi becomes its matrix; Normal only."""
+    X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+    spec = mixtures.spec_of(
+        mixtures.mv_mixture(
+            X, 3, ordered_by=None, priors={"weights": {"dist": "StickBreaking"}, "wishart": {"psi": [1.0, 4.0]}}
+        )
+    )
+    assert spec.priors["weights"].to_dict() == {"dist": "StickBreaking", "alpha": 1.0}
+    np.testing.assert_array_equal(spec.priors["wishart"].params["psi"], [[1.0, 0.0], [0.0, 4.0]])
+    assert float(spec.priors["wishart"].params["nu"]) == X.shape[1] + 2.0  # the default kept
+    with pytest.raises(ValueError, match=r"`priors\['means'\]\['dist'\]` should be one of \['Normal'\]"):
+        mixtures.mv_mixture(X, 3, priors={"means": {"dist": "StudentT", "nu": 3}})
+    with pytest.raises(ValueError, match=r"`priors\['weights'\]\['alpha'\]` should be > 0, but got 0.0"):
+        mixtures.mv_mixture(X, 3, priors={"weights": {"dist": "StickBreaking", "alpha": 0}})
+    with pytest.raises(ValueError, match=r"`priors\['corr'\]\['eta'\]` should be > 0, but got -1.0"):
+        mixtures.mv_mixture(X, 3, covariance_prior="lkj", priors={"corr": {"eta": -1}})
+
+
+def test_mfm_mv_priors_use_the_same_checks():
+    X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+    with pytest.raises(ValueError, match=r"`priors\['wishart'\]\['nu'\]` should be > 1, but got 0.5"):
+        mixtures.mfm_mixture(X, [0.5, 0.5], priors={"wishart": {"nu": 0.5}})
+    with pytest.raises(ValueError, match=r"symmetric positive-definite \(2, 2\)"):
+        mixtures.mfm_mixture(X, [0.5, 0.5], priors={"wishart": {"psi": [[1.0, 0.0, 0.0]]}})
+    spec = mixtures.spec_of(mixtures.mfm_mixture(X, [0.5, 0.5], priors={"means": {"sigma": 3.0}}))
+    np.testing.assert_array_equal(spec.priors["means"].params["sigma"], [3.0, 3.0])
+
+
+def test_inverse_wishart_entry_matches_scipy_and_every_family_is_consistent():
+    from mixtures.model.spec import MV_PRIOR_FAMILIES, PRIOR_FAMILIES, PRIOR_TABLE
+
+    psi = np.array([[2.0, 0.5], [0.5, 1.0]])
+    frozen = PRIOR_TABLE["InverseWishart"].scipy(nu=5.0, psi=psi)
+    draws = frozen.rvs(size=20000, random_state=np.random.default_rng(0))
+    np.testing.assert_allclose(draws.mean(axis=0), psi / (5.0 - 2 - 1), rtol=0.05)
+    for table in (*PRIOR_FAMILIES.values(), *MV_PRIOR_FAMILIES.values()):
+        for name, family in table.items():
+            assert family is PRIOR_TABLE[name]
+            assert set(family.positive) <= set(family.params)
+            assert set(family.defaults) <= set(family.params)
+
+
+def test_shared_parameter_docs_are_filled():
+    for func in (
+        mixtures.full_mixture, mixtures.shared_sd_mixture, mixtures.known_params_mixture,
+        mixtures.mv_mixture, mixtures.mfm_mixture, mixtures.fit_many,
+    ):  # fmt: skip
+        assert "%(" not in func.__doc__
+        assert "    y : array-like" in func.__doc__ or "    X : array-like" in func.__doc__ or (
+            "    model : pymc.Model" in func.__doc__
+        )
+    assert "    nu : float, array-like of shape (k,) or None\n        The t family's" in (
+        mixtures.full_mixture.__doc__
+    )

@@ -126,3 +126,29 @@ def test_bad_prior_family_and_parameters():
         mixtures.full_mixture(y, 2, priors={"sigma": {"dist": "HalfCauchy", "scale": 1}})
     with pytest.raises(ValueError, match=r"`priors\['means'\]` should be a dict"):
         mixtures.full_mixture(y, 2, priors={"means": 3})
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "message"),
+    [
+        (0, 1, r"`n` should be an integer >= 1, but got 0"),
+        (np.int64(-3), 0, r"`n` should be a non-negative integer, but got -3"),
+        (2.0, 1, r"`n` should be an integer >= 1, but got 2.0"),
+        (True, 0, r"`n` should be a non-negative integer, but got True"),
+        ("3", 1, r"`n` should be an integer >= 1, but got '3'"),
+        (4, 5, r"`n` should be an integer >= 5, but got 4"),
+    ],
+)
+def test_check_integer_refuses_with_one_message(value, minimum, message):
+    from mixtures.model.validation import check_integer
+
+    with pytest.raises(ValueError, match=message):
+        check_integer(value, "n", minimum)
+
+
+def test_check_integer_returns_a_python_int():
+    from mixtures.model.validation import check_integer
+
+    out = check_integer(np.int32(7), "n")
+    assert out == 7 and type(out) is int
+    assert check_integer(0, "n", 0) == 0

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from mixtures.model.components import FAMILIES, family_of
+from mixtures.model.components import COMPONENT_FAMILIES, family_of
 
 __all__ = ["LogEvidence", "bridge_log_evidence", "supports_bridge"]
 
@@ -224,7 +224,7 @@ class _Multivariate:
         prior = stats.invwishart(df=float(wish["nu"]), scale=np.asarray(wish["psi"]))
         out += prior.logpdf(np.moveaxis(cov.reshape(n * k, d, d), 0, -1)).reshape(n, k).sum(1)
         params = {"means": mu, "chol_cov": chol}
-        return out + mixture_loglik(FAMILIES["mvnormal"], self.x, logw, params)
+        return out + mixture_loglik(COMPONENT_FAMILIES["mvnormal"], self.x, logw, params)
 
 
 def mixture_loglik(family, y, log_weights, params) -> np.ndarray:
@@ -307,7 +307,7 @@ class _Proposal:
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
         params = {"means": self.means, "chol_cov": self.chols}
-        return FAMILIES["mvnormal"].mixture_logpdf(x, self.weights, params)
+        return COMPONENT_FAMILIES["mvnormal"].mixture_logpdf(x, self.weights, params)
 
     def rvs(self, n: int, rng) -> np.ndarray:
         which = rng.choice(self.weights.size, size=n, p=self.weights)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from mixtures.model.components import FAMILIES
+from mixtures.model.components import COMPONENT_FAMILIES
 from mixtures.model.validation import check_k, check_observations
 
 __all__ = ["EMResult", "em"]
@@ -85,7 +85,7 @@ def _m_step(X, resp, reg_covar):
 def _e_step(X, weights, means, covs):
     """Return log p(x_n) (n,) and the responsibilities (n, k) (scikit-learn's E-step)."""
     params = {"means": means, "chol_cov": np.linalg.cholesky(covs)}
-    weighted = FAMILIES["mvnormal"].weighted_logpdf(X, weights, params)
+    weighted = COMPONENT_FAMILIES["mvnormal"].weighted_logpdf(X, weights, params)
     norm = logsumexp(weighted, axis=1)
     return norm, np.exp(weighted - norm[:, None])
 

@@ -21,7 +21,7 @@ shape, e.g. (chain, draw)), the multivariate Normal's ``means`` ``batch + (k, d)
 have shape ``batch + (n_obs, k)``.
 
 Adding a family: its density in :mod:`~mixtures.model.densities`, a subclass of
-:class:`ComponentFamily` here, its entry in :data:`FAMILIES`, and its kernel.
+:class:`ComponentFamily` here, its entry in :data:`COMPONENT_FAMILIES`, and its kernel.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import xarray as xr
 from mixtures.model.densities import mvnormal_logpdf, normal_logpdf, student_t_logpdf
 
 __all__ = [
-    "FAMILIES",
+    "COMPONENT_FAMILIES",
     "ComponentFamily",
     "FitComponents",
     "MvNormal",
@@ -61,7 +61,7 @@ class ComponentFamily:
     Attributes
     ----------
     name : str
-        The key in :data:`FAMILIES` (and ``MixtureSpec.family``).
+        The key in :data:`COMPONENT_FAMILIES` (and ``MixtureSpec.family``).
     param_names : tuple of str
         The names of the component parameters in a fit's posterior (or constant_data), in the
         order :meth:`logpdf` reads them from its `params` mapping.
@@ -190,7 +190,7 @@ class MvNormal(ComponentFamily):
 
 #: The component families by name (``MixtureSpec.family``); MFM specs (``"mfm_normal"``,
 #: ``"mfm_mvnormal"``) use the family after the prefix.
-FAMILIES: dict[str, ComponentFamily] = {
+COMPONENT_FAMILIES: dict[str, ComponentFamily] = {
     "normal": Normal(),
     "t": StudentT(),
     "mvnormal": MvNormal(),
@@ -291,10 +291,10 @@ def family_of(obj) -> ComponentFamily:
             name = "mvnormal"
     else:
         name = obj.family
-    family = FAMILIES.get(name.removeprefix("mfm_"))
+    family = COMPONENT_FAMILIES.get(name.removeprefix("mfm_"))
     if family is None:
         raise ValueError(
-            f"the component family should be one of {list(FAMILIES)}, but got {name!r}"
+            f"the component family should be one of {list(COMPONENT_FAMILIES)}, but got {name!r}"
         )
     return family
 

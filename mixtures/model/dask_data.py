@@ -25,7 +25,8 @@ import math
 
 import numpy as np
 
-from mixtures.model.spec import PROPER_AT_ZERO
+from mixtures.model.spec import attach, auto_floor_applies, spec_of
+from mixtures.model.validation import check_k
 
 __all__ = ["DASK_ATTR", "GUARD", "dask_data_of", "from_dask", "is_dask_data"]
 
@@ -129,7 +130,7 @@ def _sigma_floor(sigma_floor, priors, known_sigma: bool, facts: dict):
         return sigma_floor  # the factory checks it
     entry = (priors or {}).get("sigma", {}) if isinstance(priors, dict) else {}
     dist = entry.get("dist", "HalfNormal") if isinstance(entry, dict) else "HalfNormal"
-    if known_sigma or dist in PROPER_AT_ZERO or dist == "HalfStudentT":
+    if known_sigma or not auto_floor_applies(dist):
         return 0.0
     return chunk_tie_floor(facts["ties"])
 
@@ -152,37 +153,17 @@ def from_dask(factory, data, k=None, /, **kwargs):
     -------
     pymc.Model
     """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    from mixtures.model.spec import attach, spec_of
-    from mixtures.model.validation import check_k
-
     mv = factory.__name__ == "mv_mixture"
-    name = "X" if mv else "y"
     if kwargs.get("labels") is not None:
         raise ValueError(
             f"`labels` should be None for dask data (known labels are not supported on a "
             f"cluster yet), but got {type(kwargs['labels']).__name__}"
         )
-    arr, names = as_dask_array(data, 2 if mv else 1, name)
+    arr, names = as_dask_array(data, 2 if mv else 1, "X" if mv else "y")
     floor_auto = not mv and factory.__name__ != "known_params_mixture"
     floor_auto = floor_auto and kwargs.get("sigma_floor", "auto") == "auto"
-    facts = data_facts(arr, ties=floor_auto and kwargs.get("sigma") is None)
-    n_obs = facts["n_obs"]
-    if n_obs < 2:
-        raise ValueError(f"`{name}` should contain at least 2 observations, but got {n_obs}")
-    if facts["bad"]:
-        nan = int(facts["nan"])
-        raise ValueError(
-            f"`{name}` should contain only finite values, but got {nan} NaN and "
-            f"{int(facts['bad']) - nan} infinite value(s); drop or impute them explicitly "
-            "before fitting"
-        )
-    args = ()
-    if k is not None:
-        k = check_k(k, n_obs)
-        args = (k,)
+    facts = _checked_facts(arr, "X" if mv else "y", floor_auto and kwargs.get("sigma") is None)
+    args = () if k is None else (check_k(k, facts["n_obs"]),)
     rows = 2 * max(1, math.ceil(max(k or len(kwargs.get("means", ())), 2) / 2))
     proxy = _proxy(facts["mean"], facts["sd"], rows)
     if not mv:
@@ -198,14 +179,10 @@ def from_dask(factory, data, k=None, /, **kwargs):
         import pandas as pd
 
         proxy = pd.DataFrame(proxy, columns=names)
-    model = factory(proxy, *args, **kwargs)
-    with model:
-        empty = np.empty((0,) + arr.shape[1:])
-        pm.set_data({"y_data": empty}, coords={"obs_id": np.arange(0)})
-        pm.Potential(GUARD, pt.as_tensor(-np.inf))
+    model = _emptied(factory(proxy, *args, **kwargs), arr.shape[1:])
     mean, sd = facts["mean"], facts["sd"]
     built_on = {
-        "n_obs": n_obs,
+        "n_obs": facts["n_obs"],
         "mean": mean.tolist() if mv else float(mean),
         "sd": sd.tolist() if mv else float(sd),
         "storage": "dask",
@@ -213,4 +190,31 @@ def from_dask(factory, data, k=None, /, **kwargs):
     }
     attach(model, spec_of(model).replace(built_on=built_on))
     setattr(model, DASK_ATTR, arr)
+    return model
+
+
+def _checked_facts(arr, name: str, ties: bool) -> dict:
+    """Return the data's facts (:func:`data_facts`); refuse too few rows or non-finite values."""
+    facts = data_facts(arr, ties=ties)
+    n_obs = facts["n_obs"]
+    if n_obs < 2:
+        raise ValueError(f"`{name}` should contain at least 2 observations, but got {n_obs}")
+    if facts["bad"]:
+        nan = int(facts["nan"])
+        raise ValueError(
+            f"`{name}` should contain only finite values, but got {nan} NaN and "
+            f"{int(facts['bad']) - nan} infinite value(s); drop or impute them explicitly "
+            "before fitting"
+        )
+    return facts
+
+
+def _emptied(model, row_shape: tuple):
+    """Empty the proxy's data (the chunks are the data) and guard against local sampling."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    with model:
+        pm.set_data({"y_data": np.empty((0,) + row_shape)}, coords={"obs_id": np.arange(0)})
+        pm.Potential(GUARD, pt.as_tensor(-np.inf))
     return model

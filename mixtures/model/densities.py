@@ -70,7 +70,7 @@ def component_logpdf(y, mu, sd, nu=None):
     """Return a univariate component's log-density: Normal if `nu` is None, else Student-t.
 
     Callers pass a t fit's ``nu`` (see :func:`mixtures.model.components.posterior_nu`), None for
-    Normal components; the family objects (:data:`mixtures.model.components.FAMILIES`) are
+    Normal components; the family objects (:data:`mixtures.model.components.COMPONENT_FAMILIES`) are
     the dispatch the analysis code uses.
 
     Parameters

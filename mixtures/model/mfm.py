@@ -28,16 +28,10 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from mixtures.model.mfm_spec import (
-    K_PRIORS,
-    MFM_WEIGHTS,
-    MFMSpec,
-    check_gamma,
-    k_prior_pmf,
-    mfm_weights,
-)
+from mixtures._docs import fill_doc
+from mixtures.model.mfm_spec import K_PRIORS, MFMSpec, k_prior_pmf, mfm_spec, mfm_weights
 from mixtures.model.spec import PROPER_AT_ZERO, Prior, attach, resolve_priors
-from mixtures.model.univariate import default_priors, tie_floor
+from mixtures.model.univariate import check_sigma_floor, default_priors
 from mixtures.model.validation import check_observations
 
 __all__ = [
@@ -52,27 +46,8 @@ __all__ = [
     "plot_k_posterior",
 ]
 
-def _sigma_floor(sigma_floor, y, prior: Prior) -> float:
-    """Return the sd floor by the rule of :func:`mixtures.full_mixture` (so both share a prior)."""
-    if isinstance(sigma_floor, str):
-        if sigma_floor != "auto":
-            raise ValueError(
-                f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
-            )
-        if prior.dist in PROPER_AT_ZERO or prior.dist == "HalfStudentT":
-            return 0.0
-        return tie_floor(y)
-    if isinstance(sigma_floor, bool) or not np.isscalar(sigma_floor) or not sigma_floor >= 0:
-        raise ValueError(
-            f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
-        )
-    if sigma_floor > 0 and prior.dist == "HalfStudentT":
-        raise ValueError(
-            f"`sigma_floor` should be 0 with a HalfStudentT sigma prior, but got {sigma_floor}"
-        )
-    return float(sigma_floor)
 
-
+@fill_doc
 def mfm_mixture(
     y,
     k_prior="bnb",
@@ -96,7 +71,6 @@ def mfm_mixture(
     floor included) and take the same ``priors=`` overrides (scalars: the components are
     exchangeable, so there is no ordering). 2-D `y` gives the multivariate model with
     :func:`mixtures.mv_mixture`'s inverse-Wishart defaults (see :mod:`mixtures.model.mfm_mv`).
-
     Sample it with :func:`mixtures.sample` (the telescoping sampler); the posterior holds
     ``K`` and ``K_plus`` (the components holding data) per draw.
 
@@ -104,17 +78,7 @@ def mfm_mixture(
     ----------
     y : array-like of shape (n_obs,) or (n_obs, n_features)
         Observations; must be finite.
-    k_prior : str, dict or array-like, default "bnb"
-        The prior on K: a name of :data:`K_PRIORS` (``"bnb"``: K - 1 ~ BNB(1, 4, 3), the
-        recommendation of Frühwirth-Schnatter et al. 2021; ``"poisson"``: K - 1 ~
-        Poisson(3); ``"geometric"``; ``"uniform"``), a dict ``{"dist": "poisson", "mu": 2}``,
-        or an array: the pmf of K = 1, ..., len(k_prior).
-    gamma : float, default 1.0
-        Dirichlet parameter of the weights given K.
-    dynamic : bool, default False
-        Dirichlet(gamma / K) weights (dynamic MFM).
-    k_max : int, optional
-        Truncation of a named prior on K (default 30; the prior is renormalised on 1..k_max).
+    %(mfm_k)s
     priors : dict, optional
         Overrides of the component priors, keys ``means`` and ``sigma`` (univariate), as in
         :func:`mixtures.full_mixture`.
@@ -136,42 +100,46 @@ def mfm_mixture(
     >>> mixtures.spec_of(model).k
     5
     """
-    y = check_observations(y, ndim=2) if np.ndim(y) == 2 else check_observations(y)
-    if y.ndim == 2:
+    if np.ndim(y) == 2:
         from mixtures.model.mfm_mv import mfm_mv_mixture
 
-        return mfm_mv_mixture(y, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
-    pmf, desc = k_prior_pmf(k_prior, k_max)
-    gamma = check_gamma(gamma)
-    defaults = default_priors(y, 1)
-    defaults = {
-        "means": Prior("Normal", {k: v[0] for k, v in defaults["means"].params.items()}),
-        "sigma": Prior("HalfNormal", {k: v[0] for k, v in defaults["sigma"].params.items()}),
-    }
-    resolved = resolve_priors(priors, defaults, {"means": (), "sigma": ()})
-    floor = _sigma_floor(sigma_floor, y, resolved["sigma"])
-    if np.unique(y).size < 2 and floor == 0 and resolved["sigma"].dist not in PROPER_AT_ZERO:
+        X = check_observations(y, ndim=2)
+        return mfm_mv_mixture(X, k_prior, gamma=gamma, dynamic=dynamic, k_max=k_max, priors=priors)
+    y = check_observations(y)
+    spec = _normal_spec(y, priors, sigma_floor, k_prior, k_max, gamma, dynamic)
+    return build_mfm_model(y, spec)
+
+
+def _normal_spec(y, priors, sigma_floor, k_prior, k_max, gamma, dynamic) -> MFMSpec:
+    """Return the univariate MFM's spec (Normal components, full_mixture's priors)."""
+    resolved = _component_priors(y, priors)
+    return mfm_spec(
+        "mfm_normal", resolved, k_prior, k_max, gamma, dynamic,
+        built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
+        sigma_floor=_sd_floor(sigma_floor, y, resolved["sigma"]),
+    )  # fmt: skip
+
+
+def _sd_floor(sigma_floor, y: np.ndarray, prior: Prior) -> float:
+    """Return the sd floor by full_mixture's rule; refuse all-tied data without one."""
+    floor = check_sigma_floor(sigma_floor, y, prior)
+    if np.unique(y).size < 2 and floor == 0 and prior.dist not in PROPER_AT_ZERO:
         raise ValueError(
             "`y` should have at least 2 distinct values (a component holding tied values "
             f"alone has an unbounded likelihood), but got all equal to {y[0]!r}: give a "
             "sigma_floor > 0 or an InverseGamma / LogNormal sigma prior"
         )
-    resolved["weights"] = Prior(MFM_WEIGHTS, {"a": gamma})
-    spec = MFMSpec(
-        family="mfm_normal",
-        k=int(pmf.size),
-        marginalized=True,
-        ordered=False,
-        shared_sd=False,
-        priors=resolved,
-        built_on={"n_obs": int(y.shape[0]), "mean": float(np.mean(y)), "sd": float(np.std(y))},
-        sigma_floor=floor,
-        k_prior=tuple(float(p) for p in pmf),
-        k_prior_name=desc,
-        gamma=gamma,
-        dynamic=bool(dynamic),
-    )
-    return build_mfm_model(y, spec)
+    return floor
+
+
+def _component_priors(y: np.ndarray, priors) -> dict[str, Prior]:
+    """One component's priors: :func:`mixtures.full_mixture`'s defaults, user's merged over."""
+    defaults = default_priors(y, 1)
+    defaults = {
+        name: Prior(defaults[name].dist, {k: v[0] for k, v in defaults[name].params.items()})
+        for name in ("means", "sigma")
+    }
+    return resolve_priors(priors, defaults, {"means": (), "sigma": ()})
 
 
 def build_mfm_model(y: np.ndarray, spec: MFMSpec) -> pm.Model:

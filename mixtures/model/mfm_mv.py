@@ -12,54 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 
-from mixtures.model.mfm_spec import MFM_WEIGHTS, MFMSpec, check_gamma, k_prior_pmf, mfm_weights
-from mixtures.model.multivariate import default_mv_priors
-from mixtures.model.spec import Prior, attach
+from mixtures._docs import fill_doc
+from mixtures.model.mfm_spec import MFMSpec, mfm_spec, mfm_weights
+from mixtures.model.multivariate import resolve_mv_priors, wishart_chol
+from mixtures.model.spec import attach
 
 __all__ = ["MvNormalParts", "draw_inverse_wishart", "mfm_mv_mixture"]
 
 
-def _mv_component_priors(X: np.ndarray, priors) -> dict[str, Prior]:
-    defaults = default_mv_priors(X)
-    d = X.shape[1]
-    merged = {"means": dict(defaults["means"]), "wishart": dict(defaults["wishart"])}
-    if priors is not None:
-        if not isinstance(priors, dict):
-            raise ValueError(f"`priors` should be a dict, but got {type(priors).__name__}")
-        unknown = sorted(set(priors) - set(merged))
-        if unknown:
-            raise ValueError(
-                f"`priors` keys should be among {list(merged)}, but got unknown key(s) {unknown}"
-            )
-        for key, entry in priors.items():
-            extra = sorted(set(entry) - set(merged[key]))
-            if extra:
-                raise ValueError(
-                    f"`priors[{key!r}]` should hold {sorted(merged[key])}, but got {extra}"
-                )
-            merged[key].update(entry)
-    mu = np.broadcast_to(np.asarray(merged["means"]["mu"], dtype=float), (d,)).copy()
-    sd = np.broadcast_to(np.asarray(merged["means"]["sigma"], dtype=float), (d,)).copy()
-    if not (np.isfinite(mu).all() and np.isfinite(sd).all() and (sd > 0).all()):
-        raise ValueError(f"`priors['means']['sigma']` should be > 0, but got {sd.tolist()}")
-    nu = float(merged["wishart"]["nu"])
-    if not nu > d - 1:
-        raise ValueError(f"`priors['wishart']['nu']` should be > {d - 1}, but got {nu}")
-    psi = np.asarray(merged["wishart"]["psi"], dtype=float)
-    psi = np.diag(psi) if psi.ndim == 1 else psi
-    if psi.shape != (d, d) or not np.allclose(psi, psi.T) or np.any(np.linalg.eigvalsh(psi) <= 0):
-        raise ValueError(
-            f"`priors['wishart']['psi']` should be a symmetric positive-definite ({d}, {d}) "
-            f"matrix (or its diagonal), but got {psi.tolist()}"
-        )
-    return {
-        "means": Prior("Normal", {"mu": mu, "sigma": sd}),
-        "wishart": Prior("InverseWishart", {"nu": nu, "psi": psi}),
-    }
-
-
+@fill_doc
 def mfm_mv_mixture(
     X, k_prior="bnb", *, gamma=1.0, dynamic=False, k_max=None, priors=None
 ) -> pm.Model:
@@ -69,8 +31,7 @@ def mfm_mv_mixture(
     ----------
     X : numpy.ndarray of shape (n_obs, n_features)
         Checked observations.
-    k_prior, gamma, dynamic, k_max
-        See :func:`mixtures.mfm_mixture`.
+    %(mfm_k)s
     priors : dict, optional
         Overrides of ``means`` (``mu``, ``sigma``: per feature) and ``wishart`` (``nu``,
         ``psi``), as in :func:`mixtures.mv_mixture` with ``covariance_prior="wishart"``.
@@ -79,17 +40,14 @@ def mfm_mv_mixture(
     -------
     pymc.Model
     """
-    pmf, desc = k_prior_pmf(k_prior, k_max)
-    gamma = check_gamma(gamma)
-    resolved = _mv_component_priors(X, priors)
-    resolved["weights"] = Prior(MFM_WEIGHTS, {"a": gamma})
-    spec = MFMSpec(
-        family="mfm_mvnormal",
-        k=int(pmf.size),
-        marginalized=True,
-        ordered=False,
-        shared_sd=False,
-        priors=resolved,
+    resolved = resolve_mv_priors(X, priors, ["means", "wishart"])
+    spec = mfm_spec(
+        "mfm_mvnormal",
+        resolved,
+        k_prior,
+        k_max,
+        gamma,
+        dynamic,
         n_features=int(X.shape[1]),
         covariance="full",
         built_on={
@@ -97,10 +55,6 @@ def mfm_mv_mixture(
             "mean": np.mean(X, axis=0).tolist(),
             "sd": np.std(X, axis=0).tolist(),
         },
-        k_prior=tuple(float(p) for p in pmf),
-        k_prior_name=desc,
-        gamma=gamma,
-        dynamic=bool(dynamic),
     )
     return _build(X, spec)
 
@@ -114,7 +68,7 @@ def _build(X: np.ndarray, spec: MFMSpec) -> pm.Model:
         "obs_id": np.arange(X.shape[0]),
         "tril": np.arange(d * (d - 1) // 2),
     }
-    mp, wp = spec.priors["means"].params, spec.priors["wishart"].params
+    mp = spec.priors["means"].params
     with pm.Model(coords=coords) as model:
         x_data = pm.Data("y_data", X, dims=("obs_id", "feature"))
         weights = mfm_weights(spec)
@@ -124,26 +78,7 @@ def _build(X: np.ndarray, spec: MFMSpec) -> pm.Model:
             sigma=np.broadcast_to(mp["sigma"], (k, d)),
             dims=("component", "feature"),
         )
-        # Bartlett: precision = L A A^T L^T ~ Wishart(nu, psi^-1), so its inverse ~ IW(nu, psi)
-        nu = float(wp["nu"])
-        low = np.linalg.cholesky(np.linalg.inv(np.asarray(wp["psi"])))
-        c = pm.ChiSquared(
-            "wishart_c",
-            nu=np.broadcast_to(nu - np.arange(d), (k, d)),
-            dims=("component", "feature"),
-        )
-        a = pt.zeros((k, d, d))
-        diag = np.arange(d)
-        a = pt.set_subtensor(a[:, diag, diag], pt.sqrt(c))
-        if d > 1:
-            rows, cols = np.tril_indices(d, -1)
-            a = pt.set_subtensor(
-                a[:, rows, cols], pm.Normal("wishart_z", 0.0, 1.0, dims=("component", "tril"))
-            )
-        prec_chol = pt.matmul(low[None], a)
-        precision = pt.matmul(prec_chol, pt.swapaxes(prec_chol, -1, -2))
-        chol = pt.stack([pt.linalg.cholesky(pt.linalg.inv(precision[j])) for j in range(k)])
-        chol = pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
+        chol = wishart_chol(spec.priors["wishart"], k, d)
         comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
         if k == 1:
             pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))

@@ -16,7 +16,8 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
-from mixtures.model.spec import MixtureSpec
+from mixtures.model.spec import MixtureSpec, Prior
+from mixtures.model.validation import check_integer
 
 __all__ = [
     "DEFAULT_K_MAX",
@@ -26,6 +27,7 @@ __all__ = [
     "check_gamma",
     "check_k_max",
     "k_prior_pmf",
+    "mfm_spec",
     "mfm_weights",
 ]
 
@@ -157,9 +159,7 @@ def k_prior_pmf(k_prior, k_max: int | None = None) -> tuple[np.ndarray, str]:
 
 def check_k_max(k_max) -> int:
     """Return `k_max` as an int >= 1, or raise."""
-    if isinstance(k_max, bool) or not isinstance(k_max, int | np.integer) or k_max < 1:
-        raise ValueError(f"`k_max` should be an integer >= 1, but got {k_max!r}")
-    return int(k_max)
+    return check_integer(k_max, "k_max")
 
 
 def check_gamma(gamma) -> float:
@@ -167,6 +167,41 @@ def check_gamma(gamma) -> float:
     if isinstance(gamma, bool) or not np.isscalar(gamma) or not (np.isfinite(gamma) and gamma > 0):
         raise ValueError(f"`gamma` should be a number > 0, but got {gamma!r}")
     return float(gamma)
+
+
+def mfm_spec(family: str, priors: dict, k_prior, k_max, gamma, dynamic, **fields) -> MFMSpec:
+    """Return the spec of an MFM whose component `priors` are resolved (one per component).
+
+    Parameters
+    ----------
+    family : str
+        ``"mfm_normal"`` or ``"mfm_mvnormal"``.
+    priors : dict of str to Prior
+        The resolved component priors; the weights' (``MFM_WEIGHTS``, `gamma`) is added here.
+    k_prior, k_max, gamma, dynamic
+        As :func:`mixtures.mfm_mixture` takes them (checked here).
+    **fields
+        The other fields of :class:`MFMSpec` (``built_on``, ``sigma_floor``, ...).
+
+    Returns
+    -------
+    MFMSpec
+    """
+    pmf, desc = k_prior_pmf(k_prior, k_max)
+    gamma = check_gamma(gamma)
+    return MFMSpec(
+        family=family,
+        k=int(pmf.size),
+        marginalized=True,
+        ordered=False,
+        shared_sd=False,
+        priors={**priors, "weights": Prior(MFM_WEIGHTS, {"a": gamma})},
+        k_prior=tuple(float(p) for p in pmf),
+        k_prior_name=desc,
+        gamma=gamma,
+        dynamic=bool(dynamic),
+        **fields,
+    )
 
 
 def mfm_weights(spec: MFMSpec):

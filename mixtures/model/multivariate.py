@@ -31,9 +31,9 @@ y          the observations, dims (``obs_id``, ``feature``)
 
 from __future__ import annotations
 
-import copy
 import functools
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import pymc as pm
@@ -42,6 +42,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.logprob.transforms import Transform
 
+from mixtures._docs import fill_doc
 from mixtures.analysis.loglik import mv_pointwise_loglik  # re-exported: it lives there
 from mixtures.model.dask_data import from_dask, is_dask_data
 from mixtures.model.missing import (
@@ -52,7 +53,7 @@ from mixtures.model.missing import (
     pattern_groups,
     pattern_mixture_logp,
 )
-from mixtures.model.spec import MixtureSpec, Prior, attach
+from mixtures.model.spec import MV_PRIOR_FAMILIES, MixtureSpec, Prior, attach, resolve_priors
 from mixtures.model.univariate import increasing_start, label_weights
 from mixtures.model.validation import check_k, check_labels, check_observations
 
@@ -65,6 +66,8 @@ __all__ = [
     "effective_components",
     "mv_mixture",
     "mv_pointwise_loglik",
+    "resolve_mv_priors",
+    "wishart_chol",
 ]
 
 COVARIANCES = ("full", "diag", "tied")
@@ -73,7 +76,6 @@ COVARIANCE_PRIORS = ("auto", "wishart", "lkj")
 #: inverse-Wishart where it exists (our Gibbs engine samples it exactly, in seconds), and the
 #: LKJ / HalfNormal priors, sampled with NUTS, where it does not.
 DEFAULT_COVARIANCE_PRIOR = {"full": "wishart", "diag": "lkj", "tied": "lkj"}
-_WEIGHT_FAMILIES = ("Dirichlet", "StickBreaking")
 
 
 class OrderedColumn(Transform):
@@ -162,49 +164,71 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     }
 
 
-def _mv_priors(X: np.ndarray, priors, covariance_prior: str = "lkj") -> dict:
-    defaults = default_mv_priors(X)
-    merged = _merge_mv_priors(defaults, priors, covariance_prior)
-    _check_mv_priors(merged, X.shape[1], covariance_prior)
-    return merged
+#: The PyMC family of each default prior of :func:`default_mv_priors`.
+_DEFAULT_DISTS = {
+    "weights": "Dirichlet",
+    "means": "Normal",
+    "sigma": "HalfNormal",
+    "corr": "LKJ",
+    "wishart": "InverseWishart",
+}
 
 
-def _check_mv_priors(merged: dict, d: int, covariance_prior: str) -> None:
-    """Refuse non-positive scales and an improper Wishart at build time."""
-    checks = [("means", "sigma"), ("sigma", "sigma"), ("corr", "eta")]
-    if merged["weights"]["dist"] == "Dirichlet":
-        checks.append(("weights", "a"))
-    for key, param in checks:
-        value = np.asarray(merged[key][param], dtype=float)
-        if not np.all(np.isfinite(value)) or not (value > 0).all():
-            raise ValueError(
-                f"`priors[{key!r}][{param!r}]` should be > 0, but got {value.tolist()}"
-            )
-    if covariance_prior == "wishart":
-        nu = float(merged["wishart"]["nu"])
-        if not nu > d - 1:
-            raise ValueError(f"`priors['wishart']['nu']` should be > {d - 1}, but got {nu}")
-        psi = np.asarray(merged["wishart"]["psi"], dtype=float)
-        if psi.ndim == 1:
-            psi = np.diag(psi)
-        symmetric = psi.shape == (d, d) and np.allclose(psi, psi.T)
-        if not symmetric or np.any(np.linalg.eigvalsh(psi) <= 0):
-            raise ValueError(
-                "`priors['wishart']['psi']` should be a symmetric positive-definite "
-                f"({d}, {d}) matrix (or its diagonal), but got {psi.tolist()}"
-            )
-        merged["wishart"]["psi"] = psi
+def _prior_shapes(k: int | None, d: int) -> dict:
+    """Return the shapes the priors broadcast to (`k` None: one component)."""
+    lead = () if k is None else (k,)
+    return {
+        "weights": {"a": lead, "alpha": ()},
+        "means": lead + (d,),
+        "sigma": (d,),
+        "corr": (),
+        "wishart": {"nu": (), "psi": (d, d)},
+    }
 
 
-def _merge_mv_priors(defaults: dict, priors, covariance_prior: str) -> dict:
-    if priors is None:
-        return copy.deepcopy(defaults)
-    if not isinstance(priors, dict):
-        raise ValueError(f"`priors` should be a dict, but got {type(priors).__name__}")
+def resolve_mv_priors(X: np.ndarray, priors, keys, k: int | None = None) -> dict[str, Prior]:
+    """Resolve the priors `keys` of a multivariate model: defaults scaled to `X`, user's over.
+
+    The defaults are :func:`default_mv_priors`; the user's `priors` are merged and checked by
+    :func:`mixtures.model.spec.resolve_priors` with the families of
+    :data:`~mixtures.model.spec.MV_PRIOR_FAMILIES`.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_obs, n_features)
+    priors : dict or None
+        The user's overrides.
+    keys : sequence of str
+        The free parameters of the model (e.g. ``["weights", "means", "wishart"]``).
+    k : int, optional
+        Number of components; None for the priors of one component (the MFM's).
+
+    Returns
+    -------
+    dict of str to Prior
+    """
+    raw = default_mv_priors(X)
+    shapes = _prior_shapes(k, X.shape[1])
+    defaults = {}
+    for name in keys:
+        params = {key: v for key, v in raw[name].items() if key != "dist"}
+        shape = shapes[name]
+        defaults[name] = Prior(
+            _DEFAULT_DISTS[name],
+            {
+                key: np.broadcast_to(v, shape[key] if isinstance(shape, dict) else shape)
+                for key, v in params.items()
+            },
+        )
+    return resolve_priors(priors, defaults, {n: shapes[n] for n in keys}, MV_PRIOR_FAMILIES)
+
+
+def _prior_keys(priors, covariance_prior: str) -> list[str]:
+    """Return the prior keys of `covariance_prior`; refuse the other one's with a hint."""
     keys = ["weights", "means"] + (
         ["wishart"] if covariance_prior == "wishart" else ["sigma", "corr"]
     )
-    unknown = sorted(set(priors) - set(keys))
+    unknown = sorted(set(priors) - set(keys)) if isinstance(priors, Mapping) else []
     if unknown:
         other = "lkj" if covariance_prior == "wishart" else "wishart"
         hint = ""
@@ -214,62 +238,23 @@ def _merge_mv_priors(defaults: dict, priors, covariance_prior: str) -> dict:
             f"`priors` keys should be among {keys} with covariance_prior="
             f"{covariance_prior!r}, but got unknown key(s) {unknown}{hint}"
         )
-    allowed = {
-        "weights": {"Dirichlet": {"dist", "a"}, "StickBreaking": {"dist", "alpha"}},
-        "means": {"mu", "sigma"},
-        "sigma": {"sigma"},
-        "corr": {"eta"},
-        "wishart": {"nu", "psi"},
-    }
-    merged = copy.deepcopy(defaults)
-    for key, spec in priors.items():
-        if not isinstance(spec, dict):
-            raise ValueError(f"`priors[{key!r}]` should be a dict, but got {type(spec).__name__}")
-        if key == "weights":
-            family = spec.get("dist", "Dirichlet")
-            if family not in _WEIGHT_FAMILIES:
-                raise ValueError(
-                    f"`priors['weights']['dist']` should be one of {list(_WEIGHT_FAMILIES)}, "
-                    f"but got {family!r}"
-                )
-            names = allowed["weights"][family]
-            base = defaults["weights"] if family == "Dirichlet" else {"alpha": 1.0}
-            merged["weights"] = {**base, **spec, "dist": family}
-        else:
-            names = allowed[key]
-            merged[key] = {**defaults[key], **spec}
-        bad = sorted(set(spec) - names)
-        if bad:
-            raise ValueError(
-                f"`priors[{key!r}]` should hold parameters among {sorted(names)}, but got {bad}"
-            )
-    return merged
+    return keys
 
 
-def _mv_spec(X, k, priors, covariance, marginalized, ordered_by, covariance_prior) -> MixtureSpec:
-    """Resolve the multivariate spec: every prior as numbers, fixed at build time."""
-    n, d = X.shape
-    w = priors["weights"]
-    if w["dist"] == "Dirichlet":
-        weights = Prior("Dirichlet", {"a": np.broadcast_to(np.asarray(w["a"], float), (k,))})
-    else:
-        weights = Prior("StickBreaking", {"alpha": float(w["alpha"])})
-    means = {
-        key: np.broadcast_to(np.asarray(v, float), (k, d)) for key, v in priors["means"].items()
-    }
+def _mv_spec(X, k, priors, covariance, marginalized, ordered_by) -> MixtureSpec:
+    """Return the multivariate spec: every prior as numbers, fixed at build time."""
     return MixtureSpec(
         family="mvnormal",
         k=k,
         marginalized=bool(marginalized),
         ordered=ordered_by is not None,
         shared_sd=covariance == "tied",
-        priors=_covariance_priors(priors, d, covariance_prior)
-        | {"weights": weights, "means": Prior("Normal", means)},
-        n_features=d,
+        priors=priors,
+        n_features=X.shape[1],
         covariance=covariance,
         ordered_by=ordered_by,
         built_on={
-            "n_obs": int(n),
+            "n_obs": int(X.shape[0]),
             "mean": np.nanmean(X, axis=0).tolist(),
             "sd": np.nanstd(X, axis=0).tolist(),
             "n_missing": int(np.isnan(X).sum()),
@@ -278,26 +263,28 @@ def _mv_spec(X, k, priors, covariance, marginalized, ordered_by, covariance_prio
     )
 
 
-def _covariance_priors(priors, d, covariance_prior) -> dict:
-    if covariance_prior == "wishart":
-        w = priors["wishart"]
-        return {"wishart": Prior("InverseWishart", {"nu": float(w["nu"]), "psi": w["psi"]})}
-    return {
-        "sigma": Prior("HalfNormal", {"sigma": np.broadcast_to(priors["sigma"]["sigma"], (d,))}),
-        "corr": Prior("LKJ", {"eta": float(priors["corr"]["eta"])}),
-    }
-
-
-def _wishart_chol(spec: dict, k: int, d: int):
+def wishart_chol(prior: Prior, k: int, d: int):
     """Cholesky factors of covariances with an inverse-Wishart prior, by Bartlett's method.
 
     The precision Lambda_j = L A_j A_j^T L^T, with L L^T = psi^-1, is Wishart(nu, psi^-1)
     when the diagonal of the lower-triangular A_j holds square roots of chi^2(nu - i) and its
     lower part standard Normals; so Sigma_j = Lambda_j^-1 is inverse-Wishart(nu, psi). Free
-    variables: ``wishart_c`` (k, d) and ``wishart_z`` (k, d (d - 1) / 2).
+    variables: ``wishart_c`` (k, d) and ``wishart_z`` (k, d (d - 1) / 2); the factors are the
+    model's ``chol_cov``, dims (``component``, ``feature``, ``feature_bis``).
+
+    Parameters
+    ----------
+    prior : Prior
+        The resolved ``InverseWishart`` prior (``nu``, ``psi``).
+    k, d : int
+        Components and features.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable of shape (k, d, d)
     """
-    nu = float(spec["wishart"]["nu"])
-    low = np.linalg.cholesky(np.linalg.inv(spec["wishart"]["psi"]))
+    nu = float(prior.params["nu"])
+    low = np.linalg.cholesky(np.linalg.inv(prior.params["psi"]))
     c = pm.ChiSquared(
         "wishart_c", nu=np.broadcast_to(nu - np.arange(d), (k, d)), dims=("component", "feature")
     )
@@ -311,9 +298,12 @@ def _wishart_chol(spec: dict, k: int, d: int):
     prec_chol = pt.matmul(low[None], a)  # the Cholesky factor of the precision
     precision = pt.matmul(prec_chol, pt.swapaxes(prec_chol, -1, -2))
     chol = pt.stack([pt.linalg.cholesky(pt.linalg.inv(precision[j])) for j in range(k)])
-    chol = pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
+    return pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
+
+
+def _sds(chol) -> None:
+    """Add ``sigma``, the component sds per feature (the diagonal of the covariances)."""
     pm.Deterministic("sigma", pt.sqrt(pt.sum(chol**2, axis=-1)), dims=("component", "feature"))
-    return chol
 
 
 def _check_ordered_by(ordered_by, n_features: int):
@@ -337,19 +327,13 @@ def _stick_breaking(v):
     return pt.concatenate([v, pt.ones(1)]) * rest
 
 
-def _weights(spec: dict, k: int):
-    if spec["dist"] == "StickBreaking":
+def _weights(prior: Prior, k: int):
+    if prior.dist == "StickBreaking":
         if k == 1:
             return pm.Deterministic("weights", pt.ones(1), dims="component")
-        alpha = float(spec["alpha"])
-        if not alpha > 0:
-            raise ValueError(f"`priors['weights']['alpha']` should be > 0, but got {alpha}")
-        v = pm.Beta("stick_proportions", alpha=1.0, beta=alpha, dims="stick")
+        v = pm.Beta("stick_proportions", alpha=1.0, beta=float(prior.params["alpha"]), dims="stick")
         return pm.Deterministic("weights", _stick_breaking(v), dims="component")
-    a = np.broadcast_to(np.asarray(spec.get("a", 1.0), dtype=float), (k,)).copy()
-    if not (a > 0).all():
-        raise ValueError(f"`priors['weights']['a']` should be > 0, but got {a.tolist()}")
-    return pm.Dirichlet("weights", a=a, dims="component")
+    return pm.Dirichlet("weights", a=np.array(prior.params["a"]), dims="component")
 
 
 def _lkj_chol(name: str, d: int, eta: float, sd_scale: np.ndarray):
@@ -357,10 +341,14 @@ def _lkj_chol(name: str, d: int, eta: float, sd_scale: np.ndarray):
     return pm.LKJCholeskyCov(name, n=d, eta=eta, sd_dist=sd_dist, compute_corr=True)[0]
 
 
-def _covariances(spec: dict, k: int, d: int, covariance: str):
+def _covariances(priors: dict, k: int, d: int, covariance: str):
     """Return the (k, d, d) Cholesky factors; adds ``chol_cov`` and ``sigma`` to the model."""
-    sd_scale = np.broadcast_to(np.asarray(spec["sigma"]["sigma"], dtype=float), (d,)).copy()
-    eta = float(spec["corr"]["eta"])
+    if "wishart" in priors:
+        chol = wishart_chol(priors["wishart"], k, d)
+        _sds(chol)
+        return chol
+    sd_scale = np.array(priors["sigma"].params["sigma"])
+    eta = float(priors["corr"].params["eta"])
     if covariance == "diag":
         sds = pm.HalfNormal("sigma", sigma=sd_scale, dims=("component", "feature"))
         chol = pt.eye(d)[None, :, :] * sds[:, None, :]
@@ -377,8 +365,18 @@ def _covariances(spec: dict, k: int, d: int, covariance: str):
     else:
         chol = pt.stack([_lkj_chol(f"chol_cov_{j}", d, eta, sd_scale) for j in range(k)])
     chol = pm.Deterministic("chol_cov", chol, dims=("component", "feature", "feature_bis"))
-    pm.Deterministic("sigma", pt.sqrt(pt.sum(chol**2, axis=-1)), dims=("component", "feature"))
+    _sds(chol)
     return chol
+
+
+def _check_structure(covariance, ordered_by, covariance_prior, n_features: int) -> tuple:
+    """Check `covariance` and `ordered_by`; resolve `covariance_prior` (``"auto"``)."""
+    if covariance not in COVARIANCES:
+        raise ValueError(
+            f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
+        )
+    ordered_by = _check_ordered_by(ordered_by, n_features)
+    return ordered_by, _check_covariance_prior(covariance_prior, covariance)
 
 
 def _check_covariance_prior(covariance_prior, covariance: str) -> str:
@@ -399,6 +397,7 @@ def _check_covariance_prior(covariance_prior, covariance: str) -> str:
     return covariance_prior
 
 
+@fill_doc
 def mv_mixture(
     X,
     k: int,
@@ -415,62 +414,22 @@ def mv_mixture(
 
     Parameters
     ----------
-    X : array-like or pandas.DataFrame of shape (n_obs, n_features)
-        Observations. Missing cells are NaN (see `missing`); every other value must be
-        finite. A DataFrame's column names become the ``feature`` coords. A ``dask.array``
-        (or dask dataframe columns) keeps the data on a Dask cluster: sample with
-        ``mixtures.sample(model, client=client)`` (:mod:`mixtures.model.dask_data`); missing cells
-        are not supported there.
+    %(X)s
     k : int
         Number of components, 1 <= k <= n_obs. With a sparse weight prior, an upper bound
         ("K large enough"; see :func:`effective_components`).
-    covariance : {"full", "diag", "tied"}, default "full"
-        Per-component full covariances; diagonal per-component covariances (HalfNormal sds);
-        or one full covariance shared by all components (LKJ(eta) correlations and
-        HalfNormal sds).
+    %(covariance)s
     marginalized : bool, default True
         Sum the assignments out (a ``pm.Mixture`` of ``MvNormal``, for NUTS / ADVI) or keep
         them as the ``Categorical`` variable ``assignment``.
-    ordered_by : int or None, default 0
-        Identify the components by ordering their means along this feature (across
-        components, see :class:`OrderedColumn`); None leaves them exchangeable (e.g. with a
-        stick-breaking prior, whose order already identifies them).
-    covariance_prior : {"auto", "wishart", "lkj"}, default "auto"
-        The prior of the full covariances. ``"wishart"``: an inverse-Wishart prior on each
-        covariance (BayesPy's Gaussian-Wishart choice and scikit-learn's
-        ``BayesianGaussianMixture``'s, with independent means), conjugate given the means,
-        so the whole model runs on our Gibbs engine: seconds per fit. ``"lkj"``: LKJ(eta)
-        correlations and HalfNormal sds, which have no exact update and go to NUTS: minutes
-        per fit (a K = 3 fit of the 272 ``old_faithful`` rows did not finish in half an
-        hour). ``"auto"`` takes the Wishart prior for ``covariance="full"`` and the
-        LKJ / HalfNormal priors for ``"tied"`` and ``"diag"``, for which there is no
-        Wishart model (asking for one is an error); see
-        :data:`DEFAULT_COVARIANCE_PRIOR`. Prefer the LKJ prior when you want to set priors
-        on the sds and the correlations separately (a HalfNormal scale per feature, eta),
-        e.g. with few observations per component, where the inverse-Wishart's coupling of
-        scales and correlations matters; prefer the Wishart for speed, many components (a
-        sparse K = 10 fit) and many refits.
-    priors : dict, optional
-        Overrides of :func:`default_mv_priors`: ``weights`` (``{"a": ...}`` for the Dirichlet,
-        e.g. the BayesPy example's ``{"a": 1e-5}``, or ``{"dist": "StickBreaking", "alpha":
-        ...}`` for a truncated stick-breaking prior), ``means`` (``mu``, ``sigma``, per
-        feature), and with the Wishart prior ``wishart`` (``nu`` > d - 1, ``psi``: a
-        positive-definite (d, d) matrix or its diagonal), with the LKJ prior ``sigma`` (the
-        HalfNormal scale of the sds, per feature) and ``corr`` (``eta``).
+    %(ordered_by)s
+    %(covariance_prior)s
+    %(mv_priors)s
     labels : array-like of int, optional
         Known components of some observations (-1 or NaN for unknown): observed, not
         sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
         that feature.
-    missing : {"model", "refuse"}, default "model"
-        ``"model"``: NaN cells are missing at random. Each row's likelihood is the mixture
-        density of its observed cells (grouped by missingness pattern); rows with no observed
-        cell are refused. The Gibbs engine also draws the missing cells from their conditional
-        Normal given the row's observed cells and its component, and stores the draws (see
-        :func:`mixtures.imputations`). The default, because dropping incomplete rows throws
-        away their observed cells and biases the fit unless the rows are missing completely
-        at random, and filling cells with a mean shrinks the covariances; data without NaN
-        give the same model either way. ``"refuse"``: NaN is an error (drop or impute
-        yourself).
+    %(missing)s
 
     Returns
     -------
@@ -490,16 +449,20 @@ def mv_mixture(
         return from_dask(mv_mixture, X, k, **kwargs)
     names = list(X.columns) if hasattr(X, "columns") else None
     X, observed = _observations(X, check_missing(missing))
-    n, d = X.shape
-    k = check_k(k, n)
-    labels = check_labels(labels, n, k)
-    if covariance not in COVARIANCES:
-        raise ValueError(
-            f"`covariance` should be one of {list(COVARIANCES)}, but got {covariance!r}"
-        )
-    ordered_by = _check_ordered_by(ordered_by, d)
-    covariance_prior = _check_covariance_prior(covariance_prior, covariance)
-    spec = _mv_priors(X, priors, covariance_prior)
+    k = check_k(k, X.shape[0])
+    labels = check_labels(labels, X.shape[0], k)
+    ordered_by, covariance_prior = _check_structure(
+        covariance, ordered_by, covariance_prior, X.shape[1]
+    )
+    resolved = resolve_mv_priors(X, priors, _prior_keys(priors, covariance_prior), k)
+    spec = _mv_spec(X, k, resolved, covariance, marginalized, ordered_by)
+    spec = spec.replace(labelled=labels is not None, missing=missing)
+    return attach(_mv_graph(X, observed, spec, labels, names), spec)
+
+
+def _mv_graph(X, observed, spec: MixtureSpec, labels, names) -> pm.Model:
+    """Build the PyMC model of a resolved multivariate `spec` on data `X` (NaN: missing)."""
+    (n, d), k = X.shape, spec.k
     coords = {
         "component": np.arange(k),
         "stick": np.arange(max(k - 1, 0)),
@@ -512,34 +475,36 @@ def mv_mixture(
         x_data = pm.Data("y_data", np.where(observed, X, 0.0), dims=("obs_id", "feature"))
         if not observed.all():
             pm.Data("observed_cells", observed.astype(np.int8), dims=("obs_id", "feature"))
-        weights = _weights(spec["weights"], k)
-        mu = np.broadcast_to(np.asarray(spec["means"]["mu"], dtype=float), (k, d)).copy()
-        sd = np.broadcast_to(np.asarray(spec["means"]["sigma"], dtype=float), (k, d)).copy()
+        weights = _weights(spec.priors["weights"], k)
         kwargs = {}
-        if ordered_by is not None and k > 1:
-            column = X[observed[:, ordered_by], ordered_by]
-            kwargs["transform"] = OrderedColumn(ordered_by, increasing_start(column, k))
-        means = pm.Normal("means", mu=mu, sigma=sd, dims=("component", "feature"), **kwargs)
-        if covariance_prior == "wishart":
-            chol = _wishart_chol(spec, k, d)
-        else:
-            chol = _covariances(spec, k, d, covariance)
+        if spec.ordered_by is not None and k > 1:
+            column = X[observed[:, spec.ordered_by], spec.ordered_by]
+            kwargs["transform"] = OrderedColumn(spec.ordered_by, increasing_start(column, k))
+        prior = spec.priors["means"].params
+        means = pm.Normal(
+            "means", mu=np.array(prior["mu"]), sigma=np.array(prior["sigma"]),
+            dims=("component", "feature"), **kwargs,
+        )  # fmt: skip
+        chol = _covariances(spec.priors, k, d, spec.covariance)
         if labels is not None:
             weights = label_weights(weights, labels, k)
-        if not observed.all():
-            _incomplete_likelihood(x_data, weights, means, chol, observed, marginalized, k)
-        elif marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
-            pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=("obs_id", "feature"))
-        elif marginalized:
-            comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
-            pm.Mixture(
-                "y", w=weights, comp_dists=comps, observed=x_data, dims=("obs_id", "feature")
-            )
-        else:
-            z = pm.Categorical("assignment", p=weights, dims="obs_id")
-            pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=("obs_id", "feature"))
-    mv_spec = _mv_spec(X, k, spec, covariance, marginalized, ordered_by, covariance_prior)
-    return attach(model, mv_spec.replace(labelled=labels is not None, missing=missing))
+        _likelihood(x_data, weights, means, chol, observed, spec.marginalized, k)
+    return model
+
+
+def _likelihood(x_data, weights, means, chol, observed, marginalized: bool, k: int) -> None:
+    """Add the observed ``y``: complete rows, or each row over its observed cells."""
+    dims = ("obs_id", "feature")
+    if not observed.all():
+        _incomplete_likelihood(x_data, weights, means, chol, observed, marginalized, k)
+    elif marginalized and k == 1:  # pm.Mixture would read one component as a batch of them
+        pm.MvNormal("y", mu=means[0], chol=chol[0], observed=x_data, dims=dims)
+    elif marginalized:
+        comps = [pm.MvNormal.dist(mu=means[j], chol=chol[j]) for j in range(k)]
+        pm.Mixture("y", w=weights, comp_dists=comps, observed=x_data, dims=dims)
+    else:
+        z = pm.Categorical("assignment", p=weights, dims="obs_id")
+        pm.MvNormal("y", mu=means[z], chol=chol[z], observed=x_data, dims=dims)
 
 
 def _observations(X, missing: str) -> tuple[np.ndarray, np.ndarray]:

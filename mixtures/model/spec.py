@@ -7,10 +7,13 @@ and every prior **as numbers**, data-scaled defaults included) into one frozen
 current ``pm.Data``), never the factory again, so a prior cannot be re-derived from later data
 and every engine samples the same model.
 
-Prior families are one table (:data:`PRIOR_FAMILIES`): each entry names its PyMC distribution,
-its parameters, which of them must be positive, an unnormalised NumPy log-density (used by the
-Gibbs engine's Metropolis steps) and its SciPy counterpart (used by simulators and tests).
-Adding a family is one entry.
+Prior families are one table (:data:`PRIOR_TABLE`): each entry names its PyMC distribution,
+its parameters, which of them must be positive, the family's own checks (a Uniform's bounds, an
+inverse-Wishart's degrees of freedom and scale matrix), an unnormalised NumPy log-density (used
+by the Gibbs engine's Metropolis steps) and its SciPy counterpart (used by simulators and
+tests). Each model parameter admits some of them (:data:`PRIOR_FAMILIES` for the univariate
+models, :data:`MV_PRIOR_FAMILIES` for the multivariate ones), and :func:`resolve_priors`
+merges and checks the user's priors of every model the same way. Adding a family is one entry.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from scipy import stats
 from mixtures._kernels import scale_logpdf_ufunc
 
 __all__ = [
+    "PRIOR_TABLE",
+    "MV_PRIOR_FAMILIES",
     "PRIOR_FAMILIES",
     "UNIVARIATE_FAMILIES",
     "MixtureSpec",
@@ -40,6 +45,16 @@ __all__ = [
 
 #: sd priors whose density vanishes fast enough at 0 to keep the posterior proper on tied data.
 PROPER_AT_ZERO = ("InverseGamma", "LogNormal")
+
+
+def auto_floor_applies(dist: str | None) -> bool:
+    """Whether ``sigma_floor="auto"`` floors an sd prior of family `dist` on tied data.
+
+    Not under the families of :data:`PROPER_AT_ZERO` (they keep the posterior proper) nor
+    under a HalfStudentT (PyMC cannot truncate it); None (no sd prior) has no floor.
+    """
+    return dist is not None and dist not in PROPER_AT_ZERO and dist != "HalfStudentT"
+
 
 #: The attribute of a ``pm.Model`` that holds its spec (set by the factories).
 SPEC_ATTR = "mixture_spec"
@@ -65,15 +80,28 @@ class PriorFamily:
         Other parameter spellings PyMC accepts, each mapped to a converter to the canonical ones.
     code : int
         Scale families: the family's number in :func:`scale_logpdf` (-1 for the others).
+    defaults : dict
+        Parameter values a user entry naming this family may leave out (e.g. a stick-breaking
+        prior's ``alpha``).
+    prepare : callable or None
+        ``prepare(name, params, shapes) -> params``: the family's canonical form of checked
+        parameters, before they are broadcast (an inverse-Wishart's diagonal ``psi`` becomes
+        its matrix).
+    check : callable or None
+        ``check(name, params)``: the family's own rules on the broadcast parameters, beyond
+        finiteness and positivity (raises ValueError).
     """
 
     name: str
     params: tuple[str, ...]
     positive: tuple[str, ...]
-    logpdf: Callable
-    scipy: Callable
+    logpdf: Callable | None = None
+    scipy: Callable | None = None
     aliases: Mapping[frozenset, Callable] = field(default_factory=dict)
     code: int = -1
+    defaults: Mapping[str, float] = field(default_factory=dict)
+    prepare: Callable | None = None
+    check: Callable | None = None
 
 
 class _HalfT:
@@ -90,12 +118,26 @@ class _HalfT:
         return np.abs(self._t.rvs(size=size, random_state=random_state))
 
 
-def _scale_family(code, name, params, positive, scipy, aliases=None):
+def _scale_family(code, name, params, positive, scipy, aliases=None, check=None):
     def logpdf(x, **p):
         values = [p[key] for key in params] + [0.0] * (2 - len(params))
         return scale_logpdf_ufunc(code, np.asarray(x, dtype=float), *values)
 
-    return PriorFamily(name, params, positive, logpdf, scipy, aliases or {}, code)
+    return PriorFamily(name, params, positive, logpdf, scipy, aliases or {}, code, check=check)
+
+
+def _check_uniform_scale(name: str, params: dict) -> None:
+    """Check a Uniform prior on a scale: 0 <= lower < upper."""
+    if not (params["lower"] >= 0).all():
+        raise ValueError(
+            f"`priors[{name!r}]['lower']` should be >= 0 (a scale is positive), "
+            f"but got {params['lower'].tolist()}"
+        )
+    if not (params["upper"] > params["lower"]).all():
+        raise ValueError(
+            f"`priors[{name!r}]['upper']` should be > lower, but got "
+            f"upper={params['upper'].tolist()} and lower={params['lower'].tolist()}"
+        )
 
 
 #: Families for scale parameters (``sigma``): any positive continuous family.
@@ -161,6 +203,7 @@ SCALE_FAMILIES = {
             ("lower", "upper"),
             ("upper",),
             lambda lower, upper: stats.uniform(loc=lower, scale=np.asarray(upper) - lower),
+            check=_check_uniform_scale,
         ),
     )
 }
@@ -197,12 +240,83 @@ WEIGHT_FAMILIES = {
     )
 }
 
+
+def _prepare_inverse_wishart(name: str, params: dict, shapes: dict) -> dict:
+    """Take a diagonal ``psi`` as its matrix; refuse any other shape than (d, d)."""
+    psi = params["psi"]
+    psi = np.diag(psi) if psi.ndim == 1 else psi
+    if psi.shape != shapes["psi"]:
+        d = shapes["psi"][0]
+        raise ValueError(
+            f"`priors[{name!r}]['psi']` should be a symmetric positive-definite "
+            f"({d}, {d}) matrix (or its diagonal), but got {psi.tolist()}"
+        )
+    return {**params, "psi": psi}
+
+
+def _check_inverse_wishart(name: str, params: dict) -> None:
+    """Check an inverse-Wishart on (d, d) covariances: nu > d - 1, psi positive-definite."""
+    psi = params["psi"]
+    d = psi.shape[0]
+    nu = float(params["nu"])
+    if not nu > d - 1:
+        raise ValueError(f"`priors[{name!r}]['nu']` should be > {d - 1}, but got {nu}")
+    if not np.allclose(psi, psi.T) or np.any(np.linalg.eigvalsh(psi) <= 0):
+        raise ValueError(
+            f"`priors[{name!r}]['psi']` should be a symmetric positive-definite "
+            f"({d}, {d}) matrix (or its diagonal), but got {psi.tolist()}"
+        )
+
+
+#: Families of the multivariate models only: stick-breaking weights, LKJ correlations and
+#: inverse-Wishart covariances.
+MV_ONLY_FAMILIES = {
+    f.name: f
+    for f in (
+        PriorFamily(
+            "StickBreaking",
+            ("alpha",),
+            ("alpha",),
+            scipy=lambda alpha: stats.beta(1.0, alpha),  # each stick proportion
+            defaults={"alpha": 1.0},
+        ),
+        PriorFamily("LKJ", ("eta",), ("eta",)),
+        PriorFamily(
+            "InverseWishart",
+            ("nu", "psi"),
+            (),
+            scipy=lambda nu, psi: stats.invwishart(df=float(nu), scale=psi),
+            prepare=_prepare_inverse_wishart,
+            check=_check_inverse_wishart,
+        ),
+    )
+}
+
+#: Every prior family, by its PyMC name.
+PRIOR_TABLE = {**WEIGHT_FAMILIES, **MEAN_FAMILIES, **SCALE_FAMILIES, **MV_ONLY_FAMILIES}
+
+
+def _admits(*names: str) -> dict[str, PriorFamily]:
+    return {name: PRIOR_TABLE[name] for name in names}
+
+
 #: Prior families per parameter of the univariate models (``nu``: Student-t components).
 PRIOR_FAMILIES = {
     "weights": WEIGHT_FAMILIES,
     "means": MEAN_FAMILIES,
     "sigma": SCALE_FAMILIES,
     "nu": SCALE_FAMILIES,
+}
+
+#: Prior families per parameter of the multivariate models: ``sigma`` (the HalfNormal scale of
+#: the sds) and ``corr`` (LKJ) with ``covariance_prior="lkj"``, ``wishart`` with the
+#: inverse-Wishart prior.
+MV_PRIOR_FAMILIES = {
+    "weights": _admits("Dirichlet", "StickBreaking"),
+    "means": _admits("Normal"),
+    "sigma": _admits("HalfNormal"),
+    "corr": _admits("LKJ"),
+    "wishart": _admits("InverseWishart"),
 }
 
 #: Univariate component families (``MixtureSpec.family``).
@@ -236,11 +350,8 @@ class Prior:
 
     @property
     def family(self) -> PriorFamily:
-        """The :class:`PriorFamily` entry (univariate families only)."""
-        for table in PRIOR_FAMILIES.values():
-            if self.dist in table:
-                return table[self.dist]
-        raise KeyError(self.dist)
+        """The :class:`PriorFamily` entry of :data:`PRIOR_TABLE`."""
+        return PRIOR_TABLE[self.dist]
 
     def logpdf(self, x) -> np.ndarray:
         """Unnormalised log-density at `x` (NumPy; the Gibbs engine's Metropolis steps)."""
@@ -446,8 +557,8 @@ def _check_number_array(value, where: str) -> np.ndarray:
     return arr
 
 
-def _resolve_one(name: str, entry: dict, default: Prior, families: dict, shape) -> Prior:
-    """Merge one user entry over its default and check it; return the resolved Prior."""
+def _entry_params(name: str, entry, default: Prior, families: Mapping) -> tuple:
+    """Return the family a user entry names and its parameters merged over the default."""
     if not isinstance(entry, Mapping):
         raise ValueError(
             f"`priors[{name!r}]` should be a dict of distribution parameters, "
@@ -460,23 +571,26 @@ def _resolve_one(name: str, entry: dict, default: Prior, families: dict, shape) 
             f"`priors[{name!r}]['dist']` should be one of {list(families)}, but got {dist!r}"
         )
     family = families[dist or default.dist]
-    if dist is None or dist == default.dist:
-        params = {**{k: np.asarray(v) for k, v in default.params.items()}}
-        # a user spelling such as tau= replaces the canonical parameter it stands for
-        for alias in family.aliases:
-            if alias <= set(entry):
-                for canonical in family.params:
-                    params.pop(canonical, None)
-        params.update(entry)
-    else:
-        params = entry
+    if dist is not None and dist != default.dist:
+        return family, {**family.defaults, **entry}
+    params = dict(default.params)
+    # a user spelling such as tau= replaces the canonical parameter it stands for
+    if any(alias <= set(entry) for alias in family.aliases):
+        params = {}
+    return family, {**params, **entry}
+
+
+def _canonical(name: str, family: PriorFamily, params: dict) -> dict:
+    """Convert an alias spelling to the canonical parameters; refuse any other set."""
     keys = frozenset(params)
     if keys != frozenset(family.params):
         for alias, convert in family.aliases.items():
             rest = keys - alias
             if alias <= keys and rest <= set(family.params):
-                converted = convert(**{k: params[k] for k in alias})
-                params = {**{k: params[k] for k in rest}, **converted}
+                params = {
+                    **{k: params[k] for k in rest},
+                    **convert(**{k: params[k] for k in alias}),
+                }
                 break
     if frozenset(params) != frozenset(family.params):
         spellings = [list(family.params)] + [sorted(a) for a in family.aliases]
@@ -484,40 +598,52 @@ def _resolve_one(name: str, entry: dict, default: Prior, families: dict, shape) 
             f"`priors[{name!r}]` should hold the parameters {' or '.join(map(str, spellings))} "
             f"of {family.name}, but got {sorted(params)}"
         )
+    return params
+
+
+def _checked_values(name: str, family: PriorFamily, params: dict, shapes: dict) -> dict:
+    """Check every parameter (finite, > 0 where it must be) and broadcast it to its shape."""
     out = {}
     for key in family.params:
-        where = f"priors[{name!r}][{key!r}]"
-        arr = _check_number_array(params[key], where)
+        arr = _check_number_array(params[key], f"priors[{name!r}][{key!r}]")
         if key in family.positive and not (arr > 0).all():
-            raise ValueError(f"`{where}` should be > 0, but got {arr.tolist()}")
+            raise ValueError(f"`priors[{name!r}][{key!r}]` should be > 0, but got {arr.tolist()}")
+        out[key] = arr
+    if family.prepare is not None:
+        out = family.prepare(name, out, shapes)
+    for key, arr in out.items():
         try:
-            out[key] = np.broadcast_to(arr, shape).copy()
+            out[key] = np.broadcast_to(arr, shapes[key]).copy()
         except ValueError:
             raise ValueError(
-                f"`{where}` should be a scalar or have shape {shape}, but got shape {arr.shape}"
+                f"`priors[{name!r}][{key!r}]` should be a scalar or have shape {shapes[key]}, "
+                f"but got shape {arr.shape}"
             ) from None
-    if family.name == "Uniform":
-        if not (out["lower"] >= 0).all():
-            raise ValueError(
-                f"`priors[{name!r}]['lower']` should be >= 0 (a scale is positive), "
-                f"but got {out['lower'].tolist()}"
-            )
-        if not (out["upper"] > out["lower"]).all():
-            raise ValueError(
-                f"`priors[{name!r}]['upper']` should be > lower, but got "
-                f"upper={out['upper'].tolist()} and lower={out['lower'].tolist()}"
-            )
-    return Prior(family.name, out)
+    if family.check is not None:
+        family.check(name, out)
+    return out
+
+
+def _resolve_one(name: str, entry, default: Prior, families: Mapping, shape) -> Prior:
+    """Merge one user entry over its default and check it; return the resolved Prior."""
+    family, params = _entry_params(name, entry, default, families)
+    params = _canonical(name, family, params)
+    shapes = shape if isinstance(shape, Mapping) else dict.fromkeys(family.params, shape)
+    return Prior(family.name, _checked_values(name, family, params, shapes))
 
 
 def resolve_priors(
-    priors, defaults: dict[str, Prior], shapes: dict[str, tuple]
+    priors,
+    defaults: dict[str, Prior],
+    shapes: dict[str, tuple],
+    families: Mapping[str, Mapping[str, PriorFamily]] = PRIOR_FAMILIES,
 ) -> dict[str, Prior]:
     """Merge user `priors` over `defaults` (precedence user > data-derived default).
 
     An entry without ``dist`` updates the default's parameters; one naming another ``dist``
-    replaces the entry whole. Unknown keys, unknown families, missing or extra parameters,
-    non-finite values and non-positive scales are refused here, at build time.
+    replaces the entry whole (over that family's own defaults). Unknown keys, unknown
+    families, missing or extra parameters, non-finite values, non-positive scales and what a
+    family refuses itself (:attr:`PriorFamily.check`) are refused here, at build time.
 
     Parameters
     ----------
@@ -525,8 +651,12 @@ def resolve_priors(
         The user's overrides, e.g. ``{"sigma": {"dist": "HalfCauchy", "beta": 5}}``.
     defaults : dict of str to Prior
         The resolved defaults, one per free parameter.
-    shapes : dict of str to tuple
-        The shape each parameter's prior parameters broadcast to.
+    shapes : dict of str to tuple or dict
+        The shape each parameter's prior parameters broadcast to: one shape for all of them,
+        or one per prior parameter (e.g. ``{"nu": (), "psi": (d, d)}``).
+    families : dict, default :data:`PRIOR_FAMILIES`
+        The families each parameter admits (:data:`MV_PRIOR_FAMILIES` for the multivariate
+        models).
 
     Returns
     -------
@@ -543,5 +673,5 @@ def resolve_priors(
         )
     out = dict(defaults)
     for name, entry in priors.items():
-        out[name] = _resolve_one(name, entry, defaults[name], PRIOR_FAMILIES[name], shapes[name])
+        out[name] = _resolve_one(name, entry, defaults[name], families[name], shapes[name])
     return out

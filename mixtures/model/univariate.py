@@ -29,13 +29,14 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
+from mixtures._docs import fill_doc
 from mixtures.model.dask_data import from_dask, is_dask_data
 from mixtures.model.spec import (
-    PROPER_AT_ZERO,
     UNIVARIATE_FAMILIES,
     MixtureSpec,
     Prior,
     attach,
+    auto_floor_applies,
     resolve_priors,
 )
 from mixtures.model.validation import (
@@ -50,6 +51,7 @@ __all__ = [
     "NU_PRIOR",
     "OrderedGaps",
     "build_model",
+    "check_sigma_floor",
     "default_priors",
     "full_mixture",
     "known_params_mixture",
@@ -209,16 +211,18 @@ def tie_floor(y: np.ndarray) -> float:
     return float(np.min(np.diff(distinct)) / np.sqrt(12.0))
 
 
-def _check_floor(sigma_floor, y, prior) -> float:
+def check_sigma_floor(sigma_floor, y: np.ndarray, prior: Prior | None) -> float:
+    """Resolve and check `sigma_floor` ("auto" or a number >= 0) for the sd prior `prior`.
+
+    ``"auto"`` is :func:`tie_floor` where :func:`~mixtures.model.spec.auto_floor_applies`,
+    else 0. Every factory with sampled sds (the MFM's too) resolves its floor here.
+    """
     if isinstance(sigma_floor, str):
         if sigma_floor != "auto":
             raise ValueError(
                 f"`sigma_floor` should be 'auto' or a number >= 0, but got {sigma_floor!r}"
             )
-        if prior is None or prior.dist in PROPER_AT_ZERO:
-            return 0.0
-        floor = tie_floor(y)
-        return 0.0 if prior.dist == "HalfStudentT" else floor
+        return tie_floor(y) if auto_floor_applies(prior and prior.dist) else 0.0
     if (
         isinstance(sigma_floor, bool)
         or not np.isscalar(sigma_floor)
@@ -259,7 +263,7 @@ def _resolve(
         defaults.pop(name, None)
     shapes = {"weights": (k,), "means": (k,), "sigma": () if shared_sd else (k,), "nu": (k,)}
     resolved = resolve_priors(priors, defaults, shapes)
-    floor = _check_floor(sigma_floor, y, resolved.get("sigma"))
+    floor = check_sigma_floor(sigma_floor, y, resolved.get("sigma"))
     return MixtureSpec(
         family=family,
         k=k,
@@ -388,6 +392,20 @@ def _known_sigma(sigma, k: int, shared_sd: bool) -> np.ndarray:
     return check_positive_vector(sigma, "sigma", k)
 
 
+def _known_params(means, sds, n_obs: int) -> dict[str, np.ndarray]:
+    """Check known component means and sds; return them as ``{"means", "sigma"}``."""
+    if np.ndim(means) != 1:
+        raise ValueError(
+            f"`means` should be a 1-D array of shape (k,), but got shape {np.shape(means)}"
+        )
+    k = check_k(np.shape(means)[0], n_obs)
+    return {
+        "means": check_vector(means, "means", k),
+        "sigma": check_positive_vector(sds, "sds", k),
+    }
+
+
+@fill_doc
 def known_params_mixture(
     y, means, sds, *, marginalized: bool = True, priors=None, labels=None
 ) -> pm.Model:
@@ -402,10 +420,7 @@ def known_params_mixture(
 
     Parameters
     ----------
-    y : array-like of shape (n_obs,)
-        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
-        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.model.dask_data`).
+    %(y)s
     means : array-like of shape (k,)
         Known component means.
     sds : array-like of shape (k,)
@@ -435,15 +450,8 @@ def known_params_mixture(
         kwargs = {"means": means, "sds": sds, "priors": priors, "labels": labels}
         return from_dask(known_params_mixture, y, marginalized=marginalized, **kwargs)
     y = check_observations(y)
-    if np.ndim(means) != 1:
-        raise ValueError(
-            f"`means` should be a 1-D array of shape (k,), but got shape {np.shape(means)}"
-        )
-    k = check_k(np.shape(means)[0], y.shape[0])
-    known = {
-        "means": check_vector(means, "means", k),
-        "sigma": check_positive_vector(sds, "sds", k),
-    }
+    known = _known_params(means, sds, y.shape[0])
+    k = known["means"].shape[0]
     labels = check_labels(labels, y.shape[0], k)
     spec = _resolve(
         y,
@@ -490,6 +498,7 @@ def _unknown_params_mixture(
     return build_model(y, spec, labels)
 
 
+@fill_doc
 def shared_sd_mixture(
     y,
     k: int,
@@ -512,14 +521,9 @@ def shared_sd_mixture(
 
     Parameters
     ----------
-    y : array-like of shape (n_obs,)
-        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
-        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.model.dask_data`).
-    k : int
-        Number of components, 1 <= k <= n_obs.
-    marginalized : bool, default True
-        Sum the assignments out; if False, keep them as the variable ``assignment``.
+    %(y)s
+    %(k)s
+    %(marginalized)s
     ordered : bool, default True
         Constrain ``means`` to increase with the component index (identifies the labels),
         through :class:`OrderedGaps` (first mean plus cumulative positive gaps). No
@@ -534,26 +538,10 @@ def shared_sd_mixture(
         (``Uniform`` with ``lower >= 0`` included).
     sigma : float, optional
         A known shared sd: the means are then the only unknowns besides the weights.
-    sigma_floor : "auto" or float, default "auto"
-        Truncate the sd prior below this value. ``"auto"`` uses :func:`tie_floor`: the sd of
-        rounding (resolution / sqrt(12)) when the data have ties, none otherwise (and none
-        under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
-        in the spec; 0 turns it off.
-
-    labels : array-like of int, optional
-        Known components of some observations (-1 or NaN for unknown): observed, not
-        sampled. With ordered means, label j is the j-th smallest mean.
-    family : {"normal", "t"}, default "normal"
-        Component family. ``"t"``: each component a Student-t with location ``means``, scale
-        ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
-        :mod:`mixtures.model.densities`). The marginalised model uses ``pm.StudentT`` components;
-        the
-        Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
-        observation).
-    nu : float, array-like of shape (k,) or None
-        The t family's degrees of freedom: fixed (one number for all components or one per
-        component, stored as data ``nu``), or None (default) to sample one per component
-        under ``priors["nu"]`` (default Gamma(2, 0.1), :data:`NU_PRIOR`).
+    %(sigma_floor)s
+    %(labels)s
+    %(family)s
+    %(nu)s
 
     Returns
     -------
@@ -572,6 +560,7 @@ def shared_sd_mixture(
     )
 
 
+@fill_doc
 def full_mixture(
     y,
     k: int,
@@ -594,14 +583,9 @@ def full_mixture(
 
     Parameters
     ----------
-    y : array-like of shape (n_obs,)
-        Observations; must be finite. A ``dask.array`` (or dask dataframe column) keeps the
-        data on a Dask cluster: sample with ``mixtures.sample(model, client=client)``
-        (:mod:`mixtures.model.dask_data`).
-    k : int
-        Number of components, 1 <= k <= n_obs.
-    marginalized : bool, default True
-        Sum the assignments out; if False, keep them as the variable ``assignment``.
+    %(y)s
+    %(k)s
+    %(marginalized)s
     ordered : bool, default True
         Constrain ``means`` to increase with the component index, as in
         :func:`shared_sd_mixture` (no ``initval`` needed).
@@ -610,26 +594,10 @@ def full_mixture(
     sigma : float or array-like of shape (k,), optional
         Known component sds (the model ``normal_mixture`` of the Stan reference set with
         known scales): the means and weights are then the unknowns.
-    sigma_floor : "auto" or float, default "auto"
-        Truncate the sd prior below this value. ``"auto"`` uses :func:`tie_floor`: the sd of
-        rounding (resolution / sqrt(12)) when the data have ties, none otherwise (and none
-        under an InverseGamma or LogNormal prior, which keep the posterior proper). Recorded
-        in the spec; 0 turns it off.
-
-    labels : array-like of int, optional
-        Known components of some observations (-1 or NaN for unknown): observed, not
-        sampled. With ordered means, label j is the j-th smallest mean.
-    family : {"normal", "t"}, default "normal"
-        Component family. ``"t"``: each component a Student-t with location ``means``, scale
-        ``sigma`` and degrees of freedom ``nu`` (robust to outliers; see
-        :mod:`mixtures.model.densities`). The marginalised model uses ``pm.StudentT`` components;
-        the
-        Gibbs engine samples the scale-mixture representation (a Gamma precision weight per
-        observation).
-    nu : float, array-like of shape (k,) or None
-        The t family's degrees of freedom: fixed (one number for all components or one per
-        component, stored as data ``nu``), or None (default) to sample one per component
-        under ``priors["nu"]`` (default Gamma(2, 0.1), :data:`NU_PRIOR`).
+    %(sigma_floor)s
+    %(labels)s
+    %(family)s
+    %(nu)s
 
     Returns
     -------

@@ -10,7 +10,14 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_k", "check_observations", "check_positive_vector", "check_vector"]
+__all__ = [
+    "check_integer",
+    "check_k",
+    "check_labels",
+    "check_observations",
+    "check_positive_vector",
+    "check_vector",
+]
 
 _MAX_POSITIONS_SHOWN = 10
 
@@ -83,17 +90,46 @@ def check_observations(y, name: str = "y", *, ndim: int = 1, min_obs: int = 2) -
     return arr
 
 
+def check_integer(value, name: str, minimum: int = 1) -> int:
+    """Return `value` as an int after checking it is an integer >= `minimum`.
+
+    The one integer-argument check: "`name` should be an integer >= 1, but got 0" (with
+    ``minimum=0``: "a non-negative integer"). Booleans are refused.
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    name : str
+        Its name in the message.
+    minimum : int, default 1
+        Smallest accepted value.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If `value` is not an integer (``numbers.Integral``, not bool) or is below `minimum`.
+    """
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integral or value < minimum:
+        what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        shown = int(value) if integral else repr(value)
+        raise ValueError(f"`{name}` should be {what}, but got {shown}")
+    return int(value)
+
+
 def check_k(k, n_obs: int) -> int:
     """Check the number of components: an integer between 1 and `n_obs`."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"`k` should be an integer >= 1, but got {k!r}")
-    if k < 1:
-        raise ValueError(f"`k` should be an integer >= 1, but got {k}")
+    k = check_integer(k, "k")
     if k > n_obs:
         raise ValueError(
             f"`k` should be at most the number of observations ({n_obs}), but got k = {k}"
         )
-    return int(k)
+    return k
 
 
 def check_vector(values, name: str, length: int) -> np.ndarray:

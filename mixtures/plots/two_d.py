@@ -8,7 +8,7 @@ from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
 
 from mixtures.analysis.em import EMResult
-from mixtures.model.components import FAMILIES
+from mixtures.model.components import COMPONENT_FAMILIES
 from mixtures.model.missing import check_with_missing
 from mixtures.plots.em import plot_em_history  # re-exported: mixtures.plots2d's old path
 
@@ -171,7 +171,7 @@ def _most_probable(x2, w, mu, cov, rng) -> np.ndarray:
     for start in range(0, idx.size, block):
         sel = idx[start : start + block]
         params = {"means": mu[sel], "chol_cov": np.linalg.cholesky(cov[sel])}
-        logp = FAMILIES["mvnormal"].weighted_logpdf(x2, w[sel], params)
+        logp = COMPONENT_FAMILIES["mvnormal"].weighted_logpdf(x2, w[sel], params)
         resp += np.exp(logp - logsumexp(logp, axis=-1, keepdims=True)).sum(axis=0)
     return resp.argmax(axis=1)
 
