@@ -18,9 +18,10 @@ import numpy as np
 import pymc as pm
 
 from mixtures.analysis.diagnostics import check_degenerate, warn_convergence
+from mixtures.engines import registry
 from mixtures.engines.base import takes_option
 from mixtures.engines.finish import finish
-from mixtures.engines.registry import REGISTRY, SAMPLERS, choose_sampler, spec_or_none
+from mixtures.engines.registry import choose_sampler, spec_or_none
 from mixtures.engines.seeds import one_seed
 from mixtures.interrupt import stop_on_interrupt
 from mixtures.model.dask_data import dask_data_of
@@ -59,11 +60,13 @@ class CompiledMixture:
         if sampler == "auto":
             self.sampler, self.reason = choose_sampler(model, latent_sampler=latent_sampler)
         else:
-            ok, why = REGISTRY[sampler].supports(model, self.spec, latent_sampler=latent_sampler)
+            engine = registry.REGISTRY[sampler]
+            ok, why = engine.supports(model, self.spec, latent_sampler=latent_sampler)
             if not ok:
                 raise ValueError(f"`sampler={sampler!r}` cannot sample this model: {why}")
             self.sampler, self.reason = sampler, f"requested ({why})"
-        self.engine = REGISTRY[self.sampler](model, self.spec, latent_sampler=latent_sampler)
+        engine = registry.REGISTRY[self.sampler]
+        self.engine = engine(model, self.spec, latent_sampler=latent_sampler)
         self.n_fits = 0
 
     @property
@@ -133,13 +136,10 @@ class CompiledMixture:
         ----------
         y : array-like, optional
             New observations (any length); default: the model's current data.
-        draws : int or None, default None
-            Draws per chain. None: the Gibbs engine runs 500 and continues the chains until
-            the diagnostics pass or its budget is spent (see :func:`mixtures.sample`); the
-            other engines run 1,000.
-        tune : int or None, default None
-            Tuning iterations. None: the Gibbs engine's choice (see :func:`mixtures.sample`);
-            1,000 for the other engines.
+        draws, tune : int or None, default None
+            Draws per chain and tuning iterations. None: the engine's default (the Gibbs
+            engine decides, and extends the chains until converged; 1,000 for the others; see
+            :func:`mixtures.sample`).
         chains : int
             As in :func:`pymc.sample`.
         random_seed : int or numpy.random.Generator, optional
@@ -151,10 +151,9 @@ class CompiledMixture:
         warn : bool, default True
             Issue a :class:`~mixtures.ConvergenceWarning` for failed diagnostics.
         **kwargs
-            Passed to the engine: ``tempering``, ``init`` ("auto", "em", "random"),
-            ``budget`` (draws per chain, seconds of an automatic run) and ``moves`` (the
-            relocation move, default True) for Gibbs; ``cores``,
-            ``target_accept``, ``step`` for PyMC; ``backend`` for nutpie.
+            Passed to the engine: ``tempering``, ``init``, ``budget``, ``moves`` for Gibbs;
+            ``cores``, ``target_accept``, ``step`` for PyMC; ``backend`` for nutpie (see
+            :func:`mixtures.sample`).
 
         Returns
         -------
@@ -237,8 +236,10 @@ def check_model(model) -> pm.Model:
 
 def _check_sampler_args(model, sampler, latent_sampler) -> None:
     check_model(model)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"`sampler` should be one of {list(SAMPLERS)}, but got {sampler!r}")
+    if sampler not in registry.SAMPLERS:
+        raise ValueError(
+            f"`sampler` should be one of {list(registry.SAMPLERS)}, but got {sampler!r}"
+        )
     if latent_sampler not in ("gibbs", "nuts"):
         raise ValueError(
             f"`latent_sampler` should be 'gibbs' or 'nuts', but got {latent_sampler!r}"

@@ -61,7 +61,7 @@ def latent_steps(model, latent_sampler, target_accept=0.8, compile_kwargs=None):
 
 
 class PymcEngine(EngineBase):
-    """PyMC's sampler on the model itself, with compiled steps kept between calls."""
+    """PyMC's sampler on the model itself; its compiled steps are kept for the next call."""
 
     name = "pymc"
 

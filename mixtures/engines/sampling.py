@@ -184,19 +184,15 @@ def sample_posterior_predictive(
 ) -> az.InferenceData:
     r"""Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
 
-    For each posterior draw used, every observation gets a fresh component
-    :math:`z_i \sim \text{Categorical}(w)` and then :math:`y_i \mid z_i \sim N(\mu_{z_i},
-    \Sigma_{z_i})`: the mixture's predictive, the same for the latent and the marginalised
-    variant (a latent posterior's sampled assignments are not reused). Observations with a
-    known label (``labels=`` of the factories) are drawn from their own component. Student-t
-    components (``family="t"``) draw :math:`\mu_{z_i} + \sigma_{z_i} t_{\nu_{z_i}}`.
-
-    The draws are made with NumPy from the posterior's ``weights``, ``means`` and ``sigma``
-    (univariate; known values from ``constant_data``) or ``chol_cov`` (multivariate), for every
-    model a `mixtures` factory builds, whatever engine sampled it: nothing is compiled, and
-    the model is never altered (a bare ``pm.sample_posterior_predictive`` without
-    ``var_names`` corrupts it in PyMC 5, and draws the Wishart model's Bartlett variables from
-    their prior when the posterior holds only ``chol_cov``).
+    At each posterior draw used, every observation gets a fresh component
+    :math:`z_i \sim \text{Categorical}(w)`, then :math:`y_i \mid z_i \sim N(\mu_{z_i},
+    \Sigma_{z_i})` (Student-t components: :math:`\mu_{z_i} + \sigma_{z_i} t_{\nu_{z_i}}`):
+    the mixture's predictive, the same for the latent and the marginalised variant (sampled
+    assignments are not reused); a point with a known label keeps its component. NumPy draws
+    from the posterior's ``weights``, ``means`` and ``sigma`` (known values from
+    ``constant_data``) or ``chol_cov``, whatever engine sampled it: nothing is compiled and the
+    model is never altered (a bare ``pm.sample_posterior_predictive`` corrupts it in PyMC 5,
+    and draws the Wishart model's Bartlett variables from their prior).
 
     Parameters
     ----------
@@ -208,7 +204,7 @@ def sample_posterior_predictive(
     num_draws : int, None or "auto", default "auto"
         How many posterior draws to draw a data set at. None: every draw. An int: that many,
         rounded up to a multiple of the number of chains, evenly spaced in each chain (a
-        figure needs a few dozen: :func:`mixtures.plot_ppc` shows 50). ``"auto"``: every draw
+        figure needs a few dozen). ``"auto"``: every draw
         unless the predictive would hold more than :data:`PREDICTIVE_MAX_VALUES` values
         (50 million, 400 MB: e.g. 4 x 1000 draws at N = 12,500), then as many evenly spaced
         draws as fit in that. The group's ``mixtures_predictive`` attribute says which.
@@ -222,8 +218,7 @@ def sample_posterior_predictive(
     -------
     arviz.InferenceData
         `idata`, with a ``posterior_predictive`` group holding ``y``, dims (``chain``,
-        ``draw``, ``obs_id``) or (``chain``, ``draw``, ``obs_id``, ``feature``); its ``draw``
-        coordinate holds the posterior draws used.
+        ``draw``, ``obs_id`` [, ``feature``]); ``draw`` holds the posterior draws used.
 
     Examples
     --------
@@ -237,11 +232,7 @@ def sample_posterior_predictive(
     keep = predictive_draws(
         post.sizes["chain"], post.sizes["draw"], num_draws, observed.sizes["obs_id"] * width
     )
-    rng = np.random.default_rng(random_seed)
-    params = _predictive_params(idata, model, keep)
-    labels = _labels(idata, model)
-    nu = _predictive_nu(idata, model, keep, params[0].shape)
-    y = _draw_mixture(rng, *params, labels, observed.sizes["obs_id"], nu=nu)
+    y = _draw_predictive(idata, model, keep, np.random.default_rng(random_seed))
     predictive = _predictive_group(idata, y, keep, num_draws)
     if "posterior_predictive" in idata.groups():
         del idata.posterior_predictive
@@ -256,6 +247,14 @@ def _check_predictive_args(model, idata) -> None:
         raise ValueError("`idata` should hold `weights` in its posterior, but it does not")
     if "observed_data" not in idata.groups() or "y" not in idata.observed_data:
         raise ValueError("`idata` should hold `y` in its observed_data, but it does not")
+
+
+def _draw_predictive(idata, model, keep: np.ndarray, rng) -> np.ndarray:
+    """Return one data set per kept draw, chain-major: shape (chains x kept, n_obs[, d])."""
+    params = _predictive_params(idata, model, keep)
+    nu = _predictive_nu(idata, model, keep, params[0].shape)
+    n_obs = idata.observed_data["y"].sizes["obs_id"]
+    return _draw_mixture(rng, *params, _labels(idata, model), n_obs, nu=nu)
 
 
 def _predictive_group(idata, y: np.ndarray, keep: np.ndarray, num_draws):
