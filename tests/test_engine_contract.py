@@ -153,3 +153,20 @@ def test_takes_option_reads_the_sample_signature():
     assert takes_option(registry.REGISTRY["gibbs"], "tempering")
     assert takes_option(registry.REGISTRY["pymc"], "callback")
     assert not takes_option(registry.REGISTRY["nutpie"], "kwargs")  # **kwargs names nothing
+
+
+def test_only_an_engine_that_reads_the_missing_cells_takes_another_pattern():
+    X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+    X[0, 0] = X[5, 1] = np.nan
+    other = X.copy()
+    other[5, 1], other[7, 0] = 1.0, np.nan  # the same count of missing cells, elsewhere
+    model = mixtures.mv_mixture(X, 3)
+    gibbs = mixtures.compile_model(model, sampler="gibbs")
+    assert gibbs.engine.any_missing_pattern
+    gibbs.set_data(other)
+    observed = model["observed_cells"].get_value().astype(bool)
+    np.testing.assert_array_equal(observed, ~np.isnan(other))
+    pymc = mixtures.compile_model(mixtures.mv_mixture(X, 3), sampler="pymc")
+    with pytest.raises(ValueError, match=r"should have the missing cells of the data .* 'pymc'"):
+        pymc.set_data(other)
+    pymc.set_data(X + 1.0)  # the same pattern is taken
