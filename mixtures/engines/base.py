@@ -111,8 +111,9 @@ class EngineBase:
     Parameters
     ----------
     model : pymc.Model
-    spec : MixtureSpec, MFMSpec or None
-        The model's spec (None for a model not built by a `mixtures` factory).
+    spec : MixtureSpec or None
+        The model's spec (that of :func:`mixtures.mfm_mixture` models included; None for a
+        model not built by a `mixtures` factory).
     latent_sampler : {"gibbs", "nuts"}, default "gibbs"
         How a latent model's continuous parameters are updated (PyMC's loop only).
     """
