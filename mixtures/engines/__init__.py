@@ -43,6 +43,7 @@ __all__ = [
     "SAMPLERS",
     "CompiledMixture",
     "Engine",
+    "EngineBase",
     "RawDraws",
     "available_samplers",
     "check_draws",
