@@ -1,8 +1,8 @@
 """Engines: the registry and its auto rule, one finishing path, and no stale data or priors.
 
-The two bugs of issue 9 are reproduced here for every engine: (1) sampling again after
-``pm.set_data`` must sample the new data; (2) the priors are the model's own, resolved when it
-was built, whichever engine runs and whatever the data are now. Posteriors are checked against
+Two properties are checked for every engine: (1) sampling again after ``pm.set_data``
+samples the new data; (2) the priors are the model's own, resolved when it was built,
+whichever engine runs and whatever the data are now. Posteriors are checked against
 independent computations (quadrature of the exact posterior), not against another run.
 """
 
@@ -196,7 +196,7 @@ def test_one_component_gives_no_false_alarm(y3):
     assert float(idata.posterior["weights"].std()) == 0.0
 
 
-# --- bug 1: sampling again after pm.set_data samples the new data -----------------------------
+# --- (1) sampling again after pm.set_data samples the new data --------------------------------
 
 
 # nutpie and numpyro compile per model (26 s and 18 s here): their refits run in the slow tier.
@@ -232,7 +232,7 @@ def test_a_kept_handle_reads_the_data_at_every_call(y3, name):
     assert abs(float(third.posterior["means"].mean()) - float(y3.mean()) - 7.0) < 3.0
 
 
-# --- bug 2: the priors are the model's own, whatever the engine and the data -----------------
+# --- (2) the priors are the model's own, whatever the engine and the data --------------------
 
 
 @pytest.mark.parametrize("name", ENGINES)

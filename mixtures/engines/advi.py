@@ -6,8 +6,11 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from mixtures.engines import check_model, is_latent
+from mixtures.engines.base import RawDraws
 from mixtures.engines.finish import finish
+from mixtures.engines.handle import check_model
+from mixtures.engines.pymc import is_latent
+from mixtures.engines.seeds import one_seed
 from mixtures.progress import default_progressbar
 
 __all__ = ["fit_advi"]
@@ -55,6 +58,28 @@ def fit_advi(
     -------
     arviz.InferenceData
     """
+    _check_advi_args(model, n, draws, method)
+    if progressbar is None:
+        progressbar = default_progressbar()
+    seed = one_seed(random_seed)
+    with model, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        approx = pm.fit(n=n, method=method, random_seed=seed, progressbar=progressbar, **kwargs)
+        idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
+    idata = finish(
+        RawDraws(trace=idata, steps=f"pm.fit(method={method!r}, n={n})"),
+        model,
+        getattr(model, "mixture_spec", None),
+        sampler=method,
+        reason="requested",
+        seconds=0.0,
+        log_likelihood=log_likelihood,
+    )
+    idata.posterior.attrs["mixtures_vi_loss"] = np.asarray(approx.hist, dtype=float)
+    return idata
+
+
+def _check_advi_args(model, n, draws, method) -> None:
+    """Refuse a latent or foreign model, an unknown method, or non-positive `n` or `draws`."""
     check_model(model)
     if is_latent(model):
         raise ValueError(
@@ -66,20 +91,3 @@ def fit_advi(
     for name, val in (("n", n), ("draws", draws)):
         if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
             raise ValueError(f"`{name}` should be an integer >= 1, but got {val!r}")
-    if progressbar is None:
-        progressbar = default_progressbar()
-    seed = None if random_seed is None else int(np.random.default_rng(random_seed).integers(2**30))
-    with model, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        approx = pm.fit(n=n, method=method, random_seed=seed, progressbar=progressbar, **kwargs)
-        idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
-    idata = finish(
-        (idata, f"pm.fit(method={method!r}, n={n})"),
-        model,
-        getattr(model, "mixture_spec", None),
-        sampler=method,
-        reason="requested",
-        seconds=0.0,
-        log_likelihood=log_likelihood,
-    )
-    idata.posterior.attrs["mixtures_vi_loss"] = np.asarray(approx.hist, dtype=float)
-    return idata

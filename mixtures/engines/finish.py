@@ -13,19 +13,21 @@ import numpy as np
 import pymc as pm
 
 from mixtures.analysis.loglik import add_log_likelihood
+from mixtures.engines.base import RawDraws
 from mixtures.model.missing import missing_cells
 
 __all__ = ["attach_data", "finish"]
 
 
-def finish(raw, model, spec, *, sampler, reason, seconds, log_likelihood="auto"):
-    """Turn an engine's raw output into the library's InferenceData.
+def finish(raw: RawDraws, model, spec, *, sampler, reason, seconds, log_likelihood="auto"):
+    """Turn an engine's raw draws into the library's InferenceData.
 
     Parameters
     ----------
-    raw : tuple
-        ``(idata, steps)`` from a PyMC-based engine, or ``(posterior, sample_stats, attrs,
-        steps)`` dicts of arrays from the Gibbs engine.
+    raw : RawDraws
+        A PyMC-based engine's ``trace`` (its groups other than ``posterior`` and
+        ``sample_stats`` are dropped and rebuilt here), or our engines' ``posterior`` and
+        ``stats`` arrays with extra ``attrs``.
     model : pymc.Model
     spec : MixtureSpec or None
     sampler, reason : str
@@ -37,19 +39,18 @@ def finish(raw, model, spec, *, sampler, reason, seconds, log_likelihood="auto")
     -------
     arviz.InferenceData
     """
-    if len(raw) == 2:
-        idata, steps = raw
-        extra = {}
+    if raw.trace is not None:
+        idata = raw.trace
         for group in set(idata.groups()) - {"posterior", "sample_stats"}:
             delattr(idata, group)
     else:
-        posterior, stats, extra, steps = raw
-        idata = _from_arrays(model, posterior, stats)
+        idata = _from_arrays(model, raw.posterior, raw.stats)
+    extra = raw.attrs
     attach_data(idata, model)
     idata.posterior.attrs.update(
         mixtures_sampler=sampler,
         mixtures_sampler_reason=reason,
-        mixtures_steps=steps,
+        mixtures_steps=raw.steps,
         mixtures_seconds=float(seconds),
         **{k: v if not isinstance(v, list) else np.asarray(v) for k, v in extra.items()},
     )

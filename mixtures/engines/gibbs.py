@@ -45,6 +45,7 @@ import numpy as np
 from mixtures._kernels import run, run_threaded
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
+from mixtures.engines.base import EngineBase, RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import mv_data, sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -72,14 +73,27 @@ class DegenerateDataError(ValueError):
     """The posterior is improper for these data (an sd can collapse onto tied values)."""
 
 
-class GibbsEngine:
+class GibbsEngine(EngineBase):
     """The batched Gibbs sampler for the univariate factories (see the module docstring)."""
 
     name = "gibbs"
+    default_draws = default_tune = None  # extends the chains until converged; EM_TUNE or not
+    announce = False  # the default engine: no line saying which engine runs
+    any_missing_pattern = True  # reads the missing cells at every call
 
     @staticmethod
-    def supports(model, spec) -> tuple[bool, str]:
-        """Whether this engine samples `spec`'s model, and why (not)."""
+    def supports(model, spec, *, latent_sampler="gibbs", auto=False) -> tuple[bool, str]:
+        """Whether this engine samples `spec`'s model, and why (not).
+
+        ``"auto"`` leaves a latent model to PyMC when `latent_sampler` asks for NUTS.
+        """
+        ok, why = GibbsEngine._supports_spec(spec)
+        if ok and auto and latent_sampler != "gibbs":
+            return False, "latent_sampler='nuts' asks for NUTS"
+        return ok, why
+
+    @staticmethod
+    def _supports_spec(spec) -> tuple[bool, str]:
         if spec is None:
             return False, "not built by a mixtures factory"
         if not spec.univariate:
@@ -98,11 +112,6 @@ class GibbsEngine:
         if spec.family == "t":
             return True, "univariate t mixture (scale mixture of Normals): our Gibbs engine"
         return True, "univariate mixture with conjugate weights and means: our Gibbs engine"
-
-    def __init__(self, model, spec):
-        self.model = model
-        self.spec = spec
-        self.compile_seconds = 0.0
 
     # ---------------------------------------------------------------- state at call time
     def _read(self):
@@ -193,7 +202,7 @@ class GibbsEngine:
         budget=None,
         moves=True,
     ):
-        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``.
+        """Run the sampler; return its :class:`~mixtures.engines.base.RawDraws`.
 
         ``draws=None`` extends the chains until the diagnostics pass or `budget` (draws per
         chain, seconds; default :data:`~mixtures.engines.extend.MAX_DRAWS`,
@@ -268,7 +277,7 @@ class GibbsEngine:
         steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
         steps += "]" + (" + relocation (MH)" if runner.moves else "")
         steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
-        return posterior, st, attrs, steps
+        return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
 
 
 class _Runner:

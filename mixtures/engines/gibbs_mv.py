@@ -22,6 +22,7 @@ import numpy as np
 
 from mixtures._kernels import mv_run, mv_run_missing, mv_run_missing_threaded, mv_run_threaded
 from mixtures.analysis.diagnostics import is_sparse
+from mixtures.engines.base import RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
@@ -159,7 +160,7 @@ def sample_mv(
     progressbar,
     store_assignments,
 ):
-    """Run the multivariate sampler; return ``(posterior, sample_stats, attrs, steps)``.
+    """Run the multivariate sampler; return its :class:`~mixtures.engines.base.RawDraws`.
 
     ``plan`` holds ``tempering`` (as the user gave it), ``init``, the EM ``optima`` found
     while choosing the ladder and the extension ``budget``; ``draws=None`` extends the chains
@@ -209,7 +210,7 @@ def sample_mv(
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
     steps += ", missing cells]" if missing is not None else "]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
-    return posterior, st, attrs, steps
+    return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
 
 
 class _MvRunner:

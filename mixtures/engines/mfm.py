@@ -39,6 +39,8 @@ import time
 import numpy as np
 from scipy.special import gammaln
 
+from mixtures.engines.base import EngineBase, RawDraws
+
 __all__ = ["KStep", "MFMEngine", "run_telescope"]
 
 _BUFFER = 256  # sweeps of prior draws made at once
@@ -281,13 +283,13 @@ def run_telescope(parts, spec, n_obs, *, draws, tune, chains, rng, store_z, thin
     return out, loglik, accept / np.maximum(tried, 1)
 
 
-class MFMEngine:
+class MFMEngine(EngineBase):
     """The telescoping sampler for :func:`mixtures.mfm_mixture` models (see the module doc)."""
 
     name = "mfm"
 
     @staticmethod
-    def supports(model, spec) -> tuple[bool, str]:
+    def supports(model, spec, *, latent_sampler="gibbs", auto=False) -> tuple[bool, str]:
         """Only MFM specs: the telescoping sampler."""
         from mixtures.model.mfm_spec import MFMSpec
 
@@ -295,15 +297,10 @@ class MFMEngine:
             return True, "mixture of finite mixtures: the telescoping sampler"
         return False, "not a mixture of finite mixtures (mfm_mixture)"
 
-    def __init__(self, model, spec):
-        self.model = model
-        self.spec = spec
-        self.compile_seconds = 0.0
-
     def sample(
         self, *, draws, tune, chains, random_seed, progressbar, store_assignments="auto", thin=1
     ):
-        """Run the sampler; return ``(posterior, sample_stats, attrs, steps)``.
+        """Run the sampler; return its draws (posterior, sample stats and attrs).
 
         ``thin``: sweeps per stored draw (and per tuning step). K mixes slowly on some data
         (galaxies, static MFM: about one effective draw of K per 200 sweeps), and a sweep is
@@ -341,4 +338,4 @@ class MFMEngine:
             "mixtures_thin": int(thin),
         }
         steps = "telescoping sampler [assignment, component parameters, K | partition, weights]"
-        return out, stats, attrs, steps
+        return RawDraws(posterior=out, stats=stats, attrs=attrs, steps=steps)

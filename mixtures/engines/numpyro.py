@@ -6,15 +6,17 @@ import importlib.util
 
 import pymc as pm
 
+from mixtures.engines.base import EngineBase, RawDraws
 from mixtures.engines.pymc import is_latent
 
 __all__ = ["NumpyroEngine"]
 
 
-class NumpyroEngine:
+class NumpyroEngine(EngineBase):
     """NumPyro NUTS; JAX re-traces the model at each call (about 10 s on a CPU)."""
 
     name = "numpyro"
+    auto = False  # JAX re-traces the model at every call: asked for by name only
 
     @staticmethod
     def installed() -> bool:
@@ -22,7 +24,7 @@ class NumpyroEngine:
         return importlib.util.find_spec("numpyro") is not None
 
     @staticmethod
-    def supports(model, spec) -> tuple[bool, str]:
+    def supports(model, spec, *, latent_sampler="gibbs", auto=False) -> tuple[bool, str]:
         """Marginalised models with numpyro installed."""
         if is_latent(model):
             return False, "latent model (NUTS has no discrete steps): use marginalized=True"
@@ -30,12 +32,8 @@ class NumpyroEngine:
             return False, "numpyro is not installed: pip install 'mixtures[fast]'"
         return True, "marginalised model: NumPyro NUTS"
 
-    def __init__(self, model, spec):
-        self.model, self.spec = model, spec
-        self.compile_seconds = 0.0
-
-    def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs):
-        """Run NumPyro's NUTS; return ``(idata, steps)``."""
+    def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs) -> RawDraws:
+        """Run NumPyro's NUTS; return its trace."""
         kwargs.setdefault("compute_convergence_checks", False)
         with self.model:
             idata = pm.sample(
@@ -47,4 +45,4 @@ class NumpyroEngine:
                 nuts_sampler="numpyro",
                 **kwargs,
             )
-        return idata, "numpyro NUTS (JAX)"
+        return RawDraws(trace=idata, steps="numpyro NUTS (JAX)")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import importlib.util
 import time
 
+from mixtures.engines.base import EngineBase, RawDraws
 from mixtures.engines.pymc import is_latent
 
-__all__ = ["NutpieEngine"]
+__all__ = ["NUTPIE_MIN_N", "NutpieEngine"]
+
+#: ``"auto"`` chooses nutpie from this many observations (below, PyMC's NUTS is faster).
+NUTPIE_MIN_N = 2000
 
 
-class NutpieEngine:
+class NutpieEngine(EngineBase):
     """nutpie, Numba (default) or JAX backend."""
 
     name = "nutpie"
@@ -25,21 +29,23 @@ class NutpieEngine:
         return importlib.util.find_spec("nutpie") is not None
 
     @staticmethod
-    def supports(model, spec) -> tuple[bool, str]:
-        """Marginalised models with nutpie installed."""
+    def supports(model, spec, *, latent_sampler="gibbs", auto=False) -> tuple[bool, str]:
+        """Marginalised models with nutpie installed; for ``"auto"``, from N = 2,000."""
         if is_latent(model):
             return False, "latent model (NUTS has no discrete steps): use marginalized=True"
         if not NutpieEngine.installed():
             return False, "nutpie is not installed: pip install 'mixtures[fast]'"
+        n_obs = int(model["y_data"].get_value().shape[0])
+        if auto and n_obs < NUTPIE_MIN_N:
+            return False, f"N = {n_obs} < {NUTPIE_MIN_N}, where PyMC's NUTS is faster"
         return True, "marginalised model: nutpie NUTS"
 
-    def __init__(self, model, spec):
-        self.model, self.spec = model, spec
-        self.compile_seconds = 0.0
+    def __init__(self, model, spec, *, latent_sampler="gibbs"):
+        super().__init__(model, spec, latent_sampler=latent_sampler)
         self._compiled = None
 
-    def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs):
-        """Run ``nutpie.sample``; return ``(idata, steps)``."""
+    def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs) -> RawDraws:
+        """Run ``nutpie.sample`` (``backend="numba"`` or ``"jax"``); return its trace."""
         import nutpie
 
         backend = kwargs.pop("backend", "numba")
@@ -64,4 +70,4 @@ class NutpieEngine:
             save_warmup=False,
             **kwargs,
         )
-        return idata, f"nutpie NUTS ({backend})"
+        return RawDraws(trace=idata, steps=f"nutpie NUTS ({backend})")

@@ -17,6 +17,8 @@ from pymc.blocking import DictToArrayBijection
 from pymc.initial_point import make_initial_point_fns_per_chain
 from pymc.step_methods.hmc import quadpotential
 
+from mixtures.engines.base import EngineBase, RawDraws
+from mixtures.engines.seeds import SEED_BOUND, chain_seeds
 from mixtures.engines.steps.assignment import AssignmentGibbs
 from mixtures.engines.steps.conjugate import (
     ConjugateMixtureGibbs,
@@ -32,11 +34,6 @@ __all__ = ["PymcEngine", "is_latent"]
 def is_latent(model: pm.Model) -> bool:
     """Whether `model` keeps its assignments as the free variable ``assignment``."""
     return "assignment" in model.named_vars and model["assignment"] in model.free_RVs
-
-
-def chain_seeds(seed: int | None, chains: int) -> list[int]:
-    """One integer seed per chain, reproducible from `seed`."""
-    return [int(s) for s in np.random.default_rng(seed).integers(2**30, size=chains)]
 
 
 def latent_steps(model, latent_sampler, target_accept=0.8, compile_kwargs=None):
@@ -63,23 +60,20 @@ def latent_steps(model, latent_sampler, target_accept=0.8, compile_kwargs=None):
     return steps, names
 
 
-class PymcEngine:
-    """PyMC's sampler on the model itself, with compiled steps kept between calls."""
+class PymcEngine(EngineBase):
+    """PyMC's sampler on the model itself; its compiled steps are kept for the next call."""
 
     name = "pymc"
 
     @staticmethod
-    def supports(model, spec) -> tuple[bool, str]:
+    def supports(model, spec, *, latent_sampler="gibbs", auto=False) -> tuple[bool, str]:
         """PyMC samples every model."""
         if is_latent(model):
             return True, "latent model: AssignmentGibbs, conjugate steps and NUTS in PyMC's loop"
         return True, "PyMC's NUTS"
 
     def __init__(self, model, spec, *, latent_sampler="gibbs"):
-        self.model = model
-        self.spec = spec
-        self.latent_sampler = latent_sampler
-        self.compile_seconds = 0.0
+        super().__init__(model, spec, latent_sampler=latent_sampler)
         self._steps = None
         self._step_key = None
 
@@ -100,29 +94,28 @@ class PymcEngine:
         self._fresh_states = [step.sampling_state for step in steps]
         self._fresh_potentials = [getattr(step, "potential", None) for step in steps]
 
-    def sample(self, *, draws, tune, chains, random_seed, progressbar, **kwargs):
-        """Run :func:`pymc.sample`; return ``(idata, steps)``.
+    def sample(
+        self, *, draws, tune, chains, random_seed, progressbar, callback=None, **kwargs
+    ) -> RawDraws:
+        """Run :func:`pymc.sample` with the kept steps (or the user's ``step=``).
 
-        Where stderr is not a terminal, PyMC's bar would show nothing until the end: a line
-        every few seconds is printed instead (:class:`mixtures.progress.LineProgress`).
+        `callback` is :func:`pymc.sample`'s. Where stderr is not a terminal, PyMC's bar would
+        show nothing until the end: a line every few seconds is printed instead
+        (:class:`mixtures.progress.LineProgress`).
         """
         model = self.model
         _refresh_start(model)
         if progressbar and not stderr_is_terminal():
-            kwargs["callback"] = _line_callback(chains * (draws + tune), kwargs.get("callback"))
+            callback = _line_callback(chains * (draws + tune), callback)
             progressbar = False
+        if callback is not None:
+            kwargs["callback"] = callback
+        kwargs.setdefault("compute_convergence_checks", False)
+        run = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed)
         if "step" in kwargs:  # the user's own steps: PyMC's loop as it is
-            kwargs.setdefault("compute_convergence_checks", False)
             with model:
-                idata = pm.sample(
-                    draws=draws,
-                    tune=tune,
-                    chains=chains,
-                    random_seed=random_seed,
-                    progressbar=progressbar,
-                    **kwargs,
-                )
-            return idata, "user-given steps"
+                idata = pm.sample(**run, progressbar=progressbar, **kwargs)
+            return RawDraws(trace=idata, steps="user-given steps", reason="user-given steps")
         target_accept = kwargs.pop("target_accept", 0.8)
         compile_kwargs = kwargs.pop("compile_kwargs", None)
         key = (target_accept, repr(compile_kwargs))
@@ -137,19 +130,15 @@ class PymcEngine:
         initvals = kwargs.pop("initvals", None)
         if len(steps) == 1 and isinstance(steps[0], pm.NUTS):
             initvals = self._nuts_init(steps[0], chain_seeds(random_seed, chains), initvals)
-        kwargs.setdefault("compute_convergence_checks", False)
         with model:
             idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                random_seed=random_seed,
+                **run,
                 progressbar=progressbar,
                 step=steps if len(steps) > 1 else steps[0],
                 initvals=initvals,
                 **kwargs,
             )
-        return idata, self._step_names
+        return RawDraws(trace=idata, steps=self._step_names)
 
     def _nuts_init(self, step, seeds, overrides=None):
         """PyMC's ``jitter+adapt_diag`` start, reusing the compiled step (no new compile)."""
@@ -165,7 +154,7 @@ class PymcEngine:
                 point = ipfn(seed)
                 if np.isfinite(step._logp_dlogp_func(DictToArrayBijection.map(point))[0]):
                     break
-                seed = int(rng.integers(2**30))
+                seed = int(rng.integers(SEED_BOUND))
             points.append(point)
         data = np.array([DictToArrayBijection.map(p).data for p in points])
         mean = data.mean(axis=0)

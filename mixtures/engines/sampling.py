@@ -10,8 +10,10 @@ import pymc as pm
 
 from mixtures.analysis.diagnostics import ConvergenceWarning, warn_convergence
 from mixtures.analysis.loglik import fit_family
-from mixtures.engines import CompiledMixture, check_model, is_latent
 from mixtures.engines.advi import fit_advi
+from mixtures.engines.base import takes_option
+from mixtures.engines.handle import CompiledMixture, check_model
+from mixtures.engines.pymc import is_latent
 
 #: ``num_draws="auto"`` in :func:`sample_posterior_predictive` keeps the predictive at most this
 #: many values (400 MB of float64), thinning the posterior draws it uses beyond that.
@@ -47,97 +49,83 @@ def sample(
 ) -> az.InferenceData:
     """Sample the posterior of a mixture model built by a `mixtures` factory.
 
-    The engine is chosen by `sampler` (see :mod:`mixtures.engines`); ``"auto"`` follows
-    :func:`~mixtures.choose_sampler`: data-augmentation Gibbs for the univariate factories with
-    conjugate priors (marginalised ones too: only the continuous parameters are kept), PyMC
-    otherwise, nutpie for large marginalised models when it is installed. Compiled functions
-    are kept per model and engine, so sampling the same model again (after
-    ``pm.set_data``, say) does not recompile; :func:`~mixtures.compile_model` gives the same
-    as an explicit handle. The posterior's attrs record the engine (``mixtures_sampler``), why
-    (``mixtures_sampler_reason``) and the steps (``mixtures_steps``).
-
-    Latent variants get :class:`~mixtures.AssignmentGibbs` for ``assignment`` and, by default
-    (``latent_sampler="gibbs"``), :class:`~mixtures.ConjugateMixtureGibbs` for ``weights``,
-    ``means`` (Normal prior) and ``sigma``; whatever is left goes to NUTS. With
-    ``latent_sampler="nuts"`` all the continuous parameters go to NUTS. Pass ``step=`` to
-    choose every step yourself (PyMC's loop), e.g.
-    ``step=pm.CategoricalGibbsMetropolis([model["assignment"]])`` for PyMC's own.
-
-    The ``log_likelihood`` group holds the pointwise log-density of each observation with the
-    assignments summed out, log sum_j w_j N(y_i | mu_j, sigma_j), for both variants, so LOO /
-    WAIC compare them on the same footing.
+    The engine is `sampler` (:mod:`mixtures.engines`); ``"auto"`` follows
+    :func:`~mixtures.choose_sampler`: data-augmentation Gibbs for the factories with conjugate
+    priors (of a marginalised model only the continuous parameters are kept), the telescoping
+    sampler for :func:`~mixtures.mfm_mixture`, nutpie for large marginalised models when it is
+    installed, PyMC otherwise. Each call compiles what its engine needs afresh; to refit without
+    recompiling keep the handle of :func:`~mixtures.compile_model`. In PyMC's loop a latent
+    model gets :class:`~mixtures.AssignmentGibbs` for ``assignment``, by default
+    (``latent_sampler="gibbs"``) :class:`~mixtures.ConjugateMixtureGibbs` for ``weights``,
+    ``means`` (Normal prior) and ``sigma``, and NUTS for the rest; ``step=`` sets every step
+    (e.g. ``pm.CategoricalGibbsMetropolis([model["assignment"]])``). The ``log_likelihood``
+    group holds log sum_j w_j N(y_i | mu_j, sigma_j) for both variants, so LOO / WAIC compare
+    them on the same footing. ``posterior.attrs`` record the engine (``mixtures_sampler``),
+    why (``mixtures_sampler_reason``) and the steps (``mixtures_steps``).
 
     Parameters
     ----------
     model : pymc.Model
-        A model from :func:`known_params_mixture`, :func:`shared_sd_mixture` or
-        :func:`full_mixture`.
+        A model from a `mixtures` factory (e.g. :func:`full_mixture`, :func:`mv_mixture`).
     draws : int or None, default None
-        Draws per chain. ``draws=N`` runs exactly N. None (converged by default): the Gibbs
-        engine runs 500, then, while r_hat > 1.01 or the bulk or tail ESS < 400 on any
-        scalar of ``weights``, ``means``, ``sigma``, continues the same chains (state and
-        adapted ladder kept) for more draws, up to 8,000 per chain or 60 s of sampling
-        (:mod:`mixtures.engines.extend`); the draws equal those of ``draws=`` the total with
-        the same seed. ``posterior.attrs`` records ``mixtures_draws_requested``,
-        ``mixtures_draws_run`` and ``mixtures_draws_reason``. The other engines run 1,000.
+        Draws per chain: N runs exactly N. None: the Gibbs engine runs 500, then continues the
+        same chains while r_hat > 1.01 or a bulk or tail ESS < 400 on ``weights``, ``means``,
+        ``sigma``, up to 8,000 per chain or 60 s (:mod:`mixtures.engines.extend`; the draws
+        equal those of ``draws=`` the total, same seed; ``posterior.attrs`` record
+        ``mixtures_draws_requested``, ``_run`` and ``_reason``). The other engines run 1,000.
     tune : int or None, default None
-        Tuning (burn-in) iterations. None: for the Gibbs engine 200 when the chains start from
-        EM fits untempered (see `tempering`), else 1,000 (the ladder's adaptation needs them);
-        1,000 for the other engines. Recorded in ``posterior.attrs["mixtures_tune"]``.
-    chains : int
+        Tuning iterations. None: for the Gibbs engine 200 when the chains start from EM fits
+        untempered, else 1,000 (the ladder's adaptation); 1,000 for the other engines.
+        Recorded in ``posterior.attrs["mixtures_tune"]``.
+    chains : int, default 4
         As in :func:`pymc.sample`.
     random_seed : int or numpy.random.Generator, optional
         Makes the run reproducible, with every engine.
     progressbar : bool, optional
-        Show a progress bar. Default: on, unless the environment variable
-        ``MIXTURES_PROGRESSBAR`` is ``0`` (the test suite sets it).
-    sampler : {"auto", "gibbs", "pymc", "nutpie", "numpyro"}, default "auto"
+        Default: on, unless the environment variable ``MIXTURES_PROGRESSBAR`` is ``0``.
+    sampler : {"auto", "gibbs", "mfm", "pymc", "nutpie", "numpyro"}, default "auto"
         The engine.
     latent_sampler : {"gibbs", "nuts"}, default "gibbs"
-        How the continuous parameters of a latent model are updated by PyMC.
+        How PyMC updates the continuous parameters of a latent model.
     log_likelihood : bool or "auto", default "auto"
-        Store the pointwise log-likelihood (for LOO / WAIC). ``"auto"`` stores it unless it
-        would hold more than 50 million values (400 MB), e.g. N = 1e5 with 4 x 1000 draws;
-        the reason is then recorded in ``posterior.attrs["mixtures_log_likelihood"]``.
+        Store the pointwise log-likelihood (LOO / WAIC); ``"auto"``: unless it would hold
+        more than 50 million values (400 MB), with the reason then in
+        ``posterior.attrs["mixtures_log_likelihood"]``.
     tempering : "auto", False, int or array-like, default "auto"
         Gibbs engine only: replica exchange over powers of the likelihood, so chains cross
-        between modes. An int sets the number of temperatures on the default ladder
-        (:func:`mixtures.engines.tempering.default_ladder`), an array the inverse
-        temperatures (increasing, ending at 1; start at 0 for
-        :func:`mixtures.log_evidence`). ``"auto"`` uses 32 temperatures when N k <= 1,000,
-        16 when N k <= 6,000, none above 60,000, and in between only when EM finds two
-        distinct local optima within 10 nats of each other (:mod:`mixtures.engines.starts`).
-        Untempered chains with N k > 6,000 start from the best of several EM fits on a
-        subsample, each chain perturbed (pass ``init="random"`` for random starts,
-        ``init="em"`` to force EM starts).
+        between modes. An int: that many temperatures on the default ladder
+        (:func:`mixtures.engines.tempering.default_ladder`); an array: the inverse
+        temperatures (increasing, ending at 1; from 0 for :func:`mixtures.log_evidence`).
+        ``"auto"``: 32 temperatures when N k <= 1,000, 16 when N k <= 6,000, none above
+        60,000, in between only when EM finds two optima within 10 nats
+        (:mod:`mixtures.engines.starts`). Untempered chains with N k > 6,000 start from the
+        best of several EM fits (``init="random"`` or ``"em"`` decides instead).
     warn : bool, default True
         Issue a :class:`ConvergenceWarning` when the diagnostics fall short.
     client : dask.distributed.Client, optional
-        For a model built on a ``dask.array`` (data larger than one machine): run the Gibbs
-        sweep on this client's workers, where the data's chunks live; only K-sized sufficient
-        statistics cross the network, and the draws are those of the local Gibbs engine with
-        the same seed (:mod:`mixtures.engines.distributed`). No pointwise log-likelihood is
-        stored and tempering is off. Without `client`, a dask-backed model is refused.
+        For a model built on a ``dask.array``: run the Gibbs sweep on the workers that hold
+        the data (:mod:`mixtures.engines.distributed`; same draws as the local engine with the
+        same seed, no pointwise log-likelihood, no tempering). Without it such a model is
+        refused.
     **kwargs
         Passed to the engine: the Gibbs engine's ``init`` (``"auto"``, ``"em"``,
-        ``"random"``; see `tempering`), ``budget`` (``(draws per chain, seconds)`` of an
-        automatic run, default ``(8000, 60.0)``) and ``moves`` (default True: the relocation
-        move of almost empty components, univariate models); :func:`pymc.sample` (``cores``,
-        ``target_accept``, ``step``, ...) or nutpie's ``sample`` (``backend="numba" | "jax"``,
-        ...).
+        ``"random"``), ``budget`` (``(draws per chain, seconds)`` of an automatic run,
+        default ``(8000, 60.0)``) and ``moves`` (default True: the relocation move of almost
+        empty components); :func:`pymc.sample`'s (``cores``, ``target_accept``, ``step``, ...)
+        or nutpie's (``backend="numba" | "jax"``, ...).
 
     Returns
     -------
     arviz.InferenceData
-        With groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data`` and
-        (see `log_likelihood`) ``log_likelihood``.
+        Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data`` and (see
+        `log_likelihood`) ``log_likelihood``.
 
     Warns
     -----
     ConvergenceWarning
-        If any of ``weights``, ``means``, ``sigma`` has r_hat > 1.01 or bulk ESS < 400, or if
+        If any of ``weights``, ``means``, ``sigma`` has r_hat > 1.01 or bulk ESS < 400, or
         there were divergences; with ``draws=None`` on the Gibbs engine, only when the budget
-        ran out before the diagnostics passed.
+        ran out first.
 
     Examples
     --------
@@ -146,27 +134,34 @@ def sample(
     >>> model = mixtures.full_mixture(y, 3, marginalized=True)
     >>> idata = mixtures.sample(model, random_seed=1)  # doctest: +SKIP
     """
+    run = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed)
+    run.update(progressbar=progressbar, log_likelihood=log_likelihood, warn=warn)
     if client is not None:
-        from mixtures.engines.distributed import sample_distributed
-
-        if latent_sampler != "gibbs":
-            raise ValueError(
-                f"`latent_sampler` should be 'gibbs' with `client=`, but got {latent_sampler!r}"
-            )
-        return sample_distributed(
-            model,
-            client,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            sampler=sampler,
-            log_likelihood=log_likelihood,
-            tempering=tempering,
-            warn=warn,
-            **kwargs,
+        return _sample_on_cluster(model, client, latent_sampler, sampler, tempering, run, kwargs)
+    sampler = _check_sample_args(model, sampler, log_likelihood, kwargs)
+    handle = CompiledMixture(model, sampler, latent_sampler=latent_sampler)
+    if takes_option(handle.engine, "tempering"):
+        kwargs["tempering"] = tempering
+    elif tempering not in ("auto", None, False):
+        raise ValueError(
+            f"`tempering` is an option of the Gibbs engine, but the engine is {handle.sampler!r}"
         )
+    return handle.sample(**run, **kwargs)
+
+
+def _sample_on_cluster(model, client, latent_sampler, sampler, tempering, run, kwargs):
+    """:func:`sample` with ``client=``: the distributed Gibbs engine."""
+    from mixtures.engines.distributed import sample_distributed
+
+    if latent_sampler != "gibbs":
+        raise ValueError(
+            f"`latent_sampler` should be 'gibbs' with `client=`, but got {latent_sampler!r}"
+        )
+    return sample_distributed(model, client, sampler=sampler, tempering=tempering, **run, **kwargs)
+
+
+def _check_sample_args(model, sampler, log_likelihood, kwargs) -> str:
+    """Check :func:`sample`'s arguments; return the sampler (``step=`` asks for PyMC's loop)."""
     check_model(model)
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(
@@ -176,25 +171,7 @@ def sample(
         raise ValueError("`idata_kwargs['log_likelihood']` is computed by mixtures.sample itself")
     if "step" in kwargs and sampler not in ("auto", "pymc"):
         raise ValueError(f"`step=` needs sampler='pymc', but got sampler={sampler!r}")
-    if "step" in kwargs:
-        sampler = "pymc"
-    handle = CompiledMixture(model, sampler, latent_sampler=latent_sampler)
-    if handle.sampler == "gibbs":
-        kwargs["tempering"] = tempering
-    elif tempering not in ("auto", None, False):
-        raise ValueError(
-            f"`tempering` is an option of the Gibbs engine, but the engine is {handle.sampler!r}"
-        )
-    return handle.sample(
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=random_seed,
-        progressbar=progressbar,
-        log_likelihood=log_likelihood,
-        warn=warn,
-        **kwargs,
-    )
+    return "pymc" if "step" in kwargs else sampler
 
 
 def sample_posterior_predictive(
@@ -207,19 +184,15 @@ def sample_posterior_predictive(
 ) -> az.InferenceData:
     r"""Add posterior predictive draws of ``y`` to `idata` (in place) and return it.
 
-    For each posterior draw used, every observation gets a fresh component
-    :math:`z_i \sim \text{Categorical}(w)` and then :math:`y_i \mid z_i \sim N(\mu_{z_i},
-    \Sigma_{z_i})`: the mixture's predictive, the same for the latent and the marginalised
-    variant (a latent posterior's sampled assignments are not reused). Observations with a
-    known label (``labels=`` of the factories) are drawn from their own component. Student-t
-    components (``family="t"``) draw :math:`\mu_{z_i} + \sigma_{z_i} t_{\nu_{z_i}}`.
-
-    The draws are made with NumPy from the posterior's ``weights``, ``means`` and ``sigma``
-    (univariate; known values from ``constant_data``) or ``chol_cov`` (multivariate), for every
-    model a `mixtures` factory builds, whatever engine sampled it: nothing is compiled, and
-    the model is never altered (a bare ``pm.sample_posterior_predictive`` without
-    ``var_names`` corrupts it in PyMC 5, and draws the Wishart model's Bartlett variables from
-    their prior when the posterior holds only ``chol_cov``).
+    At each posterior draw used, every observation gets a fresh component
+    :math:`z_i \sim \text{Categorical}(w)`, then :math:`y_i \mid z_i \sim N(\mu_{z_i},
+    \Sigma_{z_i})` (Student-t components: :math:`\mu_{z_i} + \sigma_{z_i} t_{\nu_{z_i}}`):
+    the mixture's predictive, the same for the latent and the marginalised variant (sampled
+    assignments are not reused); a point with a known label keeps its component. NumPy draws
+    from the posterior's ``weights``, ``means`` and ``sigma`` (known values from
+    ``constant_data``) or ``chol_cov``, whatever engine sampled it: nothing is compiled and the
+    model is never altered (a bare ``pm.sample_posterior_predictive`` corrupts it in PyMC 5,
+    and draws the Wishart model's Bartlett variables from their prior).
 
     Parameters
     ----------
@@ -231,22 +204,21 @@ def sample_posterior_predictive(
     num_draws : int, None or "auto", default "auto"
         How many posterior draws to draw a data set at. None: every draw. An int: that many,
         rounded up to a multiple of the number of chains, evenly spaced in each chain (a
-        figure needs a few dozen: :func:`mixtures.plot_ppc` shows 50). ``"auto"``: every draw
+        figure needs a few dozen). ``"auto"``: every draw
         unless the predictive would hold more than :data:`PREDICTIVE_MAX_VALUES` values
         (50 million, 400 MB: e.g. 4 x 1000 draws at N = 12,500), then as many evenly spaced
         draws as fit in that. The group's ``mixtures_predictive`` attribute says which.
     random_seed : int or numpy.random.Generator, optional
         Makes the draws reproducible.
     progressbar : bool, optional
-        Ignored: the NumPy draw needs no progress bar (about a second per 10^8 values). Kept
-        so that calls written for the earlier, PyMC-based version still run.
+        Ignored: the NumPy draw needs no progress bar (about a second per 10^8 values); taken
+        as :func:`pymc.sample_posterior_predictive` takes it.
 
     Returns
     -------
     arviz.InferenceData
         `idata`, with a ``posterior_predictive`` group holding ``y``, dims (``chain``,
-        ``draw``, ``obs_id``) or (``chain``, ``draw``, ``obs_id``, ``feature``); its ``draw``
-        coordinate holds the posterior draws used.
+        ``draw``, ``obs_id`` [, ``feature``]); ``draw`` holds the posterior draws used.
 
     Examples
     --------
@@ -254,37 +226,51 @@ def sample_posterior_predictive(
     >>> mixtures.sample_posterior_predictive(model, idata, num_draws=50)  # doctest: +SKIP
     """
     del progressbar
+    _check_predictive_args(model, idata)
+    post, observed = idata.posterior, idata.observed_data["y"]
+    width = observed.sizes.get("feature", 1)
+    keep = predictive_draws(
+        post.sizes["chain"], post.sizes["draw"], num_draws, observed.sizes["obs_id"] * width
+    )
+    y = _draw_predictive(idata, model, keep, np.random.default_rng(random_seed))
+    predictive = _predictive_group(idata, y, keep, num_draws)
+    if "posterior_predictive" in idata.groups():
+        del idata.posterior_predictive
+    idata.add_groups(posterior_predictive=predictive)
+    return idata
+
+
+def _check_predictive_args(model, idata) -> None:
+    """Refuse a foreign model, or an `idata` without ``weights`` or observed ``y``."""
     check_model(model)
     if "posterior" not in idata.groups() or "weights" not in idata.posterior:
         raise ValueError("`idata` should hold `weights` in its posterior, but it does not")
     if "observed_data" not in idata.groups() or "y" not in idata.observed_data:
         raise ValueError("`idata` should hold `y` in its observed_data, but it does not")
-    post = idata.posterior
-    observed = idata.observed_data["y"]
-    width = observed.sizes.get("feature", 1)
-    keep = predictive_draws(
-        post.sizes["chain"], post.sizes["draw"], num_draws, observed.sizes["obs_id"] * width
-    )
-    rng = np.random.default_rng(random_seed)
+
+
+def _draw_predictive(idata, model, keep: np.ndarray, rng) -> np.ndarray:
+    """Return one data set per kept draw, chain-major: shape (chains x kept, n_obs[, d])."""
     params = _predictive_params(idata, model, keep)
-    labels = _labels(idata, model)
     nu = _predictive_nu(idata, model, keep, params[0].shape)
-    y = _draw_mixture(rng, *params, labels, observed.sizes["obs_id"], nu=nu)
+    n_obs = idata.observed_data["y"].sizes["obs_id"]
+    return _draw_mixture(rng, *params, _labels(idata, model), n_obs, nu=nu)
+
+
+def _predictive_group(idata, y: np.ndarray, keep: np.ndarray, num_draws):
+    """Return the ``posterior_predictive`` dataset of draws `y` made at the kept draws."""
+    post, observed = idata.posterior, idata.observed_data["y"]
     chains, n_keep = post.sizes["chain"], keep.size
     y = y.reshape(chains, n_keep, *y.shape[1:])
-    dims = ["chain", "draw", *observed.dims]
     coords = {"chain": post["chain"].values, "draw": post["draw"].values[keep]}
     coords.update({d: observed[d].values for d in observed.dims})
-    predictive = az.dict_to_dataset({"y": y}, coords=coords, dims={"y": dims[2:]})
+    predictive = az.dict_to_dataset({"y": y}, coords=coords, dims={"y": list(observed.dims)})
     total = post.sizes["chain"] * post.sizes["draw"]
     predictive.attrs["mixtures_predictive"] = (
         f"drawn with NumPy at {chains * n_keep} of {total} posterior draws "
         f"({n_keep} per chain, evenly spaced; num_draws={num_draws!r})"
     )
-    if "posterior_predictive" in idata.groups():
-        del idata.posterior_predictive
-    idata.add_groups(posterior_predictive=predictive)
-    return idata
+    return predictive
 
 
 def predictive_draws(chains: int, draws: int, num_draws, values_per_draw: int) -> np.ndarray:

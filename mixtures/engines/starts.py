@@ -14,7 +14,7 @@ chains between modes, and starts spread over the data let r_hat see whether it d
 
 **When to temper** (``tempering="auto"``): always when N k <= 6,000, where 16 temperatures cost
 at most a few seconds (32 when N k <= 1,000:
-:func:`~mixtures.engines.tempering.auto_temperatures`); never when N k > 60,000 (as before); in
+:func:`~mixtures.engines.tempering.auto_temperatures`); never when N k > 60,000; in
 between only when EM finds a second local optimum, distinct from the best, whose log-likelihood
 on all the data (EM continued there from the subsample's optima) is within 10 nats of it (then a
 second mode can carry posterior mass, and the ladder is worth its 16-fold cost).

@@ -123,6 +123,22 @@ class ConjugateMixtureGibbs(BlockedStep):
 
     def __init__(self, vars, *, model=None, rng=None, blocked=True):
         model = pm.modelcontext(model)
+        rvs = self._check_vars(vars, model)
+        self.blocked = blocked
+        self.rng = get_random_generator(rng)
+        names = {rv.name for rv in rvs}
+        self._update = {n: n in names for n in ("weights", "means", "sigma")}
+        self._ordered = "means" in model.named_vars and isinstance(
+            model.rvs_to_transforms.get(model["means"]), Ordered
+        )
+        self._value_name = {rv.name: model.rvs_to_values[rv].name for rv in rvs}
+        self._read_constants(model)
+        self._compile_transforms(model, rvs)
+        if self._update["sigma"]:
+            self._compile_sigma(model)
+
+    def _check_vars(self, vars, model) -> list:
+        """Set ``self.vars`` (value variables); return the random variables, all conjugate."""
         eligible = {v.name for v in conjugate_vars(model)}
         value_vars = get_value_vars_from_user_vars(vars, model)
         rvs = [model.values_to_rvs[v] for v in value_vars]
@@ -133,16 +149,10 @@ class ConjugateMixtureGibbs(BlockedStep):
                 f"mixture, but got {bad or [rv.name for rv in rvs]}"
             )
         self.vars = value_vars
-        self.blocked = blocked
-        self.rng = get_random_generator(rng)
-        names = {rv.name for rv in rvs}
-        self._update = {n: n in names for n in ("weights", "means", "sigma")}
-        self._ordered = "means" in model.named_vars and isinstance(
-            model.rvs_to_transforms.get(model["means"]), Ordered
-        )
-        self._value_name = {rv.name: model.rvs_to_values[rv].name for rv in rvs}
+        return rvs
 
-        # Constant inputs: Dirichlet concentration, Normal prior of the means, the data.
+    def _read_constants(self, model) -> None:
+        """Read the constants: Dirichlet concentration, Normal prior of the means, the data."""
         (a,) = model["weights"].owner.op.dist_params(model["weights"].owner)
         k = int(pt.as_tensor(a).shape[-1].eval())
         self.k = k
@@ -153,7 +163,8 @@ class ConjugateMixtureGibbs(BlockedStep):
             self._s0 = np.broadcast_to(pt.as_tensor(s0).eval(), (k,)).astype(float)
         self._y = observed_reader(model)
 
-        # value space <-> constrained space, compiled once
+    def _compile_transforms(self, model, rvs) -> None:
+        """Compile the maps between value space and constrained space of the parameters."""
         value_inputs = [v for v in model.value_vars if v.name != model["assignment"].name]
         params = [model[n] for n in ("means", "sigma") if n in model.named_vars]
         self._param_names = [p.name for p in params]
@@ -170,30 +181,31 @@ class ConjugateMixtureGibbs(BlockedStep):
             out = c if transform is None else transform.forward(c, *rv.owner.inputs)
             self._forward[rv.name] = pytensor.function([c], out)
             self._forward[rv.name].trust_input = True  # called with float64 vectors only
-        if self._update["sigma"]:
-            sigma = model["sigma"]
-            u = model.rvs_to_values[sigma]
-            (prior,) = model.logp(vars=[sigma], sum=False, jacobian=True)
-            (prior_sigma,) = model.logp(vars=[sigma], sum=False, jacobian=False)
-            (sigma_c,) = model.replace_rvs_by_values([sigma])
-            transform = model.rvs_to_transforms.get(sigma)
-            s_in = pt.tensor("sigma_in", shape=sigma.type.shape, dtype=sigma.dtype)
-            to_value = s_in if transform is None else transform.forward(s_in, *sigma.owner.inputs)
-            try:
-                self._sigma_fn = pytensor.function([u], [prior, sigma_c])
-                # prior density of sigma itself (no Jacobian) at a value, and at a given sigma
-                self._sigma_prior = pytensor.function([u], prior_sigma)
-                at_sigma = pytensor.clone_replace(prior_sigma, {u: to_value})
-                self._sigma_propose = pytensor.function([s_in], [to_value, at_sigma])
-                for fn in (self._sigma_fn, self._sigma_prior, self._sigma_propose):
-                    fn.trust_input = True  # called with float64 arrays of the right shape only
-            except Exception as err:
-                raise ValueError(
-                    "`sigma` should have a prior with fixed parameters, "
-                    f"but compiling it failed: {err}"
-                ) from err
-            self._shared_sd = sigma.ndim == 0
-            self._prior_cache = None  # (value, prior of sigma at it) after the last update
+
+    def _compile_sigma(self, model) -> None:
+        """Compile the sd prior's log-density (with and without the Jacobian) and transform."""
+        sigma = model["sigma"]
+        u = model.rvs_to_values[sigma]
+        (prior,) = model.logp(vars=[sigma], sum=False, jacobian=True)
+        (prior_sigma,) = model.logp(vars=[sigma], sum=False, jacobian=False)
+        (sigma_c,) = model.replace_rvs_by_values([sigma])
+        transform = model.rvs_to_transforms.get(sigma)
+        s_in = pt.tensor("sigma_in", shape=sigma.type.shape, dtype=sigma.dtype)
+        to_value = s_in if transform is None else transform.forward(s_in, *sigma.owner.inputs)
+        try:
+            self._sigma_fn = pytensor.function([u], [prior, sigma_c])
+            # prior density of sigma itself (no Jacobian) at a value, and at a given sigma
+            self._sigma_prior = pytensor.function([u], prior_sigma)
+            at_sigma = pytensor.clone_replace(prior_sigma, {u: to_value})
+            self._sigma_propose = pytensor.function([s_in], [to_value, at_sigma])
+            for fn in (self._sigma_fn, self._sigma_prior, self._sigma_propose):
+                fn.trust_input = True  # called with float64 arrays of the right shape only
+        except Exception as err:
+            raise ValueError(
+                f"`sigma` should have a prior with fixed parameters, but compiling it failed: {err}"
+            ) from err
+        self._shared_sd = sigma.ndim == 0
+        self._prior_cache = None  # (value, prior of sigma at it) after the last update
 
     # -- the three updates ------------------------------------------------------------------
 
