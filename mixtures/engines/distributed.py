@@ -66,7 +66,6 @@ from mixtures.dask_sweep import (
     forget_run,
     sweep_chunk,
 )
-from mixtures.engines import check_draws
 from mixtures.engines.extend import AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs import (
     DegenerateDataError,
@@ -76,6 +75,8 @@ from mixtures.engines.gibbs import (
     uses_moves,
     with_moves,
 )
+from mixtures.engines.handle import check_draws
+from mixtures.engines.seeds import one_seed
 from mixtures.engines.starts import (
     em_optima,
     multivariate_starts,
@@ -640,7 +641,7 @@ def sample_distributed(
     progressbar = default_progressbar() if progressbar is None else progressbar
     t_start = time.perf_counter()
     # the seed CompiledMixture.sample hands the local engine, so that the draws are its
-    seed = None if random_seed is None else int(np.random.default_rng(random_seed).integers(2**30))
+    seed = one_seed(random_seed)
     rng = np.random.default_rng(seed)
     chunks = None
     try:
