@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mixtures.model.validation import check_integer
+
 __all__ = ["SBCResult", "ecdf_band", "sbc", "simulate"]
 
 
@@ -321,8 +323,7 @@ def _check_sbc(model, n_sims, n_ranks: int, n_draws: int):
     spec = spec_of(model)
     if not spec.univariate:
         raise ValueError("`model` should be univariate: SBC here covers the univariate factories")
-    if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 10:
-        raise ValueError(f"`n_sims` should be an integer >= 10, but got {n_sims!r}")
+    check_integer(n_sims, "n_sims", minimum=10)
     if n_draws < n_ranks:
         raise ValueError(f"`chains * draws` should be >= n_ranks = {n_ranks}, but got {n_draws}")
     return spec

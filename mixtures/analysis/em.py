@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from mixtures.model.components import COMPONENT_FAMILIES
-from mixtures.model.validation import check_k, check_observations
+from mixtures.model.validation import check_integer, check_k, check_observations
 
 __all__ = ["EMResult", "em"]
 
@@ -171,8 +171,7 @@ def _check_em(X, k, n_init, max_iter, tol, reg_covar, means_init):
     n, d = X.shape
     k = check_k(k, n)
     for name, val in (("n_init", n_init), ("max_iter", max_iter)):
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
-            raise ValueError(f"`{name}` should be an integer >= 1, but got {val!r}")
+        check_integer(val, name)
     if not tol > 0:
         raise ValueError(f"`tol` should be > 0, but got {tol!r}")
     if not reg_covar >= 0:

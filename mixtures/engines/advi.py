@@ -11,6 +11,7 @@ from mixtures.engines.finish import finish
 from mixtures.engines.handle import check_model
 from mixtures.engines.pymc import is_latent
 from mixtures.engines.seeds import one_seed
+from mixtures.model.validation import check_integer
 from mixtures.progress import default_progressbar
 
 __all__ = ["fit_advi"]
@@ -89,5 +90,4 @@ def _check_advi_args(model, n, draws, method) -> None:
     if method not in ("advi", "fullrank_advi"):
         raise ValueError(f"`method` should be 'advi' or 'fullrank_advi', but got {method!r}")
     for name, val in (("n", n), ("draws", draws)):
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
-            raise ValueError(f"`{name}` should be an integer >= 1, but got {val!r}")
+        check_integer(val, name)

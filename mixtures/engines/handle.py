@@ -26,7 +26,7 @@ from mixtures.engines.seeds import one_seed
 from mixtures.interrupt import stop_on_interrupt
 from mixtures.model.dask_data import dask_data_of
 from mixtures.model.missing import check_with_missing
-from mixtures.model.validation import check_observations
+from mixtures.model.validation import check_integer, check_observations
 from mixtures.progress import default_progressbar
 
 __all__ = ["CompiledMixture", "check_draws", "check_model", "compile_model"]
@@ -209,8 +209,7 @@ def check_draws(draws, tune, chains) -> None:
     for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
         if name in ("draws", "tune") and val is None:
             continue
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 0:
-            raise ValueError(f"`{name}` should be a non-negative integer, but got {val!r}")
+        check_integer(val, name, minimum=0)
     if chains < 1 or (draws is not None and draws < 1):
         raise ValueError(f"`draws` and `chains` should be >= 1, but got {draws} and {chains}")
 

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from mixtures.engines.base import EngineBase, RawDraws
+from mixtures.model.validation import check_integer
 
 __all__ = ["KStep", "MFMEngine", "run_telescope"]
 
@@ -306,8 +307,7 @@ class MFMEngine(EngineBase):
         (galaxies, static MFM: about one effective draw of K per 200 sweeps), and a sweep is
         cheap, so ``mixtures.sample(model, thin=10)`` buys effective draws without memory.
         """
-        if isinstance(thin, bool) or not isinstance(thin, int | np.integer) or thin < 1:
-            raise ValueError(f"`thin` should be an integer >= 1, but got {thin!r}")
+        check_integer(thin, "thin")
         t0 = time.perf_counter()
         spec = self.spec
         y = np.ascontiguousarray(self.model["y_data"].get_value(), dtype=np.float64)

@@ -10,6 +10,7 @@ from scipy.special import logsumexp
 from mixtures.analysis.em import EMResult
 from mixtures.model.components import COMPONENT_FAMILIES
 from mixtures.model.missing import check_with_missing
+from mixtures.model.validation import check_integer
 from mixtures.plots.em import plot_em_history  # re-exported: mixtures.plots2d's old path
 
 __all__ = ["PPC_2D_MAX_POINTS", "plot_em_history", "plot_mixture_2d", "plot_ppc_2d"]
@@ -316,8 +317,7 @@ def _check_ppc_2d(idata, bw_adjust, num_draws, max_points) -> None:
     if not bw_adjust > 0:
         raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust!r}")
     for name, value in (("num_draws", num_draws), ("max_points", max_points)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
+        check_integer(value, name)
 
 
 def _draw_ppc_2d(ax, data, pooled, n_chosen: int, bw_adjust: float, names) -> None:

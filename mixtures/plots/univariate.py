@@ -8,6 +8,8 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mixtures.model.validation import check_integer
+
 __all__ = ["PPC_MAX_POINTS", "plot_ppc", "plot_trace"]
 
 _GRID_POINTS = 256
@@ -109,8 +111,7 @@ def _check_ppc(idata, num_draws, max_points, bw_adjust) -> None:
             f"{idata.groups()}"
         )
     for name, value in (("num_draws", num_draws), ("max_points", max_points)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"`{name}` should be an integer >= 1, but got {value!r}")
+        check_integer(value, name)
     if not bw_adjust > 0:
         raise ValueError(f"`bw_adjust` should be > 0, but got {bw_adjust}")
 
