@@ -21,6 +21,12 @@ Random numbers: every replica (and every chain's swap move) owns a SplitMix64 st
 ``uint64`` state, so results do not depend on threads. The sweep's uniforms are counter-based
 (SplitMix64 of a per-sweep key and the observation index), so the serial and the threaded sweep
 give identical draws. Kernels are cached on disk (``cache=True``).
+
+State: a run's fixed part (priors, switches, thresholds) is a :class:`KernelConfig` (univariate)
+or :class:`MvKernelConfig`, the arrays it updates a :class:`ChainState` or
+:class:`MvChainState`, the incomplete rows of multivariate data a :class:`MissingRows` (named
+tuples: Numba reads a field as it indexes a plain tuple). The t family adds
+:class:`mixtures._kernels_t.TConfig` and :class:`~mixtures._kernels_t.TState`.
 """
 
 from __future__ import annotations
