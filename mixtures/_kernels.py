@@ -21,16 +21,25 @@ Random numbers: every replica (and every chain's swap move) owns a SplitMix64 st
 ``uint64`` state, so results do not depend on threads. The sweep's uniforms are counter-based
 (SplitMix64 of a per-sweep key and the observation index), so the serial and the threaded sweep
 give identical draws. Kernels are cached on disk (``cache=True``).
+
+State: a run's fixed part (priors, switches, thresholds) is a :class:`KernelConfig` (univariate)
+or :class:`MvKernelConfig`, the arrays it updates a :class:`ChainState` or
+:class:`MvChainState`, the incomplete rows of multivariate data a :class:`MissingRows` (named
+tuples: Numba reads a field as it indexes a plain tuple). The t family adds
+:class:`mixtures._kernels_t.TConfig` and :class:`~mixtures._kernels_t.TState`.
 """
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from numba import get_num_threads, njit, types, vectorize
 from numba.extending import intrinsic
+
+from mixtures.model.prior_codes import SCALE_CODES
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -59,31 +68,233 @@ _ROUGH_MIN = -708.0  # below it exp_rough gives 0
 _ROUGH_TOL = 2.0**-26  # the sweep's exact fallback band, relative to the total (exp_rough: 2e-9)
 
 
+# --------------------------------------------------------------------------- the kernels' state
+# What a run holds, in named tuples (Numba compiles attribute access to a field read, as
+# indexing a plain tuple): a *config* that stays fixed during a run (priors, switches,
+# thresholds) and a *chain state* of arrays the kernels update in place. ``n_rep`` replicas =
+# chains x temperatures; replica r of chain ch sits at rung ``temp_of[r]``, and
+# ``rep_at[ch, t]`` is the replica at rung t of chain ch (the last rung, beta = 1, is stored).
+
+
+class KernelConfig(NamedTuple):
+    """What stays fixed during a univariate run (:func:`run`, :func:`relocate`).
+
+    Attributes
+    ----------
+    weight_conc : ndarray of shape (k,)
+        Concentrations of the Dirichlet prior of the weights.
+    mean_loc, mean_scale : ndarray of shape (k,)
+        The Normal prior of the means, N(mean_loc, mean_scale**2) (ones when the means are
+        known).
+    sd_code : int
+        The sd prior's scale family (:data:`mixtures.model.prior_codes.SCALE_CODES`; -1
+        when the sds are known).
+    sd_p0, sd_p1 : ndarray of shape (k,)
+        The sd prior's parameters, in the order of the table (``sd_p1`` unused by
+        one-parameter families).
+    sd_floor : float
+        The sd prior's truncation: a proposed sd at or below it is rejected.
+    collapse_at : float
+        An sd below this stops the run (the likelihood is unbounded on tied values).
+    means_free, sd_free : bool
+        Whether the means, the sds are sampled (False: known, kept as given).
+    shared_sd : bool
+        One sd for every component.
+    ordered : bool
+        The means increase with the component index.
+    store_z : bool
+        Record the cold replicas' assignments.
+    moves : bool
+        Run the relocation move (:func:`relocate`) after every iteration.
+    exchangeable : bool
+        The prior is the same for every component, so the move may sort the components.
+    """
+
+    weight_conc: np.ndarray
+    mean_loc: np.ndarray
+    mean_scale: np.ndarray
+    sd_code: int
+    sd_p0: np.ndarray
+    sd_p1: np.ndarray
+    sd_floor: float
+    collapse_at: float
+    means_free: bool
+    sd_free: bool
+    shared_sd: bool
+    ordered: bool
+    store_z: bool
+    moves: bool = False
+    exchangeable: bool = False
+
+
+class ChainState(NamedTuple):
+    """The arrays a univariate run updates in place (continued across calls).
+
+    Attributes
+    ----------
+    logw, mu, sd : ndarray of shape (n_rep, k)
+        Every replica's log weights, means and sds (a shared sd repeated over k).
+    z : ndarray of int8 or int32, shape (n_rep, n_obs)
+        Every replica's assignments.
+    state : ndarray of uint64, shape (n_rep,)
+        Every replica's random stream (SplitMix64 state).
+    swap_state : ndarray of uint64, shape (chains,)
+        Every chain's random stream of the replica exchange.
+    temp_of : ndarray of int64, shape (n_rep,)
+        The rung each replica is at.
+    rep_at : ndarray of int64, shape (chains, n_temps)
+        The replica at each rung of each chain.
+    betas : ndarray of shape (n_temps,)
+        The inverse temperatures, increasing to 1.
+    swap_tries, swap_accepts : ndarray of int64, shape (max(n_temps - 1, 1),)
+        Swap attempts and acceptances between rungs t and t + 1 (for the ladder's adaptation).
+    fixed : ndarray of int32, shape (n_obs,)
+        Known labels; -1 where unknown.
+    """
+
+    logw: np.ndarray
+    mu: np.ndarray
+    sd: np.ndarray
+    z: np.ndarray
+    state: np.ndarray
+    swap_state: np.ndarray
+    temp_of: np.ndarray
+    rep_at: np.ndarray
+    betas: np.ndarray
+    swap_tries: np.ndarray
+    swap_accepts: np.ndarray
+    fixed: np.ndarray
+
+
+class MvKernelConfig(NamedTuple):
+    """What stays fixed during a multivariate run (:func:`mv_run`, :func:`mv_run_missing`).
+
+    Attributes
+    ----------
+    weight_conc : ndarray of shape (k,)
+        Concentrations of the Dirichlet prior of the weights.
+    mean_loc, mean_scale : ndarray of shape (k, d)
+        The Normal prior of the means, independent per feature.
+    wishart_nu : float
+        Degrees of freedom of the Wishart prior of every precision, Wishart(nu, psi^-1)
+        (the covariance is inverse-Wishart(nu, psi)).
+    wishart_psi : ndarray of shape (d, d)
+        Its scale matrix.
+    ordered_by : int
+        The feature along which the means increase with the component index; -1: none.
+    store_z : bool
+        Record the cold replicas' assignments.
+    """
+
+    weight_conc: np.ndarray
+    mean_loc: np.ndarray
+    mean_scale: np.ndarray
+    wishart_nu: float
+    wishart_psi: np.ndarray
+    ordered_by: int
+    store_z: bool
+
+
+class MvChainState(NamedTuple):
+    """The arrays a multivariate run updates in place (see :class:`ChainState`).
+
+    Attributes
+    ----------
+    logw : ndarray of shape (n_rep, k)
+    mu : ndarray of shape (n_rep, k, d)
+    fac : ndarray of shape (n_rep, k, d, d)
+        Lower factors F of the precisions, Lambda = F F^T.
+    logdet : ndarray of shape (n_rep, k)
+        log |Lambda| of every component.
+    z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts, fixed
+        As in :class:`ChainState`.
+    """
+
+    logw: np.ndarray
+    mu: np.ndarray
+    fac: np.ndarray
+    logdet: np.ndarray
+    z: np.ndarray
+    state: np.ndarray
+    swap_state: np.ndarray
+    temp_of: np.ndarray
+    rep_at: np.ndarray
+    betas: np.ndarray
+    swap_tries: np.ndarray
+    swap_accepts: np.ndarray
+    fixed: np.ndarray
+
+
+class MissingRows(NamedTuple):
+    """The incomplete rows of a multivariate run (:func:`mv_run_missing`).
+
+    Attributes
+    ----------
+    xi : ndarray of shape (n_inc, d)
+        The incomplete rows (missing cells arbitrary).
+    xc : ndarray of shape (n_rep, n_inc, d)
+        Their completions in every replica (updated in place).
+    pat_of : ndarray of int64, shape (n_inc,)
+        Each row's missingness pattern.
+    pats : ndarray of int64, shape (n_pat, d)
+        Per pattern the observed features, then the missing ones.
+    n_o : ndarray of int64, shape (n_pat,)
+        Per pattern the number of observed features.
+    ref_mean, ref_var : ndarray of shape (d,)
+        The reference density of the missing cells (independent Normals per feature).
+    conditional : bool
+        Draw the missing cells from their conditional given the observed cells (False only
+        in the calibration test's negative control, see :func:`_missing_setup`).
+    """
+
+    xi: np.ndarray
+    xc: np.ndarray
+    pat_of: np.ndarray
+    pats: np.ndarray
+    n_o: np.ndarray
+    ref_mean: np.ndarray
+    ref_var: np.ndarray
+    conditional: bool
+
+
+_HALF_NORMAL = SCALE_CODES["HalfNormal"]
+_HALF_CAUCHY = SCALE_CODES["HalfCauchy"]
+_HALF_STUDENT_T = SCALE_CODES["HalfStudentT"]
+_EXPONENTIAL = SCALE_CODES["Exponential"]
+_GAMMA = SCALE_CODES["Gamma"]
+_INVERSE_GAMMA = SCALE_CODES["InverseGamma"]
+_LOG_NORMAL = SCALE_CODES["LogNormal"]
+_UNIFORM = SCALE_CODES["Uniform"]
+
+
 def _scale_logpdf(code, x, p0, p1):
     """Unnormalised log-density of scale family `code` at `x` > 0 (parameters p0, p1).
 
+    `code` is the family's entry in :data:`mixtures.model.prior_codes.SCALE_CODES`, `p0` and
+    `p1` its parameters in the order listed there (``p1`` unused by one-parameter families).
     One definition, compiled twice: :func:`scale_logpdf` for the Gibbs kernels below and
     :func:`scale_logpdf_ufunc` for NumPy arrays (:class:`mixtures.model.spec.PriorFamily`). It lives
     in this file because Numba's on-disk cache checks only the file of a cached function, so a
-    kernel and everything it calls must change together.
+    kernel and everything it calls must change together (the codes are compiled in as
+    constants: after changing the table, touch this file).
     """
     if not x > 0.0:
         return -np.inf
-    if code == 0:  # HalfNormal(sigma)
+    if code == _HALF_NORMAL:  # (sigma)
         return -0.5 * (x / p0) ** 2
-    if code == 1:  # HalfCauchy(beta)
+    if code == _HALF_CAUCHY:  # (beta)
         return -np.log1p((x / p0) ** 2)
-    if code == 2:  # HalfStudentT(nu, sigma)
+    if code == _HALF_STUDENT_T:  # (nu, sigma)
         return -0.5 * (p0 + 1.0) * np.log1p((x / p1) ** 2 / p0)
-    if code == 3:  # Exponential(lam)
+    if code == _EXPONENTIAL:  # (lam)
         return -p0 * x
-    if code == 4:  # Gamma(alpha, beta)
+    if code == _GAMMA:  # (alpha, beta)
         return (p0 - 1.0) * np.log(x) - p1 * x
-    if code == 5:  # InverseGamma(alpha, beta)
+    if code == _INVERSE_GAMMA:  # (alpha, beta)
         return -(p0 + 1.0) * np.log(x) - p1 / x
-    if code == 6:  # LogNormal(mu, sigma)
+    if code == _LOG_NORMAL:  # (mu, sigma)
         return -np.log(x) - 0.5 * ((np.log(x) - p0) / p1) ** 2
-    if code == 7:  # Uniform(lower, upper)
+    if code == _UNIFORM:  # (lower, upper)
         return 0.0 if p0 < x < p1 else -np.inf
     return np.nan
 
@@ -249,6 +460,12 @@ def _block_logits(yb, r, a, c, mu, lp, top):
         for b in range(m):
             d = yb[b] - mj
             row[b] = aj + cj * d * d
+    block_max(lp, top, k, m)
+
+
+@njit(inline="always")
+def block_max(lp, top, k, m):
+    """Set ``top[b]`` to the largest of the log-weights ``lp[0..k-1, b]``, for b < m."""
     row = lp[0]
     for b in range(m):
         top[b] = row[b]
@@ -466,8 +683,15 @@ def _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, pro
 
 
 @njit
-def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, floor, state):
-    """Metropolis-within-Gibbs for replica r's sds; returns the fraction accepted."""
+def _update_sigma(r, beta, sd, n, ss, prior, shared, floor, state):
+    """Metropolis-within-Gibbs for replica r's sds; returns the fraction accepted.
+
+    ``n``: the counts per component (n_rep, k); ``ss`` (k,): replica r's sums of squares
+    about the current means; ``prior`` = (code, p0, p1): the sd prior's scale family and
+    parameters (:func:`scale_logpdf`); ``shared``: one sd for all; ``floor``: a proposal at or
+    below it is rejected.
+    """
+    code, p0, p1 = prior
     k = sd.shape[1]
     m = 1 if shared else k
     accepted = 0.0
@@ -510,8 +734,9 @@ def _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, floor, state):
 
 
 @njit(cache=True, nogil=True)
-def _prepare(logw, sd, state, temp_of, betas, a, c, keys):
-    """Logit coefficients of every replica's sweep, and this sweep's random keys."""
+def _prepare(chain, a, c, keys):
+    """Logit coefficients of every replica's sweep (:func:`sweep`), and its random keys."""
+    logw, sd, state, temp_of, betas = chain.logw, chain.sd, chain.state, chain.temp_of, chain.betas
     n_rep, k = sd.shape
     for r in range(n_rep):
         beta = betas[temp_of[r]]
@@ -568,10 +793,23 @@ def _update_weights(r, logw, prior_a, n, state, logg):
 
 
 @njit
-def _exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap):
-    """Even-odd replica exchange between adjacent temperatures, per chain; record its stats."""
-    swap_state, temp_of, rep_at, betas = chain[5], chain[6], chain[7], chain[8]
-    swap_tries, swap_accepts = chain[9], chain[10]
+def _exchange(it, d, chain, loglik, changed, stats):
+    """Even-odd replica exchange between adjacent temperatures, per chain; record its stats.
+
+    ``chain``: a :class:`ChainState` or :class:`MvChainState` (its ladder fields are read,
+    and ``temp_of``, ``rep_at`` and the swap counts updated); ``loglik`` (n_rep,): each
+    replica's complete-data log-likelihood; ``changed`` (n_rep,): its changed assignments;
+    ``stats``: the records (n_changed, complete_loglik, tempered_loglik, swap_accept, ...),
+    written at draw ``d`` when ``d >= 0``.
+    """
+    swap_state, temp_of, rep_at, betas = (
+        chain.swap_state,
+        chain.temp_of,
+        chain.rep_at,
+        chain.betas,
+    )
+    swap_tries, swap_accepts = chain.swap_tries, chain.swap_accepts
+    st_changed, st_tll, st_swap = stats[0], stats[2], stats[3]
     chains, n_temps = rep_at.shape
     for ch in range(chains):
         cold_before = rep_at[ch, n_temps - 1]
@@ -593,126 +831,192 @@ def _exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap):
 
 
 @njit(cache=True, nogil=True)
-def _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+def normal_work(k):
+    """Scratch of :func:`update_normal`: six arrays of shape (k,)."""
+    return (np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
+
+
+@njit
+def update_normal(r, beta, config, chain, counts, wsum, wsum1, wsum2, work):
+    """Draw replica r's weights, means and sds given its sweep's sums; return (ok, accepted).
+
+    ``config``: a :class:`KernelConfig`; ``chain``: a :class:`ChainState` (``logw``, ``mu``,
+    ``sd`` of replica r updated). ``counts`` (n_rep, k): the points per component; ``wsum``,
+    ``wsum1``, ``wsum2`` (n_rep, k): per component the sums of the points' precision weights,
+    of weight x d and of weight x d**2, ``d = y - mu`` about the means before this update
+    (Normal components: weights 1, so the count and the sums of d and d**2). Leaves in
+    ``work[0]`` the weighted sums of squares about the new means. ``ok`` is False if an sd
+    fell below ``config.collapse_at``; ``accepted`` is the fraction of sd moves accepted.
+    """
+    ss, mean, std, prop, logg, old = work
+    logw, mu, sd, state = chain.logw, chain.mu, chain.sd, chain.state
+    k = mu.shape[1]
+    _update_weights(r, logw, config.weight_conc, counts, state, logg)
+    if config.means_free:
+        for j in range(k):
+            old[j] = mu[r, j]  # the sums are centred on the old means
+        loc, scale = config.mean_loc, config.mean_scale
+        _update_means(
+            r, beta, mu, sd, wsum, wsum1, loc, scale, config.ordered, state, mean, std, prop
+        )
+        for j in range(k):
+            shift = old[j] - mu[r, j]
+            ss[j] = wsum2[r, j] + 2.0 * shift * wsum1[r, j] + wsum[r, j] * shift * shift
+    else:
+        for j in range(k):
+            ss[j] = wsum2[r, j]
+    if not config.sd_free:
+        return True, 0.0
+    accepted = _update_sigma(
+        r,
+        beta,
+        sd,
+        counts,
+        ss,
+        (config.sd_code, config.sd_p0, config.sd_p1),
+        config.shared_sd,
+        config.sd_floor,
+        state,
+    )
+    for j in range(k):
+        if sd[r, j] < config.collapse_at:
+            return False, accepted
+    return True, accepted
+
+
+@njit
+def record_normal(d, config, chain, out, stats, loglik, sigacc):
+    """Store the cold replicas' weights, means, sds (and assignments) as draw `d`.
+
+    ``out`` = (weights, means, sds (chains, draws, k), assignments (chains, draws or 0,
+    n_obs)); ``stats`` as in :func:`_exchange`, with the sd acceptance last.
+    """
+    out_w, out_mu, out_sd, out_z = out
+    st_cll, st_sigacc = stats[1], stats[4]
+    logw, mu, sd, z, rep_at = chain.logw, chain.mu, chain.sd, chain.z, chain.rep_at
+    chains, n_temps = rep_at.shape
+    for ch in range(chains):
+        cold = rep_at[ch, n_temps - 1]
+        for j in range(mu.shape[1]):
+            out_w[ch, d, j] = math.exp(logw[cold, j])
+            out_mu[ch, d, j] = mu[cold, j]
+            out_sd[ch, d, j] = sd[cold, j]
+        st_cll[ch, d] = loglik[cold]
+        st_sigacc[ch, d] = sigacc[cold]
+        if config.store_z:
+            for i in range(z.shape[1]):
+                out_z[ch, d, i] = z[cold, i]
+
+
+@njit(cache=True, nogil=True)
+def _after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed):
     """Parameter updates, replica exchange and recording, after the sweep of iteration `it`.
 
-    Returns False if an sd fell below the collapse threshold.
+    ``config``, ``chain``: a :class:`KernelConfig` and a :class:`ChainState`; ``out``,
+    ``stats``: the records (:func:`record_normal`), written from iteration `tune` on; ``n``,
+    ``s1``, ``s2`` (n_rep, k): the sweep's counts and sums of d and d**2 per component,
+    ``d = y - mu``; ``changed`` (n_rep,): its changed assignments. Returns False if an sd
+    fell below the collapse threshold.
     """
-    prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
-    logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts = chain[
-        :11
-    ]
-    out_w, out_mu, out_sd, out_z = out
-    st_changed, st_cll, st_tll, st_swap, st_sigacc = stats
-    n_rep, k = mu.shape
-    chains, n_temps = rep_at.shape
-    free_means, free_sigma, shared, ordered, store_z = (
-        flags[0],
-        flags[1],
-        flags[2],
-        flags[3],
-        flags[4],
-    )
+    n_rep, k = chain.mu.shape
+    sd = chain.sd
     loglik = np.empty(n_rep)
     sigacc = np.zeros(n_rep)
-    ss = np.empty(k)
-    mean = np.empty(k)
-    std = np.empty(k)
-    prop = np.empty(k)
-    logg = np.empty(k)
-    old = np.empty(k)
+    work = normal_work(k)
+    ss = work[0]
     for r in range(n_rep):
-        beta = betas[temp_of[r]]
-        _update_weights(r, logw, prior_a, n, state, logg)
-        if free_means:
-            for j in range(k):
-                old[j] = mu[r, j]  # the sums are centred on the old means
-            _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, prop)
-            for j in range(k):
-                shift = old[j] - mu[r, j]
-                ss[j] = s2[r, j] + 2.0 * shift * s1[r, j] + n[r, j] * shift * shift
-        else:
-            for j in range(k):
-                ss[j] = s2[r, j]
-        if free_sigma:
-            sigacc[r] = _update_sigma(r, beta, sd, n, ss, code, p0, p1, shared, floor, state)
-            for j in range(k):
-                if sd[r, j] < collapse_at:
-                    return False
+        beta = chain.betas[chain.temp_of[r]]
+        ok, accepted = update_normal(r, beta, config, chain, n, n, s1, s2, work)
+        sigacc[r] = accepted
+        if not ok:
+            return False
         ll = 0.0
         for j in range(k):
             ll -= n[r, j] * (math.log(sd[r, j]) + 0.5 * _LOG_2PI) + ss[j] / (2.0 * sd[r, j] ** 2)
         loglik[r] = ll
     d = it - tune
-    _exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap)
-    for ch in range(chains):
-        if d >= 0:
-            cold = rep_at[ch, n_temps - 1]
-            for j in range(k):
-                out_w[ch, d, j] = math.exp(logw[cold, j])
-                out_mu[ch, d, j] = mu[cold, j]
-                out_sd[ch, d, j] = sd[cold, j]
-            st_cll[ch, d] = loglik[cold]
-            st_sigacc[ch, d] = sigacc[cold]
-            if store_z:
-                for i in range(z.shape[1]):
-                    out_z[ch, d, i] = z[cold, i]
+    _exchange(it, d, chain, loglik, changed, stats)
+    if d >= 0:
+        record_normal(d, config, chain, out, stats, loglik, sigacc)
     return True
 
 
 @njit(cache=True, nogil=True)
-def run(y, it0, it1, tune, model, chain, out, stats):
+def sweep_scratch(n_rep, k):
+    """Return the arrays one iteration of :func:`run` fills: ``(a, c, keys, n, s1, s2, changed)``.
+
+    ``a``, ``c`` (n_rep, k): the sweep's logit coefficients (:func:`sweep`); ``keys``
+    (n_rep,): its random keys; ``n``, ``s1``, ``s2`` (n_rep, k): its counts and sums;
+    ``changed`` (n_rep,): its changed assignments.
+    """
+    return (
+        np.empty((n_rep, k)),
+        np.empty((n_rep, k)),
+        np.empty(n_rep, dtype=np.uint64),
+        np.zeros((n_rep, k)),
+        np.zeros((n_rep, k)),
+        np.zeros((n_rep, k)),
+        np.zeros(n_rep, dtype=np.int64),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _finish_iteration(y, it, tune, config, chain, out, stats, n, s1, s2, changed):
+    """Everything of iteration `it` after its sweep; return False if an sd collapsed."""
+    if not _after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed):
+        return False
+    if config.moves:
+        relocate(y, config, chain)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def run(y, it0, it1, tune, config, chain, out, stats):
     """Run iterations it0..it1-1 of every replica on one thread; record from `tune` on.
 
-    ``model`` = (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at) with `flags` =
-    (means free, sigma free, shared sd, ordered, store assignments); ``chain`` = the state
-    arrays (logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, swap_tries,
-    swap_accepts, fixed), ``fixed`` holding the known labels (-1: unknown), updated in place
-    so a run continues across calls (progress bar, Ctrl-C);
-    ``out`` and ``stats`` the arrays draws are recorded in. Returns the iteration at which an
-    sd collapsed, or -1.
+    Parameters
+    ----------
+    y : ndarray of shape (n_obs,)
+    it0, it1, tune : int
+    config : KernelConfig
+        The priors, switches and thresholds (see :class:`KernelConfig`).
+    chain : ChainState
+        The replicas' parameters, assignments, random streams and ladder, updated in place
+        so that a run continues across calls (progress bar, Ctrl-C).
+    out : tuple of ndarray
+        ``(weights, means, sds, assignments)`` records (:func:`record_normal`).
+    stats : tuple of ndarray
+        ``(n_changed, complete_loglik, tempered_loglik, swap_accept, sigma_accept)`` records.
+
+    Returns
+    -------
+    int
+        The iteration at which an sd collapsed, or -1.
     """
-    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k = mu.shape
-    a = np.empty((n_rep, k))
-    c = np.empty((n_rep, k))
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n = np.zeros((n_rep, k))
-    s1 = np.zeros((n_rep, k))
-    s2 = np.zeros((n_rep, k))
-    changed = np.zeros(n_rep, dtype=np.int64)
+    a, c, keys, n, s1, s2, changed = sweep_scratch(chain.mu.shape[0], chain.mu.shape[1])
     for it in range(it0, it1):
-        _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-        sweep(y, chain[11], a, c, mu, keys, z, n, s1, s2, changed)
-        if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+        _prepare(chain, a, c, keys)
+        sweep(y, chain.fixed, a, c, chain.mu, keys, chain.z, n, s1, s2, changed)
+        if not _finish_iteration(y, it, tune, config, chain, out, stats, n, s1, s2, changed):
             return it
-        if model[6].shape[0] > 5 and model[6][5]:  # the moves between modes are on
-            relocate(y, model, chain)
     return -1
 
 
-def run_threaded(y, it0, it1, tune, model, chain, out, stats, n_blocks):
+def run_threaded(y, it0, it1, tune, config, chain, out, stats, n_blocks):
     """As :func:`run`, with each sweep split over threads (large N).
 
     Driven from Python, the sweep's ranges on a pool of Python threads (:func:`sweep_threaded`);
     at this N one Python call per iteration is negligible.
     """
-    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k = mu.shape
-    a, c = np.empty((n_rep, k)), np.empty((n_rep, k))
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k)), np.zeros((n_rep, k))
-    changed = np.zeros(n_rep, dtype=np.int64)
+    a, c, keys, n, s1, s2, changed = sweep_scratch(chain.mu.shape[0], chain.mu.shape[1])
     with ThreadPoolExecutor(get_num_threads()) as pool:
         for it in range(it0, it1):
-            _prepare(logw, sd, state, temp_of, betas, a, c, keys)
-            _sweep_on(pool, y, chain[11], a, c, mu, keys, z, n, s1, s2, changed, n_blocks)
-            if not _after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed):
+            _prepare(chain, a, c, keys)
+            _sweep_on(
+                pool, y, chain.fixed, a, c, chain.mu, keys, chain.z, n, s1, s2, changed, n_blocks
+            )
+            if not _finish_iteration(y, it, tune, config, chain, out, stats, n, s1, s2, changed):
                 return it
-            if model[6].shape[0] > 5 and model[6][5]:
-                relocate(y, model, chain)
     return -1
 
 
@@ -779,7 +1083,7 @@ def _sort_replica(r, j, logw, mu, sd):
 
 
 @njit(cache=True, nogil=True)
-def relocate(y, model, chain):
+def relocate(y, config, chain):
     """One relocation move per chain (its beta = 1 replica); return how many were accepted.
 
     Only the replica at the top of the ladder moves (its last rung is 1 by construction), so
@@ -791,15 +1095,19 @@ def relocate(y, model, chain):
     ``_SMALL_WEIGHT / k`` is picked uniformly among such (the weights do not change, so the
     reverse move picks it with the same probability); its mean is proposed from its prior
     N(m0_j, s0_j) and accepted with the likelihood ratio (prior and proposal cancel).
-    ``flags[6]`` (an exchangeable prior): the components are then sorted by their means, which
-    keeps the ordered posterior invariant (it is the exchangeable one restricted to the order).
-    Otherwise an ordered model rejects a proposal that breaks the order.
+    ``config.exchangeable`` (the same prior for every component): the components are then
+    sorted by their means, which keeps the ordered posterior invariant (it is the exchangeable
+    one restricted to the order). Otherwise an ordered model rejects a proposal that breaks
+    the order. ``config``: a :class:`KernelConfig` (its mean prior, ``ordered`` and
+    ``exchangeable``); ``chain``: a :class:`ChainState`.
     """
-    m0, s0, flags = model[1], model[2], model[6]
-    logw, mu, sd, state, rep_at = chain[0], chain[1], chain[2], chain[4], chain[7]
-    rep, jump, x, log_u = relocation_proposals(logw, mu, state, rep_at, m0, s0, flags[3], flags[6])
+    logw, mu, sd, state, rep_at = chain.logw, chain.mu, chain.sd, chain.state, chain.rep_at
+    rep, jump, x, log_u = relocation_proposals(
+        logw, mu, state, rep_at, config.mean_loc, config.mean_scale, config.ordered,
+        config.exchangeable,
+    )  # fmt: skip
     delta = relocation_change(y, rep, jump, x, logw, mu, sd)
-    return relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, flags[3])
+    return relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, config.ordered)
 
 
 @njit(cache=True, nogil=True)
@@ -940,13 +1248,7 @@ def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
         aj = a[r, j]
         for b in range(m):
             out[b] = aj + half * out[b]
-    out = lp[0]
-    for b in range(m):
-        top[b] = out[b]
-    for j in range(1, k):
-        out = lp[j]
-        for b in range(m):
-            top[b] = max(top[b], out[b])
+    block_max(lp, top, k, m)
 
 
 @njit(inline="always")
@@ -1057,13 +1359,33 @@ def _mv_sweep_on(pool, x, fixed, a, beta, mu, fac, keys, z, n, s1, s2, changed, 
 
 
 @njit(cache=True, nogil=True)
-def _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys):
+def _mv_prepare(chain, a, beta, keys):
+    """Every replica's logit constants ``a``, inverse temperature ``beta`` and sweep key.
+
+    ``chain``: an :class:`MvChainState`; ``a`` (n_rep, k) = log w + beta / 2 log |Lambda|.
+    """
+    logw, logdet, state, temp_of, betas = (
+        chain.logw,
+        chain.logdet,
+        chain.state,
+        chain.temp_of,
+        chain.betas,
+    )
     n_rep, k = logw.shape
     for r in range(n_rep):
         beta[r] = betas[temp_of[r]]
         for j in range(k):
             a[r, j] = logw[r, j] + 0.5 * beta[r] * logdet[r, j]
         keys[r] = _next(state, r)
+
+
+@njit(inline="always")
+def _precision_entry(fac, r, j, row, col):
+    """Entry (row, col) of replica r's precision Lambda_j = F_j F_j^T."""
+    acc = 0.0
+    for m in range(fac.shape[3]):
+        acc += fac[r, j, row, m] * fac[r, j, col, m]
+    return acc
 
 
 @njit
@@ -1078,12 +1400,9 @@ def _mv_means(r, beta, mu, fac, n, s1, m0, s0, ordered_by, state, work):
     k, d = mu.shape[1], mu.shape[2]
     lam, chol_p, mean, tmp, eps, prop = work
     for j in range(k):
-        for row in range(d):  # Lambda = F F^T
+        for row in range(d):
             for col in range(d):
-                acc = 0.0
-                for m in range(d):
-                    acc += fac[r, j, row, m] * fac[r, j, col, m]
-                lam[row, col] = acc
+                lam[row, col] = _precision_entry(fac, r, j, row, col)
         for row in range(d):  # b = m0 / s0^2 + beta Lambda (s1 + n mu_old)
             acc = 0.0
             for col in range(d):
@@ -1163,23 +1482,8 @@ def _mv_precision(r, j, beta, fac, logdet, n, scatter, nu, psi, state, work):
 
 
 @njit(cache=True, nogil=True)
-def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift):
-    """Draw the parameters given the sums, exchange replicas, store the cold draws.
-
-    ``shift[r]`` is subtracted from replica r's complete-data log-likelihood before the
-    exchange (the missing cells' reference density, :func:`mv_run_missing`; zeros otherwise).
-    """
-    prior_a, m0, s0, nu, psi, ordered_by, store_z = model
-    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
-    temp_of, rep_at, betas = chain[6], chain[7], chain[8]
-    out_w, out_mu, out_lam, out_z = out
-    st_changed, st_cll, st_tll, st_swap = stats
-    n_rep, k, d = mu.shape
-    chains, n_temps = rep_at.shape
-    loglik = np.empty(n_rep)
-    logg = np.empty(k)
-    old = np.empty((k, d))
-    scatter = np.empty((d, d))
+def _mv_work(k, d):
+    """Scratch of :func:`_mv_update`."""
     mean_work = (
         np.empty((d, d)),
         np.empty((k, d, d)),
@@ -1189,101 +1493,168 @@ def _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shif
         np.empty((k, d)),
     )
     prec_work = (np.empty((d, d)), np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
-    log_2pi = math.log(2.0 * math.pi)
-    for r in range(n_rep):
-        beta = betas[temp_of[r]]
-        _update_weights(r, logw, prior_a, n, state, logg)
+    return np.empty(k), np.empty((k, d)), np.empty((d, d)), mean_work, prec_work
+
+
+@njit(inline="always")
+def _scatter_about(r, j, old, mu, n, s1, s2, scatter):
+    """Component j's scatter about its new mean, from the sums about the old one ``old[j]``."""
+    d = mu.shape[2]
+    for row in range(d):
+        sh_r = old[j, row] - mu[r, j, row]
+        for col in range(d):
+            sh_c = old[j, col] - mu[r, j, col]
+            scatter[row, col] = (
+                s2[r, j, row, col]
+                + sh_r * s1[r, j, col]
+                + s1[r, j, row] * sh_c
+                + n[r, j] * sh_r * sh_c
+            )
+
+
+@njit
+def _mv_update(r, beta, config, chain, n, s1, s2, work):
+    """Draw replica r's weights, means and precisions; return its complete-data log-likelihood.
+
+    ``config``, ``chain``: an :class:`MvKernelConfig` and an :class:`MvChainState`; ``n``
+    (n_rep, k), ``s1`` (n_rep, k, d), ``s2`` (n_rep, k, d, d): the sweep's counts, sums of
+    ``x - mu`` and of their outer products, about the means before this update.
+    """
+    logg, old, scatter, mean_work, prec_work = work
+    logw, mu, fac, logdet, state = chain.logw, chain.mu, chain.fac, chain.logdet, chain.state
+    k, d = mu.shape[1], mu.shape[2]
+    _update_weights(r, logw, config.weight_conc, n, state, logg)
+    for j in range(k):
+        for row in range(d):
+            old[j, row] = mu[r, j, row]
+    loc, scale = config.mean_loc, config.mean_scale
+    _mv_means(r, beta, mu, fac, n, s1, loc, scale, config.ordered_by, state, mean_work)
+    nu, psi = config.wishart_nu, config.wishart_psi
+    ll = 0.0
+    for j in range(k):
+        _scatter_about(r, j, old, mu, n, s1, s2, scatter)
+        _mv_precision(r, j, beta, fac, logdet, n[r, j], scatter, nu, psi, state, prec_work)
+        trace = 0.0  # tr(Lambda S)
+        for row in range(d):
+            for col in range(d):
+                trace += _precision_entry(fac, r, j, row, col) * scatter[row, col]
+        ll += n[r, j] * (0.5 * logdet[r, j] - 0.5 * d * _LOG_2PI) - 0.5 * trace
+    return ll
+
+
+@njit
+def _mv_record(dd, config, chain, out, stats, loglik):
+    """Store the cold replicas' weights, means, precisions (and assignments) as draw `dd`."""
+    out_w, out_mu, out_lam, out_z = out
+    st_cll = stats[1]
+    logw, mu, fac, z, rep_at = chain.logw, chain.mu, chain.fac, chain.z, chain.rep_at
+    chains, n_temps = rep_at.shape
+    k, d = mu.shape[1], mu.shape[2]
+    for ch in range(chains):
+        cold = rep_at[ch, n_temps - 1]
+        st_cll[ch, dd] = loglik[cold]
         for j in range(k):
+            out_w[ch, dd, j] = math.exp(logw[cold, j])
             for row in range(d):
-                old[j, row] = mu[r, j, row]
-        _mv_means(r, beta, mu, fac, n, s1, m0, s0, ordered_by, state, mean_work)
-        ll = 0.0
-        for j in range(k):
-            for row in range(d):  # scatter about the new mean, from sums about the old one
-                sh_r = old[j, row] - mu[r, j, row]
+                out_mu[ch, dd, j, row] = mu[cold, j, row]
                 for col in range(d):
-                    sh_c = old[j, col] - mu[r, j, col]
-                    scatter[row, col] = (
-                        s2[r, j, row, col]
-                        + sh_r * s1[r, j, col]
-                        + s1[r, j, row] * sh_c
-                        + n[r, j] * sh_r * sh_c
-                    )
-            _mv_precision(r, j, beta, fac, logdet, n[r, j], scatter, nu, psi, state, prec_work)
-            trace = 0.0  # tr(Lambda S) = sum over columns of |F^T s|
-            for row in range(d):
-                for col in range(d):
-                    lam = 0.0
-                    for m in range(d):
-                        lam += fac[r, j, row, m] * fac[r, j, col, m]
-                    trace += lam * scatter[row, col]
-            ll += n[r, j] * (0.5 * logdet[r, j] - 0.5 * d * log_2pi) - 0.5 * trace
-        loglik[r] = ll - shift[r]
-    dd = it - tune
-    _exchange(it, dd, chain, loglik, changed, st_changed, st_tll, st_swap)
-    if dd >= 0:
-        for ch in range(chains):
-            cold = rep_at[ch, n_temps - 1]
-            st_cll[ch, dd] = loglik[cold]
-            for j in range(k):
-                out_w[ch, dd, j] = math.exp(logw[cold, j])
-                for row in range(d):
-                    out_mu[ch, dd, j, row] = mu[cold, j, row]
-                    for col in range(d):
-                        lam = 0.0
-                        for m in range(d):
-                            lam += fac[cold, j, row, m] * fac[cold, j, col, m]
-                        out_lam[ch, dd, j, row, col] = lam
-            if store_z:
-                for i in range(z.shape[1]):
-                    out_z[ch, dd, i] = z[cold, i]
+                    out_lam[ch, dd, j, row, col] = _precision_entry(fac, cold, j, row, col)
+        if config.store_z:
+            for i in range(z.shape[1]):
+                out_z[ch, dd, i] = z[cold, i]
 
 
 @njit(cache=True, nogil=True)
-def mv_run(x, it0, it1, tune, model, chain, out, stats):
+def _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, shift):
+    """Draw the parameters given the sums, exchange replicas, store the cold draws.
+
+    ``config``, ``chain``: an :class:`MvKernelConfig` and an :class:`MvChainState`; ``out`` =
+    (weights, means, precisions, assignments) records, ``stats`` = (n_changed,
+    complete_loglik, tempered_loglik, swap_accept), written from iteration `tune` on; ``n``,
+    ``s1``, ``s2``: the sweep's sums (:func:`_mv_update`); ``changed`` (n_rep,): its changed
+    assignments. ``shift[r]`` is subtracted from replica r's complete-data log-likelihood
+    before the exchange (the missing cells' reference density, :func:`mv_run_missing`; zeros
+    otherwise).
+    """
+    n_rep, k, d = chain.mu.shape
+    loglik = np.empty(n_rep)
+    work = _mv_work(k, d)
+    for r in range(n_rep):
+        beta = chain.betas[chain.temp_of[r]]
+        loglik[r] = _mv_update(r, beta, config, chain, n, s1, s2, work) - shift[r]
+    dd = it - tune
+    _exchange(it, dd, chain, loglik, changed, stats)
+    if dd >= 0:
+        _mv_record(dd, config, chain, out, stats, loglik)
+
+
+@njit(cache=True, nogil=True)
+def mv_sweep_scratch(n_rep, k, d):
+    """Return the arrays one multivariate iteration fills.
+
+    ``(a, beta, keys, n, s1, s2, changed, shift)``: the logit constants (n_rep, k), inverse
+    temperatures (n_rep,) and keys (:func:`_mv_prepare`); the sweep's counts (n_rep, k), sums
+    (n_rep, k, d), scatter sums (n_rep, k, d, d) and changed assignments (n_rep,); the
+    log-likelihood shifts (n_rep,) (:func:`_mv_after_sweep`), zero.
+    """
+    return (
+        np.empty((n_rep, k)),
+        np.empty(n_rep),
+        np.empty(n_rep, dtype=np.uint64),
+        np.zeros((n_rep, k)),
+        np.zeros((n_rep, k, d)),
+        np.zeros((n_rep, k, d, d)),
+        np.zeros(n_rep, dtype=np.int64),
+        np.zeros(n_rep),
+    )
+
+
+@njit(cache=True, nogil=True)
+def mv_run(x, it0, it1, tune, config, chain, out, stats):
     """Run iterations of the multivariate sampler on one thread (see :func:`run`).
 
-    ``chain`` = (logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, swap_tries,
-    swap_accepts, state); ``model`` = (prior_a, m0, s0, nu, psi, ordered_by, store_z).
+    ``x`` (n_obs, d): the data; ``config``: an :class:`MvKernelConfig`; ``chain``: an
+    :class:`MvChainState`, updated in place; ``out`` = (weights, means, precisions,
+    assignments) and ``stats`` = (n_changed, complete_loglik, tempered_loglik, swap_accept):
+    the records.
     """
-    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k, d = mu.shape
-    a = np.empty((n_rep, k))
-    beta = np.empty(n_rep)
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n = np.zeros((n_rep, k))
-    s1 = np.zeros((n_rep, k, d))
-    s2 = np.zeros((n_rep, k, d, d))
-    changed = np.zeros(n_rep, dtype=np.int64)
-    shift = np.zeros(n_rep)
+    a, beta, keys, n, s1, s2, changed, shift = mv_sweep_scratch(*chain.mu.shape)
     for it in range(it0, it1):
-        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_serial(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed)
-        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift)
+        _mv_prepare(chain, a, beta, keys)
+        _mv_sweep_serial(
+            x, chain.fixed, a, beta, chain.mu, chain.fac, keys, chain.z, n, s1, s2, changed
+        )
+        _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, shift)
 
 
-def mv_run_threaded(x, it0, it1, tune, model, chain, out, stats, n_blocks):
+def mv_run_threaded(x, it0, it1, tune, config, chain, out, stats, n_blocks):
     """As :func:`mv_run`, each sweep split over threads (driven from Python).
 
     See :func:`run_threaded` for why this loop is not compiled: the sweep's ranges run on a pool
     of Python threads.
     """
-    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k, d = mu.shape
-    a, beta = np.empty((n_rep, k)), np.empty(n_rep)
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
-    changed = np.zeros(n_rep, dtype=np.int64)
-    shift = np.zeros(n_rep)
+
+    def finish(it, scratch):
+        _, _, _, n, s1, s2, changed, shift = scratch
+        _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, shift)
+
+    _mv_threaded(x, it0, it1, chain, n_blocks, finish)
+
+
+def _mv_threaded(x, it0, it1, chain, n_blocks, finish):
+    """Run iterations it0..it1-1: the keys, the sweep on threads, then ``finish(it, scratch)``.
+
+    ``scratch``: the arrays of :func:`mv_sweep_scratch`, filled by the sweep.
+    """
+    scratch = mv_sweep_scratch(*chain.mu.shape)
+    a, beta, keys, n, s1, s2, changed, _ = scratch
+    sums = (n, s1, s2, changed)
     with ThreadPoolExecutor(get_num_threads()) as pool:
         for it in range(it0, it1):
-            _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-            _mv_sweep_on(
-                pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
-            )
-            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, shift)
+            _mv_prepare(chain, a, beta, keys)
+            params = (a, beta, chain.mu, chain.fac, keys)
+            _mv_sweep_on(pool, x, chain.fixed, *params, chain.z, *sums, n_blocks)
+            finish(it, scratch)
 
 
 # --------------------------------------------------------------------------- iteration pieces
@@ -1296,6 +1667,43 @@ after_sweep = _after_sweep
 mv_prepare = _mv_prepare
 mv_sweep_part = _mv_sweep_part
 mv_after_sweep = _mv_after_sweep
+
+
+def chain_state(kind, params: dict, replicas: tuple, betas: np.ndarray, fixed: np.ndarray):
+    """Return a run's starting :class:`ChainState` or :class:`MvChainState` (`kind`).
+
+    `params`: the parameter arrays by field name (``logw``, ``mu`` and ``sd``, or ``fac``
+    and ``logdet``); `replicas` = (z, state, swap_state, temp_of, rep_at), as
+    :func:`mixtures.engines.tempering.replica_state` returns them; `betas`: the ladder;
+    `fixed`: the known labels. The swap counts start at zero.
+    """
+    z, state, swap_state, temp_of, rep_at = replicas
+    n_tries = max(betas.size - 1, 1)
+    return kind(
+        **params,
+        z=z,
+        state=state,
+        swap_state=swap_state,
+        temp_of=temp_of,
+        rep_at=rep_at,
+        betas=betas,
+        swap_tries=np.zeros(n_tries, np.int64),
+        swap_accepts=np.zeros(n_tries, np.int64),
+        fixed=fixed,
+    )
+
+
+def scale_prior(prior, k: int) -> tuple:
+    """Return ``(code, p0, p1)`` of a scale prior for the kernels (:func:`scale_logpdf`).
+
+    `prior` is a resolved :class:`mixtures.model.spec.Prior` of a scale family (its
+    ``family.code`` and its ``params`` in the family's order); the parameters are broadcast to
+    shape (k,), and ``p1`` is zeros for a one-parameter family.
+    """
+    values = [np.broadcast_to(v, (k,)) for v in prior.params.values()]
+    p0 = np.ascontiguousarray(values[0], dtype=float)
+    p1 = np.ascontiguousarray(values[1] if len(values) > 1 else np.zeros(k), dtype=float)
+    return prior.family.code, p0, p1
 
 
 def offset_keys(keys: np.ndarray, offset: int) -> np.ndarray:
@@ -1331,7 +1739,6 @@ LOG_2PI = _LOG_2PI
 BLOCK = _BLOCK
 
 
-
 # --------------------------------------------------------------------------- missing cells
 # Rows with missing cells (see mixtures.model.missing). Replica r at inverse temperature beta
 # targets p(theta) p(z | w) prod_i N(x_i | mu_zi, Sigma_zi)^beta prod_i h_i(x_i,mis)^(1 - beta),
@@ -1351,10 +1758,7 @@ def _mv_covariances(r, fac, sig, lam, low, col_in, col_out):
     for j in range(k):
         for row in range(d):
             for col in range(d):
-                acc = 0.0
-                for m in range(d):
-                    acc += fac[r, j, row, m] * fac[r, j, col, m]
-                lam[row, col] = acc
+                lam[row, col] = _precision_entry(fac, r, j, row, col)
         _cholesky(lam, low)
         for col in range(d):  # column col of Lambda^-1 solves L L^T s = e_col
             for row in range(d):
@@ -1473,28 +1877,65 @@ def _missing_draw(
     return log_h
 
 
-@njit(cache=True, nogil=True)
-def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work):
-    """Sweep the incomplete rows of replica r: assignments, missing cells, and their sums.
+@njit(inline="always")
+def _pick_row(lp, k, key, i):
+    """Draw a component from the log-weights ``lp[:k]`` with the counter uniform of point i."""
+    top = lp[0]
+    for j in range(1, k):
+        top = max(top, lp[j])
+    tot = 0.0
+    for j in range(k):
+        tot += math.exp(lp[j] - top)
+        lp[j] = tot
+    target = _counter_uniform(key, i) * tot
+    pick = 0
+    for j in range(k - 1):
+        pick += 1 if target >= lp[j] else 0
+    return pick
 
-    ``miss`` = (xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional): the incomplete
-    rows (n_inc, d) (missing cells arbitrary), their completions per replica (n_rep, n_inc,
-    d), each row's pattern, per pattern the observed then the missing features (n_pat, d)
-    and the number observed, the reference density's means and variances per feature, and
-    True (False only in the negative-control test, see :func:`_missing_setup`). Incomplete row i is
-    observation ``n_c + i`` of ``z`` and ``fixed``. Adds to ``n``, ``s1``, ``s2`` (centred on
-    the current means, as the complete rows' sweep); returns (changed, log h of the draws).
-    """
-    xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional = miss
+
+@njit(inline="always")
+def _add_row(r, i, j, xc, mu, n, s1, s2):
+    """Add completed row i of replica r to component j's count and sums (about ``mu``)."""
+    d = mu.shape[2]
+    n[r, j] += 1.0
+    for row in range(d):
+        dr = xc[r, i, row] - mu[r, j, row]
+        s1[r, j, row] += dr
+        for col in range(d):
+            s2[r, j, row, col] += dr * (xc[r, i, col] - mu[r, j, col])
+
+
+@njit(inline="always")
+def _missing_constants(r, beta, miss, logw, fac, work):
+    """Per pattern and component the conditionals' factors, and the log-weight constants."""
     sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
-    n_pat, k, d = pats.shape[0], mu.shape[1], mu.shape[2]
+    pats, n_o, ref_var, conditional = miss.pats, miss.n_o, miss.ref_var, miss.conditional
     _mv_covariances(r, fac, sig, cov_work[0], cov_work[1], cov_work[2], cov_work[3])
-    for p in range(n_pat):
-        for j in range(k):
+    for p in range(pats.shape[0]):
+        for j in range(fac.shape[1]):
             logdet = _missing_setup(
                 p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, setup_work
             )
             cst[p, j] = logw[r, j] - 0.5 * logdet
+
+
+@njit(cache=True, nogil=True)
+def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work):
+    """Sweep the incomplete rows of replica r: assignments, missing cells, and their sums.
+
+    ``miss``: a :class:`MissingRows`. Incomplete row i is observation ``n_c + i`` of ``z``
+    (n_rep, n_obs) and ``fixed`` (n_obs,) (known labels, -1: unknown). ``logw``, ``a``
+    (n_rep, k): the log weights and the logit constants (:func:`_mv_prepare`); ``mu``, ``fac``:
+    the means and precision factors; ``state``: the replicas' random streams; ``work``:
+    :func:`missing_work`. Adds to ``n``, ``s1``, ``s2`` (centred on the current means, as the
+    complete rows' sweep); returns (changed, log h of the draws).
+    """
+    xi, xc, pat_of, pats, n_o = miss.xi, miss.xc, miss.pat_of, miss.pats, miss.n_o
+    ref_mean, ref_var = miss.ref_mean, miss.ref_var
+    sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
+    k, d = mu.shape[1], mu.shape[2]
+    _missing_constants(r, beta, miss, logw, fac, work)
     changed, log_h = 0, 0.0
     for i in range(xi.shape[0]):  # the normalising constants of h
         p = pat_of[i]
@@ -1504,46 +1945,16 @@ def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1,
     for i in range(xi.shape[0]):
         p = pat_of[i]
         _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u)
-        top = lp[0]
-        for j in range(1, k):
-            top = max(top, lp[j])
-        tot = 0.0
-        for j in range(k):
-            tot += math.exp(lp[j] - top)
-            lp[j] = tot
-        target = _counter_uniform(key, n_c + i) * tot
-        pick = 0
-        for j in range(k - 1):
-            pick += 1 if target >= lp[j] else 0
+        pick = _pick_row(lp, k, key, n_c + i)
         if fixed[n_c + i] >= 0:
             pick = fixed[n_c + i]
         changed += 1 if z[r, n_c + i] != pick else 0
         z[r, n_c + i] = pick
         log_h += _missing_draw(
-            r,
-            i,
-            p,
-            pick,
-            beta,
-            xi,
-            xc,
-            pats,
-            n_o,
-            ref_mean,
-            ref_var,
-            mu,
-            bm,
-            sinv,
-            cp,
-            state,
+            r, i, p, pick, beta, xi, xc, pats, n_o, ref_mean, ref_var, mu, bm, sinv, cp, state,
             draw_work,
-        )
-        n[r, pick] += 1.0
-        for row in range(d):
-            dr = xc[r, i, row] - mu[r, pick, row]
-            s1[r, pick, row] += dr
-            for col in range(d):
-                s2[r, pick, row, col] += dr * (xc[r, i, col] - mu[r, pick, col])
+        )  # fmt: skip
+        _add_row(r, i, pick, xc, mu, n, s1, s2)
     return changed, log_h
 
 
@@ -1568,10 +1979,21 @@ def missing_work(n_pat, k, d):
 
 
 @njit(cache=True, nogil=True)
-def _missing_pass(
-    n_c, miss, logw, a, beta, mu, fac, keys, z, fixed, n, s1, s2, changed, state, log_h, work
-):
-    """Every replica's incomplete rows after the complete rows' sweep (see mv_missing_sweep)."""
+def _missing_pass(n_c, miss, chain, scratch, work):
+    """Every replica's incomplete rows after the complete rows' sweep (see mv_missing_sweep).
+
+    ``scratch``: :func:`mv_sweep_scratch`'s arrays; their last, ``shift``, receives each
+    replica's log h of the missing cells' draws.
+    """
+    a, beta, keys, n, s1, s2, changed, log_h = scratch
+    logw, mu, fac, z, fixed, state = (
+        chain.logw,
+        chain.mu,
+        chain.fac,
+        chain.z,
+        chain.fixed,
+        chain.state,
+    )
     for r in range(mu.shape[0]):
         c, h = mv_missing_sweep(
             r, beta[r], keys[r], n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work
@@ -1586,7 +2008,7 @@ def _store_missing(it, tune, chain, miss, cells, out_imp):
     dd = it - tune
     if dd < 0:
         return
-    xc, rep_at = miss[1], chain[7]
+    xc, rep_at = miss.xc, chain.rep_at
     n_temps = rep_at.shape[1]
     for ch in range(rep_at.shape[0]):
         cold = rep_at[ch, n_temps - 1]
@@ -1595,89 +2017,47 @@ def _store_missing(it, tune, chain, miss, cells, out_imp):
 
 
 @njit(cache=True, nogil=True)
-def mv_run_missing(x, it0, it1, tune, model, chain, out, stats, miss, cells, out_imp):
+def _missing_finish(it, tune, n_c, config, chain, out, stats, miss, imputed, scratch, work):
+    """Run iteration `it` after the complete rows' sweep: the incomplete rows, then the rest.
+
+    ``imputed`` = (cells, out_imp) (:func:`mv_run_missing`).
+    """
+    a, beta, keys, n, s1, s2, changed, log_h = scratch
+    _missing_pass(n_c, miss, chain, scratch, work)
+    _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, log_h)
+    _store_missing(it, tune, chain, miss, imputed[0], imputed[1])
+
+
+@njit(cache=True, nogil=True)
+def mv_run_missing(x, it0, it1, tune, config, chain, out, stats, miss, cells, out_imp):
     """As :func:`mv_run` for data with missing cells.
 
     ``x`` holds the complete rows (the observations 0..n_c-1); ``miss`` the incomplete ones
-    (:func:`mv_missing_sweep`); ``out_imp`` (chains, draws, n_cells) receives the cold
+    (a :class:`MissingRows`); ``out_imp`` (chains, draws, n_cells) receives the cold
     replicas' draws of the missing cells ``cells`` (index into the incomplete rows, feature).
     """
-    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k, d = mu.shape
-    a = np.empty((n_rep, k))
-    beta = np.empty(n_rep)
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n = np.zeros((n_rep, k))
-    s1 = np.zeros((n_rep, k, d))
-    s2 = np.zeros((n_rep, k, d, d))
-    changed = np.zeros(n_rep, dtype=np.int64)
-    log_h = np.zeros(n_rep)
-    work = missing_work(miss[3].shape[0], k, d)
-    n_c = x.shape[0]
+    scratch = mv_sweep_scratch(*chain.mu.shape)
+    a, beta, keys, n, s1, s2, changed, _ = scratch
+    work = missing_work(miss.pats.shape[0], chain.mu.shape[1], chain.mu.shape[2])
     for it in range(it0, it1):
-        _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-        _mv_sweep_serial(x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed)
-        _missing_pass(
-            n_c,
-            miss,
-            logw,
-            a,
-            beta,
-            mu,
-            fac,
-            keys,
-            z,
-            chain[12],
-            n,
-            s1,
-            s2,
-            changed,
-            state,
-            log_h,
-            work,
+        _mv_prepare(chain, a, beta, keys)
+        _mv_sweep_serial(
+            x, chain.fixed, a, beta, chain.mu, chain.fac, keys, chain.z, n, s1, s2, changed
         )
-        _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, log_h)
-        _store_missing(it, tune, chain, miss, cells, out_imp)
+        _missing_finish(
+            it, tune, x.shape[0], config, chain, out, stats, miss, (cells, out_imp), scratch, work
+        )
 
 
 def mv_run_missing_threaded(
-    x, it0, it1, tune, model, chain, out, stats, miss, cells, out_imp, n_blocks
+    x, it0, it1, tune, config, chain, out, stats, miss, cells, out_imp, n_blocks
 ):
     """As :func:`mv_run_missing`, the complete rows' sweep split over threads."""
-    logw, mu, fac, logdet, z, state = chain[0], chain[1], chain[2], chain[3], chain[4], chain[11]
-    temp_of, betas = chain[6], chain[8]
-    n_rep, k, d = mu.shape
-    a, beta = np.empty((n_rep, k)), np.empty(n_rep)
-    keys = np.empty(n_rep, dtype=np.uint64)
-    n, s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k, d)), np.zeros((n_rep, k, d, d))
-    changed = np.zeros(n_rep, dtype=np.int64)
-    log_h = np.zeros(n_rep)
-    work = missing_work(miss[3].shape[0], k, d)
-    with ThreadPoolExecutor(get_num_threads()) as pool:
-        for it in range(it0, it1):
-            _mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
-            _mv_sweep_on(
-                pool, x, chain[12], a, beta, mu, fac, keys, z, n, s1, s2, changed, n_blocks
-            )
-            _missing_pass(
-                x.shape[0],
-                miss,
-                logw,
-                a,
-                beta,
-                mu,
-                fac,
-                keys,
-                z,
-                chain[12],
-                n,
-                s1,
-                s2,
-                changed,
-                state,
-                log_h,
-                work,
-            )
-            _mv_after_sweep(it, tune, model, chain, out, stats, n, s1, s2, changed, log_h)
-            _store_missing(it, tune, chain, miss, cells, out_imp)
+    work = missing_work(miss.pats.shape[0], chain.mu.shape[1], chain.mu.shape[2])
+    imputed = (cells, out_imp)
+
+    def finish(it, scratch):
+        n_c = x.shape[0]
+        _missing_finish(it, tune, n_c, config, chain, out, stats, miss, imputed, scratch, work)
+
+    _mv_threaded(x, it0, it1, chain, n_blocks, finish)

@@ -51,6 +51,7 @@ Numba's disk cache checks only this file: after changing a function of
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -60,6 +61,7 @@ from mixtures._kernels import (
     LOG_2PI,
     as_float,
     as_int,
+    block_max,
     block_pick,
     counter_uniform,
     exchange,
@@ -67,14 +69,47 @@ from mixtures._kernels import (
     log_gamma,
     next_bits,
     normal,
+    normal_work,
+    record_normal,
     scale_logpdf,
     uniform,
-    update_means,
-    update_sigma,
-    update_weights,
+    update_normal,
 )
 
-__all__ = ["cos2pi", "cos2pi_array", "log", "log_array", "run_t", "sweep_t"]
+__all__ = ["TConfig", "TState", "cos2pi", "cos2pi_array", "log", "log_array", "run_t", "sweep_t"]
+
+
+class TConfig(NamedTuple):
+    """What the t family adds to a run's :class:`mixtures._kernels.KernelConfig`.
+
+    Attributes
+    ----------
+    nu_code : int
+        The scale family of the prior of the degrees of freedom
+        (:data:`mixtures.model.prior_codes.SCALE_CODES`); -1: nu fixed.
+    nu_p0, nu_p1 : ndarray of shape (k,)
+        Its parameters (``nu_p1`` unused by one-parameter families).
+    """
+
+    nu_code: int
+    nu_p0: np.ndarray
+    nu_p1: np.ndarray
+
+
+class TState(NamedTuple):
+    """What the t family adds to a run's :class:`mixtures._kernels.ChainState`.
+
+    Attributes
+    ----------
+    nu : ndarray of shape (n_rep, k)
+        Every replica's degrees of freedom.
+    lam : ndarray of shape (n_rep, n_obs)
+        Every replica's precision weights of the points.
+    """
+
+    nu: np.ndarray
+    lam: np.ndarray
+
 
 _LN2_HI = 0.6931471803691238
 _LN2_LO = 1.9082149292705877e-10
@@ -167,13 +202,7 @@ def _block_logits(yb, r, a, c, h, e, mu, lp, top):
         for b in range(m):
             d = yb[b] - mj
             row[b] = aj - ej * log(hj + cj * d * d)
-    row = lp[0]
-    for b in range(m):
-        top[b] = row[b]
-    for j in range(1, k):
-        row = lp[j]
-        for b in range(m):
-            top[b] = max(top[b], row[b])
+    block_max(lp, top, k, m)
 
 
 @njit(inline="always")
@@ -378,16 +407,34 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
         Output: how many assignments changed.
     nu : ndarray of shape (n_rep, k)
         Degrees of freedom, updated in place when sampled.
-    nu_model : tuple
-        ``(code, p0, p1)``: the nu prior's scale family (-1: nu fixed) and parameters (k,).
+    nu_model : TConfig or tuple
+        ``(nu_code, nu_p0, nu_p1)``: the nu prior's scale family (-1: nu fixed) and its
+        parameters (k,) (:class:`TConfig`).
     nu_acc : ndarray of shape (n_rep,)
         Output: the fraction of nu moves accepted.
     """
     a, c, h, e = coef
-    k, n_obs = a.shape[1], y.shape[0]
-    lp = np.empty((2 * k, BLOCK))  # rows k..2k-1: block_pick's scratch
-    top, tot, u = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
-    pick = np.empty(BLOCK, dtype=np.int64)
+    pick_work, work, draw_work, counts = _sweep_t_work(a.shape[1])
+    sums[:] = 0.0
+    for r in range(a.shape[0]):
+        v = lam[r]  # holds c (y - mu)**2 of each point's component until the weights are drawn
+        changed[r] = _assign_t(y, fixed, r, coef, mu, keys[r], z, v, counts, pick_work)
+        if nu_model[0] >= 0:
+            nu_acc[r] = _update_nu(r, z, v, counts, coef, nu, nu_model, state, work)
+        key = next_bits(state, r)
+        _draw_weights(y, r, z, v, h, e, mu, key, state, lam, sums[r], draw_work)
+
+
+@njit(inline="always")
+def _sweep_t_work(k):
+    """Scratch of :func:`sweep_t`: the picks', nu's and the weights' draws, and the counts."""
+    pick_work = (
+        np.empty((2 * k, BLOCK)),  # rows k..2k-1: block_pick's scratch
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty(BLOCK, dtype=np.int64),
+    )
     work = (np.empty((k + 2, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
     draw_work = (
         np.empty(BLOCK),
@@ -397,31 +444,40 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
         np.empty(BLOCK, dtype=np.bool_),
         np.empty((5, k, BLOCK)),
     )
-    counts = np.empty(k)
-    sums[:] = 0.0
-    for r in range(a.shape[0]):
-        count = 0
-        v = lam[r]  # holds c (y - mu)**2 of each point's component until the weights are drawn
-        for j in range(k):
-            counts[j] = 0.0
-        for i0 in range(0, n_obs, BLOCK):
-            i1 = min(i0 + BLOCK, n_obs)
-            yb = y[i0:i1]
-            _block_logits(yb, r, a, c, h, e, mu, lp, top)
-            count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, keys[r], lp, top, tot, u, pick)
-            _block_scaled(yb, r, c, mu, pick, v[i0:i1])
-            for b in range(i1 - i0):
-                counts[pick[b]] += 1.0
-        changed[r] = count
-        if nu_model[0] >= 0:
-            nu_acc[r] = _update_nu(r, z, v, counts, coef, nu, nu_model, state, work)
-        key = next_bits(state, r)
-        _draw_weights(y, r, z, v, h, e, mu, key, state, lam, sums[r], draw_work)
+    return pick_work, work, draw_work, np.empty(k)
+
+
+@njit(inline="always")
+def _assign_t(y, fixed, r, coef, mu, key, z, v, counts, pick_work):
+    """Draw replica r's assignments (weights summed out); return how many changed.
+
+    Sets ``v[i] = c (y_i - mu_j)**2`` of each point's new component j and ``counts`` (k,).
+    """
+    a, c, h, e = coef
+    lp, top, tot, u, pick = pick_work
+    k, n_obs = a.shape[1], y.shape[0]
+    count = 0
+    for j in range(k):
+        counts[j] = 0.0
+    for i0 in range(0, n_obs, BLOCK):
+        i1 = min(i0 + BLOCK, n_obs)
+        yb = y[i0:i1]
+        _block_logits(yb, r, a, c, h, e, mu, lp, top)
+        count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+        _block_scaled(yb, r, c, mu, pick, v[i0:i1])
+        for b in range(i1 - i0):
+            counts[pick[b]] += 1.0
+    return count
 
 
 @njit(cache=True, nogil=True)
-def _prepare_t(logw, sd, nu, state, temp_of, betas, coef, keys):
-    """Set the sweep's coefficients ``(a, c, h, e)`` of every replica, and its random keys."""
+def _prepare_t(chain, nu, coef, keys):
+    """Set the sweep's coefficients ``(a, c, h, e)`` of every replica, and its random keys.
+
+    ``chain``: a :class:`mixtures._kernels.ChainState`; ``nu`` (n_rep, k): the degrees of
+    freedom; ``coef`` and ``keys``: as in :func:`sweep_t`.
+    """
+    logw, sd, state, temp_of, betas = chain.logw, chain.sd, chain.state, chain.temp_of, chain.betas
     a, c, h, e = coef
     n_rep, k = sd.shape
     for r in range(n_rep):
@@ -441,97 +497,83 @@ def _prepare_t(logw, sd, nu, state, temp_of, betas, coef, keys):
         keys[r] = next_bits(state, r)
 
 
+@njit
+def _record_t(d, config, chain, t_state, t_out, nuacc):
+    """Store the cold replicas' degrees of freedom, nu acceptance (and weights) as draw `d`."""
+    out_nu, out_lam, st_nuacc = t_out
+    nu, lam, rep_at = t_state.nu, t_state.lam, chain.rep_at
+    chains, n_temps = rep_at.shape
+    for ch in range(chains):
+        cold = rep_at[ch, n_temps - 1]
+        for j in range(nu.shape[1]):
+            out_nu[ch, d, j] = nu[cold, j]
+        st_nuacc[ch, d] = nuacc[cold]
+        if config.store_z:
+            for i in range(lam.shape[1]):
+                out_lam[ch, d, i] = lam[cold, i]
+
+
 @njit(cache=True, nogil=True)
-def _after_sweep_t(it, tune, model, chain, t_state, out, t_out, stats, sums, changed, nuacc):
+def _after_sweep_t(it, tune, config, chain, t_state, out, t_out, stats, sums, changed, nuacc):
     """Parameter updates, replica exchange and recording after the sweep of iteration `it`.
 
-    Returns False if an sd fell below the collapse threshold.
+    ``config``, ``chain``, ``out``, ``stats``: as in :func:`mixtures._kernels.run`;
+    ``t_state``, ``t_out``: as in :func:`run_t`; ``sums`` (n_rep, 5, k): the sweep's
+    weighted sums (:func:`sweep_t`); ``changed``, ``nuacc`` (n_rep,): its changed assignments
+    and nu acceptance. The Normal family's updates run on the weighted sums
+    (:func:`mixtures._kernels.update_normal`). Returns False if an sd fell below the collapse
+    threshold.
     """
-    prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at = model
-    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
-    temp_of, rep_at, betas = chain[6], chain[7], chain[8]
-    nu, lam = t_state
-    out_w, out_mu, out_sd, out_z = out
-    out_nu, out_lam, st_nuacc = t_out
-    st_changed, st_cll, st_tll, st_swap, st_sigacc = stats
-    n_rep, k = mu.shape
-    chains, n_temps = rep_at.shape
-    free_means, free_sigma, shared, ordered, store_z = (
-        flags[0],
-        flags[1],
-        flags[2],
-        flags[3],
-        flags[4],
-    )
-    counts, wsum, wsum1 = sums[:, 0, :], sums[:, 1, :], sums[:, 2, :]
+    n_rep, k = chain.mu.shape
+    sd = chain.sd
+    counts, wsum, wsum1, wsum2 = sums[:, 0, :], sums[:, 1, :], sums[:, 2, :], sums[:, 3, :]
     loglik, sigacc = np.empty(n_rep), np.zeros(n_rep)
-    ss, mean, std, prop, logg = np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+    work = normal_work(k)
+    ss = work[0]
     for r in range(n_rep):
-        beta = betas[temp_of[r]]
-        update_weights(r, logw, prior_a, counts, state, logg)
-        for j in range(k):
-            ss[j] = mu[r, j]  # the old means, for now
-        if free_means:
-            update_means(r, beta, mu, sd, wsum, wsum1, m0, s0, ordered, state, mean, std, prop)
-        for j in range(k):
-            shift = ss[j] - mu[r, j]
-            ss[j] = sums[r, 3, j] + 2.0 * shift * sums[r, 2, j] + sums[r, 1, j] * shift * shift
-        if free_sigma:
-            sigacc[r] = update_sigma(r, beta, sd, counts, ss, code, p0, p1, shared, floor, state)
-            for j in range(k):
-                if sd[r, j] < collapse_at:
-                    return False
+        beta = chain.betas[chain.temp_of[r]]
+        ok, accepted = update_normal(r, beta, config, chain, counts, wsum, wsum1, wsum2, work)
+        sigacc[r] = accepted
+        if not ok:
+            return False
         ll = 0.0
         for j in range(k):
             ll += 0.5 * sums[r, 4, j] - ss[j] / (2.0 * sd[r, j] ** 2)
             ll -= counts[r, j] * (math.log(sd[r, j]) + 0.5 * LOG_2PI)
         loglik[r] = ll
     d = it - tune
-    exchange(it, d, chain, loglik, changed, st_changed, st_tll, st_swap)
-    if d < 0:
-        return True
-    for ch in range(chains):
-        cold = rep_at[ch, n_temps - 1]
-        for j in range(k):
-            out_w[ch, d, j] = math.exp(logw[cold, j])
-            out_mu[ch, d, j] = mu[cold, j]
-            out_sd[ch, d, j] = sd[cold, j]
-            out_nu[ch, d, j] = nu[cold, j]
-        st_cll[ch, d] = loglik[cold]
-        st_sigacc[ch, d] = sigacc[cold]
-        st_nuacc[ch, d] = nuacc[cold]
-        if store_z:
-            for i in range(z.shape[1]):
-                out_z[ch, d, i] = z[cold, i]
-                out_lam[ch, d, i] = lam[cold, i]
+    exchange(it, d, chain, loglik, changed, stats)
+    if d >= 0:
+        record_normal(d, config, chain, out, stats, loglik, sigacc)
+        _record_t(d, config, chain, t_state, t_out, nuacc)
     return True
 
 
 @njit(cache=True, nogil=True)
-def run_t(y, it0, it1, tune, model, t_model, chain, t_state, out, t_out, stats):
+def run_t(y, it0, it1, tune, config, t_config, chain, t_state, out, t_out, stats):
     """Run iterations it0..it1-1 of every replica of a t mixture; record from `tune` on.
 
-    As :func:`mixtures._kernels.run` (same `model`, `chain`, `out` and `stats`), with
-    ``t_model = (nu_code, nu_p0, nu_p1)``: the scale family of the nu prior
-    (:func:`mixtures._kernels.scale_logpdf`; -1: nu fixed) and its parameters (k,);
-    ``t_state = (nu, lam)``: degrees of freedom (n_rep, k) and precision weights
-    (n_rep, n_obs); ``t_out = (nu, lam, nu_accept)``: their records (lam only with the
-    assignments). Returns the iteration at which an sd collapsed, or -1.
+    As :func:`mixtures._kernels.run` (same `config`, `chain`, `out` and `stats`), with
+    ``t_config``: a :class:`TConfig` (the prior of nu, or nu fixed); ``t_state``: a
+    :class:`TState` (degrees of freedom and precision weights, updated in place); ``t_out =
+    (nu, lam, nu_accept)``: their records (lam only with the assignments). Returns the
+    iteration at which an sd collapsed, or -1.
     """
-    logw, mu, sd, z, state = chain[0], chain[1], chain[2], chain[3], chain[4]
-    temp_of, betas = chain[6], chain[8]
-    nu, lam = t_state
-    n_rep, k = mu.shape
+    nu, lam = t_state.nu, t_state.lam
+    n_rep, k = chain.mu.shape
     coef = (np.empty((n_rep, k)), np.empty((n_rep, k)), np.empty((n_rep, k)), np.empty((n_rep, k)))
     keys = np.empty(n_rep, dtype=np.uint64)
     sums = np.zeros((n_rep, 5, k))
     changed = np.zeros(n_rep, dtype=np.int64)
     nu_acc = np.zeros(n_rep)
     for it in range(it0, it1):
-        _prepare_t(logw, sd, nu, state, temp_of, betas, coef, keys)
-        sweep_t(y, chain[11], coef, mu, keys, state, z, lam, sums, changed, nu, t_model, nu_acc)
+        _prepare_t(chain, nu, coef, keys)
+        sweep_t(
+            y, chain.fixed, coef, chain.mu, keys, chain.state, chain.z, lam, sums, changed, nu,
+            t_config, nu_acc,
+        )  # fmt: skip
         if not _after_sweep_t(
-            it, tune, model, chain, t_state, out, t_out, stats, sums, changed, nu_acc
+            it, tune, config, chain, t_state, out, t_out, stats, sums, changed, nu_acc
         ):
             return it
     return -1

@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 from sklearn.metrics import adjusted_rand_score
 
 import mixtures
-from mixtures._kernels import missing_work, mv_missing_sweep
+from mixtures._kernels import MissingRows, missing_work, mv_missing_sweep
 from mixtures.analysis.calibration import SBCResult
 
 QUIET = dict(progressbar=False)
@@ -135,7 +135,8 @@ def _one_sweep(x_rows, mask, w, mu, cov, seed, beta=1.0):
     xi = np.where(mask, x_rows, 0.0)
     xc = xi[None].copy()
     ref_mean, ref_var = np.zeros(d), np.ones(d)
-    miss = (xi, xc, pat_of.reshape(-1).astype(np.int64), pats, n_o, ref_mean, ref_var, True)
+    pat_of = pat_of.reshape(-1).astype(np.int64)
+    miss = MissingRows(xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional=True)
     fac = np.linalg.cholesky(np.linalg.inv(cov))[None].copy()
     logdet = -np.linalg.slogdet(cov)[1]
     logw = np.log(np.asarray(w))[None].copy()

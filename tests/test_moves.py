@@ -76,16 +76,24 @@ def _apply_moves(logw, mu, model_m0, model_s0, ordered, exchangeable, times, see
     rng = np.random.default_rng(seed)
     z = np.zeros((n_rep, Y.size), dtype=np.int8)
     state = rng.integers(0, 2**63, size=n_rep, dtype=np.uint64)
-    chain = (
+    chain = _kernels.ChainState(
         *(logw, mu, sd, z, state, np.zeros(n_rep, np.uint64)),
         *(np.zeros(n_rep, np.int64), np.arange(n_rep).reshape(n_rep, 1), np.ones(1)),
         *(np.zeros(1, np.int64), np.zeros(1, np.int64), np.full(Y.size, -1, np.int32)),
     )
-    flags = np.array([True, False, False, ordered, False, True, exchangeable], dtype=np.bool_)
-    model = (np.full(K, A), model_m0, model_s0, -1, np.ones(K), np.ones(K), flags, 0.0, 0.0)
+    config = _kernels.KernelConfig(
+        *(np.full(K, A), model_m0, model_s0, -1, np.ones(K), np.ones(K), 0.0, 0.0),
+        means_free=True,
+        sd_free=False,
+        shared_sd=False,
+        ordered=ordered,
+        store_z=False,
+        moves=True,
+        exchangeable=exchangeable,
+    )
     accepted = 0
     for _ in range(times):
-        accepted += _kernels.relocate(Y, model, chain)
+        accepted += _kernels.relocate(Y, config, chain)
     return logw, mu, accepted / (times * n_rep)
 
 

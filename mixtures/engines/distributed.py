@@ -50,7 +50,10 @@ import pymc as pm
 from distributed import wait
 
 from mixtures._kernels import (
+    ChainState,
+    MvChainState,
     after_sweep,
+    chain_state,
     mv_after_sweep,
     mv_prepare,
     prepare,
@@ -71,10 +74,11 @@ from mixtures.engines.gibbs import (
     DegenerateDataError,
     GibbsEngine,
     collapse_message,
-    kernel_model,
+    kernel_config,
     uses_moves,
     with_moves,
 )
+from mixtures.engines.gibbs_mv import mv_kernel_config
 from mixtures.engines.handle import check_draws
 from mixtures.engines.seeds import one_seed
 from mixtures.engines.starts import (
@@ -100,6 +104,7 @@ __all__ = ["sample_distributed"]
 #: iteration, and the scheduler's cost per task is what the per-iteration overhead is made of).
 MAX_CHUNKS_PER_THREAD = 4
 _EM_POINTS = em_optima.__kwdefaults__["max_points"]  # the local engine's subsample size
+_NO_LABELS = np.full(0, -1, dtype=np.int32)  # known labels are not supported on a cluster
 
 
 # ------------------------------------------------------------------ the chunks
@@ -381,10 +386,9 @@ class _Univariate(_Driver):
         return self._chain((logw, mu, self._admissible_sd(sd, known, rng)), rng), "random"
 
     def _chain(self, params, rng):
-        z, state, swap_state, temp_of, rep_at = replica_state(rng, self.chains, 1, 0, self.spec.k)
-        tries, accepts = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        self.state = [*params, z, state, swap_state, temp_of, rep_at, np.ones(1), tries, accepts]
-        self.state.append(np.full(0, -1, dtype=np.int32))
+        replicas = replica_state(rng, self.chains, 1, 0, self.spec.k)
+        params = dict(zip(("logw", "mu", "sd"), params, strict=True))
+        self.state = chain_state(ChainState, params, replicas, np.ones(1), _NO_LABELS)
         k = self.spec.k
         self.work = (np.empty((self.chains, k)), np.empty((self.chains, k)))
         self.work += (np.empty(self.chains, dtype=np.uint64),)
@@ -393,24 +397,23 @@ class _Univariate(_Driver):
     def _arrays(self, n):
         chains, k, spec = self.chains, self.spec.k, self.spec
         scale = float(spec.built_on["sd"]) or 1.0
-        model = with_moves(kernel_model(spec, False, collapse_at=1e-10 * scale), self.moves,
-                           self.state[2])  # fmt: skip
+        config = kernel_config(spec, False, collapse_at=1e-10 * scale)
+        config = with_moves(config, self.moves, self.state.sd)
         out = tuple(np.empty((chains, n, k)) for _ in range(3))
-        out += (np.empty((chains, 0, 0), dtype=self.state[3].dtype),)
+        out += (np.empty((chains, 0, 0), dtype=self.state.z.dtype),)
         st = sample_stats_arrays(chains, n, 1, sigma_accept=True)
-        chain = tuple(self.state)
-        logw, mu, sd, state, temp_of, betas = (chain[i] for i in (0, 1, 2, 4, 6, 8))
+        chain = self.state
         a, c, keys = self.work
-        move = self._relocation(model, chain) if self.moves else None
+        move = self._relocation(config, chain) if self.moves else None
         timing = self.chunks.timing
 
         def step(it, offset, out, stats):
             t0 = time.perf_counter()
-            prepare(logw, sd, state, temp_of, betas, a, c, keys)
+            prepare(chain, a, c, keys)
             timing["prepare"] += time.perf_counter() - t0
-            n_, s1, s2, changed = self._sweep(it, (a, c, mu, keys))
+            n_, s1, s2, changed = self._sweep(it, (a, c, chain.mu, keys))
             t1 = time.perf_counter()
-            ok = after_sweep(it, offset, model, chain, out, stats, n_, s1, s2, changed)
+            ok = after_sweep(it, offset, config, chain, out, stats, n_, s1, s2, changed)
             timing["draw"] += time.perf_counter() - t1
             if not ok:
                 raise DegenerateDataError(collapse_message(it, scale))
@@ -419,23 +422,21 @@ class _Univariate(_Driver):
 
         return out, st, step
 
-    def _relocation(self, model, chain):
+    def _relocation(self, config, chain):
         """Make the local engine's relocation move, its likelihood change summed on the workers.
 
         Proposals and acceptance use the chain's own random streams on the client, as
         :func:`mixtures._kernels.relocate` does in one process; only the change of the
         log-likelihood, a sum over the rows, is computed where the rows are.
         """
-        m0, s0, flags = model[1], model[2], model[6]
-        logw, mu, sd, state, rep_at = chain[0], chain[1], chain[2], chain[4], chain[7]
+        logw, mu, sd = chain.logw, chain.mu, chain.sd
+        prior = (config.mean_loc, config.mean_scale, config.ordered, config.exchangeable)
 
         def move():
-            rep, jump, x, log_u = relocation_proposals(
-                logw, mu, state, rep_at, m0, s0, flags[3], flags[6]
-            )
+            rep, jump, x, log_u = relocation_proposals(logw, mu, chain.state, chain.rep_at, *prior)
             if (jump >= 0).any():
                 delta = self.chunks.change((rep, jump, x), logw, mu, sd)
-                relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, flags[3])
+                relocation_accept(rep, jump, x, log_u, delta, logw, mu, sd, config.ordered)
 
         return move
 
@@ -488,10 +489,9 @@ class _Multivariate(_Driver):
         fac = np.linalg.cholesky(np.linalg.inv(cov))
         logdet = 2 * np.log(np.diagonal(fac, axis1=-2, axis2=-1)).sum(-1)
         fac, logdet = np.ascontiguousarray(fac), np.ascontiguousarray(logdet)
-        z, state, swap_state, temp_of, rep_at = replica_state(rng, self.chains, 1, 0, k)
-        tries, accepts = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        self.state = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, np.ones(1)]
-        self.state += [tries, accepts, state, np.full(0, -1, dtype=np.int32)]
+        replicas = replica_state(rng, self.chains, 1, 0, k)
+        params = {"logw": logw, "mu": mu, "fac": fac, "logdet": logdet}
+        self.state = chain_state(MvChainState, params, replicas, np.ones(1), _NO_LABELS)
         self.work = (np.empty((n_rep, k)), np.empty(n_rep), np.empty(n_rep, dtype=np.uint64))
         return self.state, start
 
@@ -510,20 +510,12 @@ class _Multivariate(_Driver):
     def _arrays(self, n):
         chains, spec = self.chains, self.spec
         k, d = spec.k, spec.n_features
-        prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
-        m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
-        s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
-        nu = float(spec.priors["wishart"].params["nu"])
-        psi = np.array(spec.priors["wishart"].params["psi"], dtype=float)
-        ordered_by = -1 if spec.ordered_by is None else int(spec.ordered_by)
-        model = (prior_a, m0, s0, nu, psi, ordered_by, False)
+        config = mv_kernel_config(spec, False)
         out = (np.empty((chains, n, k)), np.empty((chains, n, k, d)))
         out += (np.empty((chains, n, k, d, d)),)
-        out += (np.empty((chains, 0, 0), dtype=self.state[4].dtype),)
+        out += (np.empty((chains, 0, 0), dtype=self.state.z.dtype),)
         st = sample_stats_arrays(chains, n, 1, sigma_accept=False)
-        chain = tuple(self.state)
-        logw, mu, fac, logdet, state = (chain[i] for i in (0, 1, 2, 3, 11))
-        temp_of, betas = chain[6], chain[8]
+        chain = self.state
         a, beta, keys = self.work
 
         timing = self.chunks.timing
@@ -532,11 +524,11 @@ class _Multivariate(_Driver):
 
         def step(it, offset, out, stats):
             t0 = time.perf_counter()
-            mv_prepare(logw, logdet, state, temp_of, betas, a, beta, keys)
+            mv_prepare(chain, a, beta, keys)
             timing["prepare"] += time.perf_counter() - t0
-            n_, s1, s2, changed = self._sweep(it, (a, beta, mu, fac, keys))
+            n_, s1, s2, changed = self._sweep(it, (a, beta, chain.mu, chain.fac, keys))
             t1 = time.perf_counter()
-            mv_after_sweep(it, offset, model, chain, out, stats, n_, s1, s2, changed, no_shift)
+            mv_after_sweep(it, offset, config, chain, out, stats, n_, s1, s2, changed, no_shift)
             timing["draw"] += time.perf_counter() - t1
 
         return out, st, step
@@ -643,6 +635,46 @@ def sample_distributed(
     # the seed CompiledMixture.sample hands the local engine, so that the draws are its
     seed = one_seed(random_seed)
     rng = np.random.default_rng(seed)
+    driver, merged, record, start = _run(
+        model, client, spec, chains, progressbar, rng, kwargs, (draws, tune, t_start)
+    )
+    posterior, stats = driver.posterior(merged)
+    attrs = run_record(stats, np.ones(1), False, False, t_start)
+    attrs.update(record, mixtures_starts=start, mixtures_tune=driver.tune)
+    idata = _inference_data(model, spec, posterior, stats)
+    _annotate(idata, spec, driver, attrs, t_start)
+    if warn:
+        warn_convergence(idata)
+    return idata
+
+
+def _annotate(idata, spec, driver, attrs, t_start) -> None:
+    """Record the run (sampler, steps, cluster timing, seconds) in the posterior's attrs."""
+    chunks = driver.chunks
+    attrs["mixtures_cluster"] = json.dumps(
+        {"workers": chunks.workers, "threads": chunks.threads, **chunks.timing_record()}
+    )
+    idata.posterior.attrs.update(
+        mixtures_sampler="gibbs",
+        mixtures_sampler_reason="data on a Dask cluster: the Gibbs sweep where the data live",
+        mixtures_steps=driver.steps() + f" on a Dask cluster ({chunks.workers} workers)",
+        mixtures_seconds=time.perf_counter() - t_start,
+        sampling_time=attrs["mixtures_sampling_seconds"],
+        mixtures_spec=spec.to_json(),
+        mixtures_log_likelihood=(
+            "not stored: the data stay on the cluster "
+            f"({spec.built_on['n_obs']:,} observations x draws values)"
+        ),
+        **{k: v if not isinstance(v, list) else np.asarray(v) for k, v in attrs.items()},
+    )
+
+
+def _run(model, client, spec, chains, progressbar, rng, kwargs, run):
+    """Run the draws on the cluster; return the driver, the merged draws, their record, the start.
+
+    ``run`` = (draws, tune, t_start). The chunks are released on the workers at the end.
+    """
+    draws, tune, t_start = run
     chunks = None
     try:
         with (
@@ -661,30 +693,7 @@ def sample_distributed(
     finally:
         if chunks is not None:
             chunks.close()
-    posterior, stats = driver.posterior(merged)
-    attrs = run_record(stats, np.ones(1), False, False, t_start)
-    attrs.update(record, mixtures_starts=start, mixtures_tune=driver.tune)
-    attrs["mixtures_cluster"] = json.dumps(
-        {"workers": chunks.workers, "threads": chunks.threads, **chunks.timing_record()}
-    )
-    steps = driver.steps() + f" on a Dask cluster ({chunks.workers} workers)"
-    idata = _inference_data(model, spec, posterior, stats)
-    idata.posterior.attrs.update(
-        mixtures_sampler="gibbs",
-        mixtures_sampler_reason="data on a Dask cluster: the Gibbs sweep where the data live",
-        mixtures_steps=steps,
-        mixtures_seconds=time.perf_counter() - t_start,
-        sampling_time=attrs["mixtures_sampling_seconds"],
-        mixtures_spec=spec.to_json(),
-        mixtures_log_likelihood=(
-            "not stored: the data stay on the cluster "
-            f"({spec.built_on['n_obs']:,} observations x draws values)"
-        ),
-        **{k: v if not isinstance(v, list) else np.asarray(v) for k, v in attrs.items()},
-    )
-    if warn:
-        warn_convergence(idata)
-    return idata
+    return driver, merged, record, start
 
 
 def _inference_data(model, spec, posterior, stats) -> az.InferenceData:

@@ -42,7 +42,14 @@ import time
 
 import numpy as np
 
-from mixtures._kernels import run, run_threaded
+from mixtures._kernels import (
+    ChainState,
+    KernelConfig,
+    chain_state,
+    run,
+    run_threaded,
+    scale_prior,
+)
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
 from mixtures.engines.base import EngineBase, RawDraws
@@ -58,6 +65,7 @@ from mixtures.engines.tempering import (
     sample_stats_arrays,
     stores_assignments,
 )
+from mixtures.model.prior_codes import FIXED
 
 __all__ = ["DegenerateDataError", "GibbsEngine"]
 
@@ -66,7 +74,7 @@ _N_BLOCKS = 8
 
 #: Univariate component families other than Normal: the module with each one's state, prior
 #: arrays, records and kernel (:mod:`mixtures.engines.gibbs_t`). Normal is built in.
-FAMILIES = {"t": gibbs_t}
+FAMILY_HOOKS = {"t": gibbs_t}
 
 
 class DegenerateDataError(ValueError):
@@ -236,60 +244,81 @@ class GibbsEngine(EngineBase):
             )
         y, known = self._read()
         betas, optima = choose_ladder(tempering, y[:, None], spec.k, rng)
+        options = dict(tune=tune, chains=chains, init=init, tempering=tempering, moves=moves)
+        options.update(draws=draws, store_assignments=store_assignments)
+        runner, start = self._runner(y, known, betas, optima, rng, progressbar, options)
+        merged, record = run_draws(
+            draws, runner.segment, _checked, t_start=t_start, budget=budget,
+            label_free=is_sparse(spec),
+        )  # fmt: skip
+        posterior, st, attrs = runner.results(merged, t_start)
+        attrs.update(record, mixtures_starts=start, mixtures_tune=runner.tune)
+        steps = _steps(spec, runner.moves, betas.size)
+        return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+
+    def _runner(self, y, known, betas, optima, rng, progressbar, options):
+        """Return the run's :class:`_Runner` on its starting state, and how it started."""
+        spec, chains = self.spec, options["chains"]
         n_temps, n_obs = betas.size, y.shape[0]
-        em_starts = uses_em_starts(init, n_temps, n_obs, spec.k)
+        n_rep = chains * n_temps
+        em_starts = uses_em_starts(options["init"], n_temps, n_obs, spec.k)
+        tune = options["tune"]
         if tune is None:
             tune = EM_TUNE if em_starts else AUTO_TUNE
-        (logw, mu, sd), start = self._starts(y, known, chains * n_temps, rng, optima, em_starts)
-        z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, spec.k)
-        n_tries = max(n_temps - 1, 1)
-        tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
-        state_arrays = [logw, mu, sd, z, state, swap_state, temp_of, rep_at, betas, tries, accepts]
-        state_arrays.append(self._labels(n_obs))
-        runner = _Runner(self, y, state_arrays, tune, chains, progressbar)
-        runner.moves = bool(moves) and uses_moves(spec)
-        family = FAMILIES.get(spec.family)
+        (logw, mu, sd), start = self._starts(y, known, n_rep, rng, optima, em_starts)
+        replicas = replica_state(rng, chains, n_temps, n_obs, spec.k)
+        params = {"logw": logw, "mu": mu, "sd": sd}
+        chain = chain_state(ChainState, params, replicas, betas, self._labels(n_obs))
+        runner = _Runner(self, y, chain, tune, chains, progressbar)
+        runner.moves = bool(options["moves"]) and uses_moves(spec)
+        family = FAMILY_HOOKS.get(spec.family)
         if family is not None:
             runner.family = family
-            runner.family_state = family.initial_state(spec, known, chains * n_temps, n_obs, rng)
-        runner.rounds = adaptation_rounds(tune) if _adapts(tempering) and n_temps > 2 else []
+            runner.family_state = family.initial_state(spec, known, n_rep, n_obs, rng)
+        adapts = _adapts(options["tempering"]) and n_temps > 2
+        runner.rounds = adaptation_rounds(tune) if adapts else []
+        rule = options["store_assignments"]
         runner.store_z = stores_assignments(
-            store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
+            rule, spec, chains * (options["draws"] or AUTO_DRAWS) * n_obs
         )
-        runner.store_rule = (store_assignments, chains * n_obs)
-        merged, record = run_draws(
-            draws,
-            runner.segment,
-            _checked,
-            t_start=t_start,
-            budget=budget,
-            label_free=is_sparse(spec),
-        )
-        posterior, st = _split(merged, spec)
-        if runner.family is not None:
-            runner.family.posterior(merged, spec, posterior, st)
-        store_z = "assignment" in posterior
-        attrs = run_record(st, state_arrays[8], bool(runner.rounds), store_z, t_start)
-        attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
-        steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
-        steps += ", sigma (MH)" if "sigma" in spec.free else ""
-        steps += ", precision weights" if spec.family == "t" else ""
-        steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
-        steps += "]" + (" + relocation (MH)" if runner.moves else "")
-        steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
-        return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+        runner.store_rule = (rule, chains * n_obs)
+        return runner, start
+
+
+def _steps(spec, moves: bool, n_temps: int) -> str:
+    """Return the run's steps, as recorded in the posterior's attrs."""
+    steps = "Gibbs[assignment, weights" + (", means" if "means" in spec.free else "")
+    steps += ", sigma (MH)" if "sigma" in spec.free else ""
+    steps += ", precision weights" if spec.family == "t" else ""
+    steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
+    steps += "]" + (" + relocation (MH)" if moves else "")
+    steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
+    return steps
 
 
 class _Runner:
-    """Runs segments of draws on kept state arrays (the chains continue across segments)."""
+    """Runs segments of draws on a kept :class:`~mixtures._kernels.ChainState`.
 
-    def __init__(self, engine, y, state_arrays, tune, chains, progressbar):
-        self.engine, self.y, self.state = engine, y, state_arrays
+    The chains continue across segments; between segments only the ladder (``betas``) is
+    replaced, by its adaptation during tuning.
+    """
+
+    def __init__(self, engine, y, chain, tune, chains, progressbar):
+        self.engine, self.y, self.state = engine, y, chain
         self.tune, self.chains, self.progressbar = tune, chains, progressbar
         self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
         self.moves = False
         self.scale = float(np.std(y)) or 1.0
         self.family, self.family_state = None, None
+
+    def results(self, merged: dict, t_start: float) -> tuple[dict, dict, dict]:
+        """Return the posterior, the sample stats and the attrs of the run's merged segments."""
+        spec = self.engine.spec
+        posterior, st = _split(merged, spec)
+        if self.family is not None:
+            self.family.posterior(merged, spec, posterior, st)
+        store_z = "assignment" in posterior
+        return posterior, st, run_record(st, self.state.betas, bool(self.rounds), store_z, t_start)
 
     def _keep_storing(self, n: int) -> bool:
         rule, per_draw = self.store_rule
@@ -300,27 +329,25 @@ class _Runner:
         """Run `n` more draws of every chain (tuning first, on the first call)."""
         spec, chains, k = self.engine.spec, self.chains, self.engine.spec.k
         self.store_z = self._keep_storing(n)
-        model = _kernel_model(spec, self.store_z, collapse_at=1e-10 * self.scale)
-        model = with_moves(model, self.moves, self.state[2])
-        n_temps = self.state[8].size
+        config = kernel_config(spec, self.store_z, collapse_at=1e-10 * self.scale)
+        config = with_moves(config, self.moves, self.state.sd)
+        n_temps = self.state.betas.size
         out = tuple(np.empty((chains, n, k)) for _ in range(3))
-        z = self.state[3]
+        z = self.state.z
         out += (np.empty((chains, n if self.store_z else 0, z.shape[1]), dtype=z.dtype),)
         st = sample_stats_arrays(chains, n, n_temps, sigma_accept=True)
         stats = tuple(st.values())
         offset = self.tune + self.done  # the iteration of this segment's first draw
-        threaded = self.state[0].shape[0] * self.y.shape[0] >= _PARALLEL_MIN
-        tries, accepts = self.state[9], self.state[10]
+        threaded = self.state.logw.shape[0] * self.y.shape[0] >= _PARALLEL_MIN
         family = self.family
         if family is not None:
-            fam_model = family.kernel_model(spec)
+            fam_config = family.kernel_config(spec)
             fam_out = family.outputs(chains, n, k, self.y.shape[0] if self.store_z else 0)
 
         def run_chunk(start, stop):
-            args = (self.y, start, stop, offset, model, tuple(self.state), out, stats)
+            args = (self.y, start, stop, offset, config, self.state, out, stats)
             if family is not None:  # the family's kernel (serial: no threaded variant)
-                state = tuple(self.family_state)
-                args = (*args[:5], fam_model, args[5], state, out, fam_out, stats)
+                args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
                 collapsed = family.run(*args)
             else:
                 collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
@@ -328,7 +355,9 @@ class _Runner:
                 raise DegenerateDataError(_collapse_message(collapsed, self.scale))
 
         def adapt_round():  # equalise the swap rejection between adjacent rungs
-            self.state[8] = adapt_ladder(self.state[8], 1.0 - accepts / np.maximum(tries, 1))
+            tries, accepts = self.state.swap_tries, self.state.swap_accepts
+            betas = adapt_ladder(self.state.betas, 1.0 - accepts / np.maximum(tries, 1))
+            self.state = self.state._replace(betas=betas)
             tries[:], accepts[:] = 0, 0
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
@@ -375,26 +404,32 @@ def _adapts(tempering) -> bool:
     return isinstance(tempering, str) or isinstance(tempering, int | np.integer)
 
 
-def _kernel_model(spec, store_z: bool, collapse_at: float) -> tuple:
-    """Return the spec's priors as the arrays the univariate kernel takes (``_kernels.run``)."""
+def kernel_config(spec, store_z: bool, collapse_at: float) -> KernelConfig:
+    """Return the spec's priors and switches as the univariate kernel's config (moves off)."""
     k, free = spec.k, spec.free
-    prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
+    weight_conc = np.array(spec.priors["weights"].params["a"], dtype=float)
     m0 = s0 = np.ones(k)
     if "means" in free:
         m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
         s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
-    code, p0, p1 = -1, np.ones(k), np.ones(k)
+    code, p0, p1 = FIXED, np.ones(k), np.ones(k)
     if "sigma" in free:
-        prior = spec.priors["sigma"]
-        code = prior.family.code
-        values = [np.broadcast_to(v, (k,)) for v in prior.params.values()]
-        p0 = np.ascontiguousarray(values[0], dtype=float)
-        p1 = np.ascontiguousarray(values[1] if len(values) > 1 else np.zeros(k), dtype=float)
-    flags = np.array(
-        ["means" in free, "sigma" in free, spec.shared_sd, spec.ordered, store_z], dtype=np.bool_
+        code, p0, p1 = scale_prior(spec.priors["sigma"], k)
+    return KernelConfig(
+        weight_conc=weight_conc,
+        mean_loc=m0,
+        mean_scale=s0,
+        sd_code=code,
+        sd_p0=p0,
+        sd_p1=p1,
+        sd_floor=float(spec.sigma_floor) if "sigma" in free else 0.0,
+        collapse_at=collapse_at,
+        means_free="means" in free,
+        sd_free="sigma" in free,
+        shared_sd=bool(spec.shared_sd),
+        ordered=bool(spec.ordered),
+        store_z=bool(store_z),
     )
-    floor = float(spec.sigma_floor) if "sigma" in free else 0.0
-    return (prior_a, m0, s0, code, p0, p1, flags, floor, collapse_at)
 
 
 def _collapse_message(it, scale):
@@ -416,20 +451,18 @@ def uses_moves(spec) -> bool:
     return normal and "means" in spec.free and spec.k >= 2 and not spec.labelled
 
 
-def with_moves(model: tuple, moves: bool, sd: np.ndarray) -> tuple:
-    """Return the kernel's `model` tuple with the moves' two flags appended to its ``flags``.
+def with_moves(config: KernelConfig, moves: bool, sd: np.ndarray) -> KernelConfig:
+    """Return `config` with the relocation move on or off, and whether the prior is exchangeable.
 
-    ``flags[5]``: the relocation move is on; ``flags[6]``: the prior is exchangeable (the same
-    for every component: weights, means, sd prior or known sds `sd`), so a move may relabel the
-    components by sorting their means (:func:`mixtures._kernels.relocate`).
+    Exchangeable: the same prior for every component (weights, means, sd prior or known sds
+    `sd`), so a move may relabel the components by sorting their means
+    (:func:`mixtures._kernels.relocate`).
     """
-    prior_a, m0, s0, code, p0, p1, flags = model[:7]
-    same = [prior_a, m0, s0, p0, p1] + ([] if flags[1] else [sd[0]])  # flags[1]: sd free
+    same = [config.weight_conc, config.mean_loc, config.mean_scale, config.sd_p0, config.sd_p1]
+    same += [] if config.sd_free else [sd[0]]
     exchangeable = all(np.all(v == v[0]) for v in same)
-    flags = np.concatenate([flags, np.array([moves, exchangeable], dtype=np.bool_)])
-    return (*model[:6], flags, *model[7:])
+    return config._replace(moves=bool(moves), exchangeable=bool(exchangeable))
 
 
-# Public names for mixtures.engines.distributed, which drives the same kernels from a Dask client.
-kernel_model = _kernel_model
+# Public name for mixtures.engines.distributed, which drives the same kernels from a Dask client.
 collapse_message = _collapse_message

@@ -20,7 +20,16 @@ import time
 
 import numpy as np
 
-from mixtures._kernels import mv_run, mv_run_missing, mv_run_missing_threaded, mv_run_threaded
+from mixtures._kernels import (
+    MissingRows,
+    MvChainState,
+    MvKernelConfig,
+    chain_state,
+    mv_run,
+    mv_run_missing,
+    mv_run_missing_threaded,
+    mv_run_threaded,
+)
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines.base import RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
@@ -35,7 +44,7 @@ from mixtures.engines.tempering import (
     stores_assignments,
 )
 
-__all__ = ["mv_data", "sample_mv"]
+__all__ = ["mv_data", "mv_kernel_config", "sample_mv"]
 
 _PARALLEL_MIN = 100_000
 # Draw missing cells from their conditional given the observed cells (the only correct choice;
@@ -84,8 +93,16 @@ class _Missing:
         ref_var = np.nanvar(obs, axis=0)
         ref_var = np.where(ref_var > 0, ref_var, 1.0)
         xc = np.array(np.broadcast_to(xi, (n_rep,) + xi.shape))  # writable, one per replica
-        self.kernel = (xi, xc, pat_of.reshape(-1).astype(np.int64), pats, n_o, ref_mean, ref_var)
-        self.kernel += (bool(_CONDITIONAL),)
+        self.kernel = MissingRows(
+            xi=xi,
+            xc=xc,
+            pat_of=pat_of.reshape(-1).astype(np.int64),
+            pats=pats,
+            n_o=n_o,
+            ref_mean=ref_mean,
+            ref_var=ref_var,
+            conditional=bool(_CONDITIONAL),
+        )
         rows, cols = np.nonzero(~mi)  # cells in row-major order of the original rows
         self.cells = np.ascontiguousarray(np.stack([rows, cols], axis=1).astype(np.int64))
         self.rows = np.flatnonzero(incomplete)[rows]
@@ -168,19 +185,12 @@ def sample_mv(
     """
     t_start = time.perf_counter()
     spec = engine.spec
-    k, n_obs = spec.k, x.shape[0]
-    n_temps = betas.size
+    n_obs, n_temps = x.shape[0], betas.size
     missing = _Missing(x, plan["mask"], chains * n_temps) if plan.get("mask") is not None else None
     (logw, mu, cov), start = _starts(engine, x, chains * n_temps, rng, plan, n_temps)
     if tune is None:
         tune = EM_TUNE if start != "random" else AUTO_TUNE
-    fac, logdet = _precision_factors(cov)
-    z, state, swap_state, temp_of, rep_at = replica_state(rng, chains, n_temps, n_obs, k)
-    n_tries = max(n_temps - 1, 1)
-    tries, accepts = np.zeros(n_tries, np.int64), np.zeros(n_tries, np.int64)
-    chain = [logw, mu, fac, logdet, z, swap_state, temp_of, rep_at, betas, tries, accepts, state]
-    labels = engine._labels(x.shape[0])  # known labels (-1: unknown)
-    chain.append(labels if missing is None else np.ascontiguousarray(labels[missing.order]))
+    chain = _chain_state(logw, mu, cov, betas, engine._labels(n_obs), missing, chains, rng)
     x_run = x if missing is None else np.ascontiguousarray(x[missing.order[: missing.n_c]])
     runner = _MvRunner(spec, x_run, chain, tune, chains, progressbar)
     runner.missing = missing
@@ -198,6 +208,29 @@ def sample_mv(
         budget=plan["budget"],
         label_free=is_sparse(spec),
     )
+    posterior, st = _results(merged, missing)
+    attrs = run_record(
+        st, runner.state.betas, bool(runner.rounds), "assignment" in posterior, t_start
+    )
+    attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
+    steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
+    steps += ", missing cells]" if missing is not None else "]"
+    steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
+    return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+
+
+def _chain_state(logw, mu, cov, betas, labels, missing, chains, rng) -> MvChainState:
+    """Return the run's starting state (the incomplete rows' labels last, as their rows)."""
+    n_temps, k = betas.size, mu.shape[1]
+    fac, logdet = _precision_factors(cov)
+    replicas = replica_state(rng, chains, n_temps, labels.size, k)
+    fixed = labels if missing is None else np.ascontiguousarray(labels[missing.order])
+    params = {"logw": logw, "mu": mu, "fac": fac, "logdet": logdet}
+    return chain_state(MvChainState, params, replicas, betas, fixed)
+
+
+def _results(merged: dict, missing) -> tuple[dict, dict]:
+    """Return the posterior (rows in the data's order) and the sample stats of a run."""
     posterior = _posterior(merged)
     if missing is not None:
         if "assignment" in posterior:
@@ -205,12 +238,20 @@ def sample_mv(
         posterior["imputed"] = merged["imputed"]
     st = {name: merged[name] for name in ("n_changed", "complete_loglik", "tempered_loglik")}
     st["swap_accept"] = merged["swap_accept"]
-    attrs = run_record(st, chain[8], bool(runner.rounds), "assignment" in posterior, t_start)
-    attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
-    steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
-    steps += ", missing cells]" if missing is not None else "]"
-    steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
-    return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+    return posterior, st
+
+
+def mv_kernel_config(spec, store_z: bool) -> MvKernelConfig:
+    """Return the spec's priors as the multivariate kernel's config."""
+    return MvKernelConfig(
+        weight_conc=np.array(spec.priors["weights"].params["a"], dtype=float),
+        mean_loc=np.array(spec.priors["means"].params["mu"], dtype=float),
+        mean_scale=np.array(spec.priors["means"].params["sigma"], dtype=float),
+        wishart_nu=float(spec.priors["wishart"].params["nu"]),
+        wishart_psi=np.array(spec.priors["wishart"].params["psi"], dtype=float),
+        ordered_by=-1 if spec.ordered_by is None else int(spec.ordered_by),
+        store_z=bool(store_z),
+    )
 
 
 class _MvRunner:
@@ -228,14 +269,8 @@ class _MvRunner:
         rule, per_draw = self.store_rule
         total = (self.done + n) * per_draw
         self.store_z = self.store_z and stores_assignments(rule, spec, total)
-        prior_a = np.array(spec.priors["weights"].params["a"], dtype=float)
-        m0 = np.array(spec.priors["means"].params["mu"], dtype=float)
-        s0 = np.array(spec.priors["means"].params["sigma"], dtype=float)
-        nu = float(spec.priors["wishart"].params["nu"])
-        psi = np.array(spec.priors["wishart"].params["psi"], dtype=float)
-        ordered_by = -1 if spec.ordered_by is None else int(spec.ordered_by)
-        model = (prior_a, m0, s0, nu, psi, ordered_by, self.store_z)
-        z, n_temps, miss = self.state[4], self.state[8].size, self.missing
+        config = mv_kernel_config(spec, self.store_z)
+        z, n_temps, miss = self.state.z, self.state.betas.size, self.missing
         out = (np.empty((chains, n, k)), np.empty((chains, n, k, d)))
         out += (np.empty((chains, n, k, d, d)),)
         out += (np.empty((chains, n if self.store_z else 0, z.shape[1]), dtype=z.dtype),)
@@ -243,11 +278,10 @@ class _MvRunner:
         st = sample_stats_arrays(chains, n, n_temps, sigma_accept=False)
         stats = tuple(st.values())
         offset = self.tune + self.done
-        threaded = self.state[0].shape[0] * self.x.shape[0] >= _PARALLEL_MIN
-        tries, accepts = self.state[9], self.state[10]
+        threaded = self.state.logw.shape[0] * self.x.shape[0] >= _PARALLEL_MIN
 
         def run_chunk(start, stop):
-            args = (self.x, start, stop, offset, model, tuple(self.state), out, stats)
+            args = (self.x, start, stop, offset, config, self.state, out, stats)
             if miss is not None:
                 args += (miss.kernel, miss.cells, imputed)
                 run = mv_run_missing_threaded if threaded else mv_run_missing
@@ -256,7 +290,9 @@ class _MvRunner:
             run(*args, _N_BLOCKS) if threaded else run(*args)
 
         def adapt_round():
-            self.state[8] = adapt_ladder(self.state[8], 1.0 - accepts / np.maximum(tries, 1))
+            tries, accepts = self.state.swap_tries, self.state.swap_accepts
+            betas = adapt_ladder(self.state.betas, 1.0 - accepts / np.maximum(tries, 1))
+            self.state = self.state._replace(betas=betas)
             tries[:], accepts[:] = 0, 0
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"

@@ -2,16 +2,18 @@
 
 The univariate engine (:mod:`mixtures.engines.gibbs`) runs every family through the same
 loop; a family other than Normal contributes this module's five functions (its registry line
-is ``FAMILIES["t"]`` there). The kernel is :func:`mixtures._kernels_t.run_t`.
+is ``FAMILY_HOOKS["t"]`` there). The kernel is :func:`mixtures._kernels_t.run_t`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mixtures._kernels_t import run_t
+from mixtures._kernels import scale_prior
+from mixtures._kernels_t import TConfig, TState, run_t
+from mixtures.model.prior_codes import FIXED
 
-__all__ = ["initial_state", "kernel_model", "outputs", "posterior", "run"]
+__all__ = ["initial_state", "kernel_config", "outputs", "posterior", "run"]
 
 run = run_t
 
@@ -19,8 +21,8 @@ run = run_t
 NU_START = 10.0
 
 
-def initial_state(spec, known, n_rep: int, n_obs: int, rng) -> list:
-    """Return ``[nu (n_rep, k), lam (n_rep, n_obs)]``: the start of the family's own state."""
+def initial_state(spec, known, n_rep: int, n_obs: int, rng) -> TState:
+    """Return the start of the family's own state: nu (n_rep, k) and lam (n_rep, n_obs)."""
     k = spec.k
     if "nu" in known:
         nu = np.broadcast_to(known["nu"], (n_rep, k)).copy()
@@ -31,19 +33,15 @@ def initial_state(spec, known, n_rep: int, n_obs: int, rng) -> list:
         if bad.any():  # e.g. outside a Uniform's support
             draws = np.asarray(prior.scipy().rvs(size=nu.shape, random_state=rng), dtype=float)
             nu = np.where(bad, np.broadcast_to(draws, nu.shape), nu)
-    return [np.ascontiguousarray(nu), np.ones((n_rep, n_obs))]
+    return TState(nu=np.ascontiguousarray(nu), lam=np.ones((n_rep, n_obs)))
 
 
-def kernel_model(spec) -> tuple:
-    """Return ``(code, p0, p1)`` of the nu prior for the kernel (code -1: nu fixed)."""
+def kernel_config(spec) -> TConfig:
+    """Return the nu prior for the kernel (code -1: nu fixed)."""
     k = spec.k
     if "nu" not in spec.priors:
-        return (-1, np.ones(k), np.ones(k))
-    prior = spec.priors["nu"]
-    values = [np.broadcast_to(v, (k,)) for v in prior.params.values()]
-    p0 = np.ascontiguousarray(values[0], dtype=float)
-    p1 = np.ascontiguousarray(values[1] if len(values) > 1 else np.zeros(k), dtype=float)
-    return (prior.family.code, p0, p1)
+        return TConfig(nu_code=FIXED, nu_p0=np.ones(k), nu_p1=np.ones(k))
+    return TConfig(*scale_prior(spec.priors["nu"], k))
 
 
 def outputs(chains: int, n: int, k: int, n_store: int) -> tuple:

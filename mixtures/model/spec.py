@@ -30,6 +30,7 @@ import pymc as pm
 from scipy import stats
 
 from mixtures._kernels import scale_logpdf_ufunc
+from mixtures.model.prior_codes import SCALE_CODES
 
 __all__ = [
     "PRIOR_TABLE",
@@ -118,7 +119,9 @@ class _HalfT:
         return np.abs(self._t.rvs(size=size, random_state=random_state))
 
 
-def _scale_family(code, name, params, positive, scipy, aliases=None, check=None):
+def _scale_family(name, params, positive, scipy, aliases=None, check=None):
+    code = SCALE_CODES[name]  # the kernels' code for this family (model/prior_codes.py)
+
     def logpdf(x, **p):
         values = [p[key] for key in params] + [0.0] * (2 - len(params))
         return scale_logpdf_ufunc(code, np.asarray(x, dtype=float), *values)
@@ -145,7 +148,6 @@ SCALE_FAMILIES = {
     f.name: f
     for f in (
         _scale_family(
-            0,
             "HalfNormal",
             ("sigma",),
             ("sigma",),
@@ -153,17 +155,15 @@ SCALE_FAMILIES = {
             {frozenset({"tau"}): lambda tau: {"sigma": 1.0 / np.sqrt(tau)}},
         ),
         _scale_family(
-            1, "HalfCauchy", ("beta",), ("beta",), lambda beta: stats.halfcauchy(scale=beta)
+            "HalfCauchy", ("beta",), ("beta",), lambda beta: stats.halfcauchy(scale=beta)
         ),
         _scale_family(
-            2,
             "HalfStudentT",
             ("nu", "sigma"),
             ("nu", "sigma"),
             lambda nu, sigma: _HalfT(nu, sigma),
         ),
         _scale_family(
-            3,
             "Exponential",
             ("lam",),
             ("lam",),
@@ -171,7 +171,6 @@ SCALE_FAMILIES = {
             {frozenset({"scale"}): lambda scale: {"lam": 1.0 / np.asarray(scale, dtype=float)}},
         ),
         _scale_family(
-            4,
             "Gamma",
             ("alpha", "beta"),
             ("alpha", "beta"),
@@ -184,21 +183,18 @@ SCALE_FAMILIES = {
             },
         ),
         _scale_family(
-            5,
             "InverseGamma",
             ("alpha", "beta"),
             ("alpha", "beta"),
             lambda alpha, beta: stats.invgamma(a=alpha, scale=beta),
         ),
         _scale_family(
-            6,
             "LogNormal",
             ("mu", "sigma"),
             ("sigma",),
             lambda mu, sigma: stats.lognorm(s=sigma, scale=np.exp(mu)),
         ),
         _scale_family(
-            7,
             "Uniform",
             ("lower", "upper"),
             ("upper",),
