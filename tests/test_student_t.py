@@ -301,6 +301,7 @@ def _quadrature_posterior(grid, log_density):
     return cdf / cdf[-1], logp.max() + np.log(integrate.trapezoid(pdf, grid))
 
 
+@pytest.mark.slow  # 54 s in the default run; SBC with sampled nu is in the slow tier too
 def test_one_component_posteriors_of_the_mean_and_of_nu_equal_quadrature():
     rng = np.random.default_rng(8)
     y = 1.0 + 0.5 * rng.standard_t(3, 40)

@@ -78,7 +78,7 @@ from mixtures.engines.gibbs import (
     uses_moves,
     with_moves,
 )
-from mixtures.engines.gibbs_mv import mv_kernel_config
+from mixtures.engines.gibbs_mv import mv_kernel_config, mv_posterior
 from mixtures.engines.handle import check_draws
 from mixtures.engines.seeds import one_seed
 from mixtures.engines.starts import (
@@ -534,13 +534,7 @@ class _Multivariate(_Driver):
         return out, st, step
 
     def posterior(self, merged):
-        cov = np.linalg.inv(merged["precision"])
-        posterior = {
-            "weights": merged["weights"],
-            "means": merged["means"],
-            "chol_cov": np.linalg.cholesky(cov),
-            "sigma": np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)),
-        }
+        posterior = mv_posterior(merged)  # stores no assignments: none is added
         names = ("n_changed", "complete_loglik", "tempered_loglik", "swap_accept")
         return posterior, {name: merged[name] for name in names}
 

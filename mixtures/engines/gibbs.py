@@ -57,11 +57,10 @@ from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import mv_data, sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
-    adapt_ladder,
     adaptation_rounds,
-    drive,
     replica_state,
     run_record,
+    run_segment,
     sample_stats_arrays,
     stores_assignments,
 )
@@ -354,17 +353,8 @@ class _Runner:
             if collapsed >= 0:
                 raise DegenerateDataError(_collapse_message(collapsed, self.scale))
 
-        def adapt_round():  # equalise the swap rejection between adjacent rungs
-            tries, accepts = self.state.swap_tries, self.state.swap_accepts
-            betas = adapt_ladder(self.state.betas, 1.0 - accepts / np.maximum(tries, 1))
-            self.state = self.state._replace(betas=betas)
-            tries[:], accepts[:] = 0, 0
-
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-        first = 0 if self.done == 0 else offset
-        rounds = self.rounds if self.done == 0 else []
-        drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
-        self.done += n
+        run_segment(self, offset, n, label, run_chunk)
         names = ("weights", "means", "sd", "assignment")
         result = dict(zip(names, out), **st)
         if family is not None:

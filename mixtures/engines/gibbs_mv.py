@@ -35,11 +35,10 @@ from mixtures.engines.base import RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
-    adapt_ladder,
     adaptation_rounds,
-    drive,
     replica_state,
     run_record,
+    run_segment,
     sample_stats_arrays,
     stores_assignments,
 )
@@ -231,7 +230,7 @@ def _chain_state(logw, mu, cov, betas, labels, missing, chains, rng) -> MvChainS
 
 def _results(merged: dict, missing) -> tuple[dict, dict]:
     """Return the posterior (rows in the data's order) and the sample stats of a run."""
-    posterior = _posterior(merged)
+    posterior = mv_posterior(merged)
     if missing is not None:
         if "assignment" in posterior:
             posterior["assignment"] = missing.restore(posterior["assignment"])
@@ -289,22 +288,13 @@ class _MvRunner:
                 run = mv_run_threaded if threaded else mv_run
             run(*args, _N_BLOCKS) if threaded else run(*args)
 
-        def adapt_round():
-            tries, accepts = self.state.swap_tries, self.state.swap_accepts
-            betas = adapt_ladder(self.state.betas, 1.0 - accepts / np.maximum(tries, 1))
-            self.state = self.state._replace(betas=betas)
-            tries[:], accepts[:] = 0, 0
-
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
-        first = 0 if self.done == 0 else offset
-        rounds = self.rounds if self.done == 0 else []
-        drive(offset + n, rounds, self.progressbar, label, run_chunk, adapt_round, start=first)
-        self.done += n
+        run_segment(self, offset, n, label, run_chunk)
         names = ("weights", "means", "precision", "assignment")
         return dict(zip(names, out), imputed=imputed, **st)
 
 
-def _posterior(merged: dict) -> dict:
+def mv_posterior(merged: dict) -> dict:
     """Return the posterior dict: covariances from the precisions, sds from their diagonals."""
     cov = np.linalg.inv(merged["precision"])
     posterior = {

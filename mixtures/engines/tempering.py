@@ -13,6 +13,7 @@ import numpy as np
 from mixtures.progress import progress_bar
 
 __all__ = [
+    "run_segment",
     "adapt_ladder",
     "default_ladder",
     "drive",
@@ -156,6 +157,28 @@ def auto_temperatures(n_obs: int, k: int = 3) -> int:
     galaxies K = 4 reached ESS 400 only with 32).
     """
     return 32 if n_obs * k <= 1_000 else 16
+
+
+def run_segment(runner, offset: int, n: int, label: str, run_chunk) -> None:
+    """Run the next `n` iterations of `runner`'s chains, from iteration `offset`.
+
+    On the runner's first segment the chains start at iteration 0 (tuning) and the ladder is
+    re-spaced at ``runner.rounds`` so that adjacent rungs swap equally often (the swap
+    counters restart after each round); ``runner.state`` is a kernel chain state with
+    ``betas``, ``swap_tries`` and ``swap_accepts``, replaced by the adapted one.
+    """
+
+    def adapt_round():
+        state = runner.state
+        tries, accepts = state.swap_tries, state.swap_accepts
+        betas = adapt_ladder(state.betas, 1.0 - accepts / np.maximum(tries, 1))
+        runner.state = state._replace(betas=betas)
+        tries[:], accepts[:] = 0, 0
+
+    first = 0 if runner.done == 0 else offset
+    rounds = runner.rounds if runner.done == 0 else []
+    drive(offset + n, rounds, runner.progressbar, label, run_chunk, adapt_round, start=first)
+    runner.done += n
 
 
 def drive(
