@@ -836,7 +836,7 @@ def normal_work(k):
     return (np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
 
 
-@njit
+@njit(inline="always")  # called per replica: no call with the state tuples
 def update_normal(r, beta, config, chain, counts, wsum, wsum1, wsum2, work):
     """Draw replica r's weights, means and sds given its sweep's sums; return (ok, accepted).
 
@@ -884,7 +884,7 @@ def update_normal(r, beta, config, chain, counts, wsum, wsum1, wsum2, work):
     return True, accepted
 
 
-@njit
+@njit(inline="always")  # called per replica: no call with the state tuples
 def record_normal(d, config, chain, out, stats, loglik, sigacc):
     """Store the cold replicas' weights, means, sds (and assignments) as draw `d`.
 
@@ -1512,7 +1512,7 @@ def _scatter_about(r, j, old, mu, n, s1, s2, scatter):
             )
 
 
-@njit
+@njit(inline="always")  # called per replica: no call with the state tuples
 def _mv_update(r, beta, config, chain, n, s1, s2, work):
     """Draw replica r's weights, means and precisions; return its complete-data log-likelihood.
 
@@ -1542,7 +1542,7 @@ def _mv_update(r, beta, config, chain, n, s1, s2, work):
     return ll
 
 
-@njit
+@njit(inline="always")  # called per replica: no call with the state tuples
 def _mv_record(dd, config, chain, out, stats, loglik):
     """Store the cold replicas' weights, means, precisions (and assignments) as draw `dd`."""
     out_w, out_mu, out_lam, out_z = out
