@@ -29,12 +29,17 @@ _CHUNK_STATE: dict = {}
 
 
 def _sweep_block(block, offset, args, z, fixed):
-    """Sweep every replica over one chunk; return (n, s1, s2, changed) for this chunk."""
+    """Sweep every replica over one chunk; return (n, s1, s2, changed) for this chunk.
+
+    `args` are the sweep's coefficients of this iteration: ``(a, c, mu, keys)`` for rows of
+    one value (`block` of shape (m,)), ``(a, beta, mu, fac, keys)`` for rows of d values
+    (shape (m, d)); see :func:`mixtures._kernels.sweep_part` and ``mv_sweep_part``.
+    """
     keys = offset_keys(args[-1], offset)
     n_rep, k = args[0].shape
     changed = np.zeros(n_rep, dtype=np.int64)
     n = np.zeros((n_rep, k))
-    if len(args) == 4:  # univariate: a, c, mu, keys
+    if block.ndim == 1:  # univariate: a, c, mu, keys
         s1, s2 = np.zeros((n_rep, k)), np.zeros((n_rep, k))
         sweep_part(block, fixed, 0, block.shape[0], *args[:3], keys, z, n, s1, s2, changed)
     else:  # multivariate: a, beta, mu, fac, keys

@@ -46,6 +46,24 @@ _MAX_STEP_OUT = 50
 _JOINT_TRIES = 5  # joint rejection draws of ordered means before the one-at-a-time sweep
 
 
+def checked_vars(vars, model, eligible: list, what: str) -> tuple[list, list]:
+    """Return the value and random variables of `vars` after checking each is in `eligible`.
+
+    Raises "`vars` should be among the conjugate variables [...] of `what`, but got [...]" when
+    one is not, or when there is none (an empty `vars` or a model with no conjugate variable).
+    """
+    names = sorted(v.name for v in eligible)
+    value_vars = get_value_vars_from_user_vars(vars, model)
+    rvs = [model.values_to_rvs[v] for v in value_vars]
+    bad = [rv.name for rv in rvs if rv.name not in names]
+    if bad or not names or not rvs:
+        raise ValueError(
+            f"`vars` should be among the conjugate variables {names} of {what}, but got "
+            f"{bad or [rv.name for rv in rvs]}"
+        )
+    return value_vars, rvs
+
+
 @dataclass_state
 class ConjugateMixtureGibbsState(StepMethodState):
     """Sampling state: only the random generator."""
@@ -139,16 +157,7 @@ class ConjugateMixtureGibbs(BlockedStep):
 
     def _check_vars(self, vars, model) -> list:
         """Set ``self.vars`` (value variables); return the random variables, all conjugate."""
-        eligible = {v.name for v in conjugate_vars(model)}
-        value_vars = get_value_vars_from_user_vars(vars, model)
-        rvs = [model.values_to_rvs[v] for v in value_vars]
-        bad = [rv.name for rv in rvs if rv.name not in eligible]
-        if bad or not eligible:
-            raise ValueError(
-                f"`vars` should be among the conjugate variables {sorted(eligible)} of a latent "
-                f"mixture, but got {bad or [rv.name for rv in rvs]}"
-            )
-        self.vars = value_vars
+        self.vars, rvs = checked_vars(vars, model, conjugate_vars(model), "a latent mixture")
         return rvs
 
     def _read_constants(self, model) -> None:
@@ -387,16 +396,8 @@ class MvConjugateGibbs(BlockedStep):
 
     def __init__(self, vars, *, model=None, rng=None, blocked=True):
         model = pm.modelcontext(model)
-        eligible = {v.name for v in mv_conjugate_vars(model)}
-        value_vars = get_value_vars_from_user_vars(vars, model)
-        rvs = [model.values_to_rvs[v] for v in value_vars]
-        bad = [rv.name for rv in rvs if rv.name not in eligible]
-        if bad or not rvs:
-            raise ValueError(
-                f"`vars` should be among {sorted(eligible)} of a latent multivariate mixture, "
-                f"but got {bad or []}"
-            )
-        self.vars = value_vars
+        eligible = mv_conjugate_vars(model)
+        self.vars, rvs = checked_vars(vars, model, eligible, "a latent multivariate mixture")
         self.blocked = blocked
         self.rng = get_random_generator(rng)
         names = {rv.name for rv in rvs}
