@@ -8,6 +8,7 @@ import textwrap
 import time
 
 import arviz as az
+import numba
 import numpy as np
 import pytest
 from scipy import integrate, stats
@@ -15,6 +16,7 @@ from scipy.special import logsumexp
 
 import mixtures
 from mixtures.engines import gibbs
+from mixtures.engines.chain_threads import chain_groups
 from mixtures.interrupt import SamplingInterrupted
 
 QUIET = dict(progressbar=False)
@@ -216,6 +218,37 @@ def test_reproducible_and_thread_independent(y3, monkeypatch):
         # the same draws; only the order of the floating-point sums differs
         np.testing.assert_allclose(first.posterior[n], threaded.posterior[n], rtol=1e-10)
     assert not np.array_equal(first.posterior["means"], other.posterior["means"])
+
+
+@pytest.mark.parametrize("chains", [2, 3])
+def test_chains_on_threads_draw_what_one_thread_draws(y3, chains):
+    # below the sweep's threading threshold the chains are split over threads instead
+    # (engines/chain_threads.py): every chain owns its replicas and streams, so the draws,
+    # the swaps and the ladder's adaptation are those of the one-thread run, bit for bit
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+    model = mixtures.full_mixture(y3, 3)
+    kw = dict(draws=150, tune=150, chains=chains, random_seed=4, tempering=4)
+    numba.set_num_threads(1)
+    try:
+        one = _fit(model, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    many = _fit(model, **kw)
+    for n in ("weights", "means", "sigma"):
+        np.testing.assert_array_equal(one.posterior[n], many.posterior[n])
+    for n in ("swap_accept", "tempered_loglik", "n_changed"):
+        np.testing.assert_array_equal(one.sample_stats[n], many.sample_stats[n])
+    np.testing.assert_array_equal(
+        one.posterior.attrs["mixtures_betas"], many.posterior.attrs["mixtures_betas"]
+    )
+
+
+def test_chain_groups_split_the_chains_evenly():
+    assert chain_groups(4, 2) == [(0, 2), (2, 4)]
+    assert chain_groups(3, 2) in ([(0, 2), (2, 3)], [(0, 1), (1, 3)])
+    assert chain_groups(1, 8) == [(0, 1)]
+    assert chain_groups(5, 8) == [(c, c + 1) for c in range(5)]
 
 
 def test_sample_stats_count_changed_assignments(y3):

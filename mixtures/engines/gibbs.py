@@ -41,6 +41,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import get_num_threads
 
 from mixtures._kernels import (
     ChainState,
@@ -53,6 +54,7 @@ from mixtures._kernels import (
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
 from mixtures.engines.base import EngineBase, RawDraws
+from mixtures.engines.chain_threads import run_chain_groups
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import mv_data, sample_mv
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -349,7 +351,11 @@ class _Runner:
                 args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
                 collapsed = family.run(*args)
             else:
-                collapsed = run_threaded(*args, _N_BLOCKS) if threaded else run(*args)
+                collapsed = (
+                    run_threaded(*args, _N_BLOCKS)
+                    if threaded
+                    else run_chain_groups(run, *args, get_num_threads())
+                )
             if collapsed >= 0:
                 raise DegenerateDataError(_collapse_message(collapsed, self.scale))
 

@@ -1,0 +1,92 @@
+"""Run a kernel's chains on threads, a group of whole chains per thread.
+
+The kernels (:func:`mixtures._kernels.run`, :func:`mixtures._kernels.mv_run`) run every
+replica of every chain on one thread. When the data are too small for the sweep to be split
+over threads (a few hundred points, where one sweep takes microseconds), the chains are
+split instead: chain ``c`` owns replicas ``c * T .. (c + 1) * T - 1`` of a run with ``T``
+temperatures (:func:`mixtures.engines.tempering.replica_state`), and nothing of a chain is
+read or written by another (its parameters, assignments and random streams are its own;
+the replica exchange is within a chain). So each thread runs the same compiled kernel on
+views of its chains, and the draws are those of the one-thread run, bit for bit; only the
+ladder's swap counts, which every chain adds to, are kept per thread and added at the end.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["chain_groups", "run_chain_groups"]
+
+_SHARED = ("betas", "fixed")  # read by every chain, written by none
+_COUNTS = ("swap_tries", "swap_accepts")  # added to by every chain
+_PER_CHAIN = ("swap_state",)  # one entry per chain
+
+
+def chain_groups(chains: int, n_threads: int) -> list[tuple[int, int]]:
+    """Return up to `n_threads` contiguous ranges ``(c0, c1)`` of chains, as even as can be."""
+    n = max(1, min(chains, n_threads))
+    edges = np.linspace(0, chains, n + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _view(state, c0: int, c1: int):
+    """Return the part of `state` (a kernel's chain-state NamedTuple) that chains c0..c1-1 own.
+
+    Replica arrays are views (updated in place); ``rep_at`` is a copy renumbered from 0
+    and the swap counts are fresh zeros (both written back by :func:`_merge`).
+    """
+    n_temps = state.rep_at.shape[1]
+    r0, r1 = c0 * n_temps, c1 * n_temps
+    fields = {}
+    for name, value in state._asdict().items():
+        if name in _SHARED:
+            fields[name] = value
+        elif name in _COUNTS:
+            fields[name] = np.zeros_like(value)
+        elif name in _PER_CHAIN:
+            fields[name] = value[c0:c1]
+        elif name == "rep_at":
+            fields[name] = value[c0:c1] - r0
+        else:
+            fields[name] = value[r0:r1]
+    return type(state)(**fields)
+
+
+def _merge(state, part, c0: int) -> None:
+    """Write a group's ladder back into the whole run's `state` (see :func:`_view`)."""
+    n_temps = state.rep_at.shape[1]
+    state.rep_at[c0 : c0 + part.rep_at.shape[0]] = part.rep_at + c0 * n_temps
+    for name in _COUNTS:
+        getattr(state, name)[:] += getattr(part, name)
+
+
+def run_chain_groups(kernel, data, it0, it1, tune, config, state, out, stats, n_threads):
+    """Run ``kernel(data, it0, it1, tune, config, state, out, stats)`` with chains on threads.
+
+    `kernel` must release the GIL (``nogil=True``) and return -1 or the iteration at which a
+    chain failed (the univariate kernel) or None (the multivariate one); `out` and `stats`
+    are the records, each of shape (chains, ...). Returns the smallest failing iteration, or
+    -1 (None if the kernel returns None).
+    """
+    groups = chain_groups(state.rep_at.shape[0], n_threads)
+    parts = [_view(state, c0, c1) for c0, c1 in groups]
+
+    def one(g):
+        (c0, c1), part = groups[g], parts[g]
+        return kernel(
+            data, it0, it1, tune, config, part, tuple(a[c0:c1] for a in out),
+            tuple(a[c0:c1] for a in stats),
+        )  # fmt: skip
+
+    if len(groups) == 1:
+        return kernel(data, it0, it1, tune, config, state, out, stats)
+    with ThreadPoolExecutor(len(groups)) as pool:
+        results = list(pool.map(one, range(len(groups))))
+    for (c0, _), part in zip(groups, parts):
+        _merge(state, part, c0)
+    if results[0] is None:
+        return None
+    failed = [r for r in results if r >= 0]
+    return min(failed) if failed else -1
