@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from scipy.special import logsumexp
+from scipy.special import expit, logsumexp
 from sklearn.metrics import adjusted_rand_score
 
 import mixtures
@@ -302,6 +302,44 @@ def test_imputations_beat_mean_and_complete_case_and_keep_the_clustering(
     ari_full = adjusted_rand_score(truth, mixtures.predict(full, X))
     ari_missing = adjusted_rand_score(truth, mixtures.predict(idata, X))
     assert ari_missing >= ari_full - 0.05, (ari_missing, ari_full)
+
+
+@pytest.mark.slow  # ~20 s: one fit with missing cells
+def test_imputations_beat_the_complete_case_fit_when_missingness_depends_on_the_data():
+    """Issue 23: missing at random (not completely): the complete-case fit is biased, ours not.
+
+    One cell of each row (chosen at random) is deleted with a probability that rises with the
+    row's other, observed cell (logistic, ~30% of the cells). `bench/imputation.py` measured
+    over 10 deletions: ours below the complete-case conditional mean in 10 of 10 (ratio
+    0.86-0.99, mean RMSE 2.62 against 2.86; the true parameters' conditional mean 2.58).
+    """
+    from sklearn.mixture import GaussianMixture
+
+    X = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+    rng = np.random.default_rng(0)
+    col = rng.integers(2, size=len(X))
+    other = X[np.arange(len(X)), 1 - col]
+    drop = rng.random(len(X)) < expit(0.5 + 1.5 * (other - other.mean()) / other.std())
+    Xm = X.copy()
+    Xm[np.flatnonzero(drop), col[drop]] = np.nan
+    gone = np.isnan(Xm)
+    assert 0.25 < gone.mean() < 0.35
+    idata = mixtures.sample(mixtures.mv_mixture(Xm, 3), draws=500, chains=2, random_seed=0,
+                            warn=False, **QUIET)  # fmt: skip
+    ours = np.sqrt(np.mean((mixtures.imputations(idata)["mean"].to_numpy() - X[gone]) ** 2))
+    cc = GaussianMixture(3, n_init=5, random_state=0).fit(Xm[~gone.any(axis=1)])
+    fill = []
+    for i, j in zip(*np.nonzero(gone)):  # one missing cell per incomplete row
+        o = 1 - j
+        logp = np.log(cc.weights_) + stats.norm.logpdf(
+            Xm[i, o], cc.means_[:, o], np.sqrt(cc.covariances_[:, o, o])
+        )
+        cond = cc.means_[:, j] + cc.covariances_[:, j, o] / cc.covariances_[:, o, o] * (
+            Xm[i, o] - cc.means_[:, o]
+        )
+        fill.append(np.exp(logp - logsumexp(logp)) @ cond)
+    rmse_cc = np.sqrt(np.mean((np.array(fill) - X[gone]) ** 2))
+    assert ours < 0.97 * rmse_cc, (ours, rmse_cc)
 
 
 def test_predict_proba_of_incomplete_rows_uses_the_observed_marginal(fit_missing):
