@@ -534,7 +534,7 @@ def _mv_graph(X, observed, spec: MixtureSpec, labels, names) -> pm.Model:
 
 
 def _t_dof(spec: MixtureSpec):
-    """The t family's degrees of freedom: data ``nu`` (fixed) or a random variable (prior)."""
+    """Return the t family's degrees of freedom: data ``nu`` (fixed) or a prior variable."""
     if "nu" in spec.known:
         return pm.Data("nu", spec.known["nu"], dims="component")
     prior = spec.priors["nu"]
