@@ -1,5 +1,6 @@
-r"""Numba kernels of the Gibbs engine for multivariate Student-t components (``mv_mixture``,
-``family="t"``, inverse-Wishart scale matrices).
+r"""Numba kernels of the Gibbs engine for multivariate Student-t components.
+
+``mv_mixture(..., family="t")`` with the inverse-Wishart prior on the scale matrices.
 
 A component is a scale mixture of Normals: :math:`x_i \mid z_i = j, \lambda_i \sim
 N(\mu_j, \Lambda_j^{-1} / \lambda_i)` with :math:`\lambda_i \sim \text{Gamma}(\nu_j / 2,

@@ -121,3 +121,111 @@ def test_pymc_likelihood_one_component_fixed_nu(two_groups):
     mu, chol = _values(model, point, ["means", "chol_cov"])
     expected = _mvt(two_groups, mu[0], chol[0], 4.5).sum()
     np.testing.assert_allclose(model.compile_logp(vars=[model["y"]])(point), expected, rtol=1e-9)
+
+
+# --- the Gibbs kernel's conditional draws -------------------------------------------------------
+MU = np.array([[-1.0, 0.0], [0.5, 1.0], [2.0, -0.5]])
+SCALE = np.array([[[0.6, 0.2], [0.2, 0.5]], [[1.0, -0.3], [-0.3, 0.8]], [[0.4, 0.0], [0.0, 1.5]]])
+NU = np.array([2.0, 5.0, 30.0])
+W = np.array([0.3, 0.5, 0.2])
+
+
+def _powered_marginal(x, beta):
+    """Return log w_j + log of the integral of N(x | mu_j, S_j / lam)^beta Gamma(lam | nu_j / 2).
+
+    By quadrature over lam (independent of the kernel's closed form); shape (k, n_obs).
+    """
+    from scipy import integrate
+
+    out = np.empty((3, x.shape[0]))
+    for j in range(3):
+        prior = stats.gamma(NU[j] / 2, scale=2 / NU[j])
+        maha = np.einsum("nd,de,ne->n", x - MU[j], np.linalg.inv(SCALE[j]), x - MU[j])
+        logdet = np.linalg.slogdet(SCALE[j])[1]
+        for i in range(x.shape[0]):
+
+            def f(lam, i=i):
+                logn = -0.5 * lam * maha[i] + np.log(lam) - 0.5 * logdet - np.log(2 * np.pi)
+                return np.exp(beta * logn) * prior.pdf(lam)
+
+            out[j, i] = np.log(W[j]) + np.log(integrate.quad(f, 0, np.inf, limit=200)[0])
+    return out
+
+
+def _kernel_sweep(x, betas, fixed, seed=2):
+    """One sweep of the kernel on replicas at inverse temperatures `betas` (fixed parameters)."""
+    from mixtures._kernels import MvChainState, chain_state
+    from mixtures._kernels_mvt import mvt_prepare, mvt_sweep
+
+    reps, (n, d) = betas.size, x.shape
+    rng = np.random.default_rng(seed)
+    fac = np.linalg.cholesky(np.linalg.inv(SCALE))
+    params = {
+        "logw": np.broadcast_to(np.log(W), (reps, 3)).copy(),
+        "mu": np.broadcast_to(MU, (reps, 3, d)).copy(),
+        "fac": np.broadcast_to(fac, (reps, 3, d, d)).copy(),
+        "logdet": np.broadcast_to(-np.linalg.slogdet(SCALE)[1], (reps, 3)).copy(),
+    }
+    z = np.full((reps, n), -1, dtype=np.int8)
+    state = rng.integers(0, 2**63, size=reps, dtype=np.uint64)
+    replicas = (z, state, np.zeros(1, np.uint64), np.arange(reps), np.arange(reps)[None, :])
+    chain = chain_state(MvChainState, params, replicas, betas, fixed)
+    coef = tuple(np.empty((reps, 3)) for _ in range(4))
+    keys = np.empty(reps, dtype=np.uint64)
+    nu = np.broadcast_to(NU, (reps, 3)).copy()
+    mvt_prepare(chain, nu, coef, keys)
+    lam = np.zeros((reps, n))
+    sums = (np.zeros((reps, 3)), np.zeros((reps, 3)), np.zeros((reps, 3, d)))
+    sums += (np.zeros((reps, 3, d, d)), np.zeros((reps, 3)))
+    nu_model = (-1, np.ones(3), np.ones(3))
+    mvt_sweep(
+        np.ascontiguousarray(x.T), fixed, coef, chain.mu, chain.fac, keys, chain.state, z, lam,
+        sums, np.zeros(reps, dtype=np.int64), nu, nu_model, np.zeros(reps),
+    )  # fmt: skip
+    return z, lam, sums
+
+
+def test_sweep_draws_z_from_the_t_marginal_and_lambda_from_its_gamma():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-4, 4, (30, 2)), [[0.4, 0.6], [9.0, -9.0]]])
+    fixed = np.full(x.shape[0], -1, dtype=np.int32)
+    fixed[::8] = np.arange(0, x.shape[0], 8) % 3
+    betas = np.repeat([1.0, 0.35], 3000)
+    z, lam, sums = _kernel_sweep(x, betas, fixed)
+    known = fixed >= 0
+    assert np.all(z[:, known] == fixed[known])
+    free = np.flatnonzero(~known)
+    for beta in (1.0, 0.35):
+        rows = betas == beta
+        logits = _powered_marginal(x[free], beta)
+        probs = np.exp(logits - logsumexp(logits, axis=0))
+        if beta == 1.0:  # the cold conditional is w_j t_nu_j(x | mu_j, S_j): scipy's
+            ref = np.log(W)[:, None] + np.stack(
+                [stats.multivariate_t(MU[j], SCALE[j], df=NU[j]).logpdf(x[free]) for j in range(3)]
+            )
+            np.testing.assert_allclose(probs, np.exp(ref - logsumexp(ref, axis=0)), atol=1e-8)
+        counts = np.stack([(z[rows][:, free] == j).sum(axis=0) for j in range(3)])
+        expected = probs * rows.sum()
+        keep = expected.min(axis=0) > 5.0
+        stat = ((counts - expected)[:, keep] ** 2 / expected[:, keep]).sum()
+        assert keep.sum() > 10
+        assert stats.chi2.sf(stat, df=2 * keep.sum()) > 1e-3
+        # lambda | z: lambda (nu_j / 2 + beta m / 2) ~ Gamma(nu_j / 2 + beta d / 2)
+        for j in range(3):
+            rr, ii = np.nonzero((z == j) & rows[:, None])
+            diff = x[ii] - MU[j]
+            maha = np.einsum("nd,de,ne->n", diff, np.linalg.inv(SCALE[j]), diff)
+            scaled = lam[rr, ii] * (NU[j] / 2 + beta * maha / 2)
+            sample = scaled[:: max(1, scaled.size // 5000)]
+            assert stats.kstest(sample, stats.gamma(NU[j] / 2 + beta).cdf).pvalue > 1e-3
+    # the sums are those of the drawn weights
+    cnt, wsum, s1, s2, sll = sums
+    r = 5
+    for j in range(3):
+        m = z[r] == j
+        wl, dd = lam[r, m], x[m] - MU[j]
+        np.testing.assert_allclose(
+            [cnt[r, j], wsum[r, j], sll[r, j]], [m.sum(), wl.sum(), np.log(wl).sum()]
+        )
+        np.testing.assert_allclose(s1[r, j], (wl[:, None] * dd).sum(0), rtol=1e-10)
+        np.testing.assert_allclose(s2[r, j], np.einsum("n,nd,ne->de", wl, dd, dd), rtol=1e-10)
