@@ -7,6 +7,7 @@ and Gamma laws, NUTS on the marginal model, or closed forms.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from scipy.special import logsumexp
@@ -320,4 +321,102 @@ def test_cli_fits_mv_t_components(tmp_path, capsys):
     code = main(["fit", str(path), "--columns", "a,b", "--k", "2", "--model", "mv",
                  "--family", "t", "--out", str(tmp_path / "m"), *fast])  # fmt: skip
     assert code == 2
-    assert "--family t with --model mv needs complete rows, but got 1 row(s)" in capsys.readouterr().err
+    assert (
+        "--family t with --model mv needs complete rows, but got 1 row(s)"
+        in capsys.readouterr().err
+    )
+
+
+# --- slow tier: a second engine, and calibration -------------------------------------------------
+@pytest.mark.slow  # NUTS on the marginal bivariate t mixture (pm.Mixture of pm.MvStudentT)
+def test_gibbs_equals_pymc_nuts_with_sampled_nu(two_groups):
+    import arviz as az
+
+    model = mixtures.mv_mixture(two_groups, 2, family="t")
+    ours = _fit(model, draws=1500, tune=500, chains=2)
+    with np.errstate(all="ignore"):
+        ref = mixtures.sample(
+            model, sampler="pymc", draws=1000, tune=1000, chains=2, random_seed=2, warn=False,
+            **QUIET,
+        )  # fmt: skip
+    names = ["weights", "means", "sigma", "nu"]
+    for n in names:  # KS on thinned draws, and means within MCSE
+        a = ours.posterior[n].values.reshape(3000, -1)[::10]
+        b = ref.posterior[n].values.reshape(2000, -1)[::5]
+        for j in range(a.shape[1]):
+            assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-3, (n, j)
+    ta, tb = (az.summary(i, var_names=names, round_to="none") for i in (ours, ref))
+    mcse = np.sqrt(ta["mcse_mean"] ** 2 + tb["mcse_mean"] ** 2)
+    np.testing.assert_array_less(np.abs(ta["mean"] - tb["mean"]), 4.5 * mcse)
+    acc = float(ours.sample_stats["nu_accept"].mean())
+    assert 0.15 < acc < 0.9
+
+
+def _simulate_t(spec, n, rng):
+    """Parameters from the spec's prior (means ordered on feature 0), then bivariate t data."""
+    k, d = spec.k, spec.n_features
+    w = rng.dirichlet(spec.priors["weights"].params["a"])
+    mu = rng.normal(spec.priors["means"].params["mu"], spec.priors["means"].params["sigma"])
+    mu = mu[np.argsort(mu[:, 0])]
+    nu0, psi = float(spec.priors["wishart"].params["nu"]), spec.priors["wishart"].params["psi"]
+    scale = stats.invwishart(df=nu0, scale=psi).rvs(size=k, random_state=rng).reshape(k, d, d)
+    if "nu" in spec.known:
+        nu = np.asarray(spec.known["nu"], dtype=float)
+    else:
+        p = spec.priors["nu"].params
+        nu = rng.gamma(np.asarray(p["alpha"]), 1.0 / np.asarray(p["beta"]))
+    z = rng.choice(k, size=n, p=w)
+    X = np.stack([stats.multivariate_t(mu[j], scale[j], df=nu[j]).rvs(random_state=rng) for j in z])
+    sd = np.sqrt(np.diagonal(scale, axis1=1, axis2=2))
+    truth = {f"weights[{j}]": w[j] for j in range(k)}
+    truth |= {f"means[{j},{c}]": mu[j, c] for j in range(k) for c in range(d)}
+    truth |= {f"sigma[{j},{c}]": sd[j, c] for j in range(k) for c in range(d)}
+    truth |= {f"corr[{j}]": scale[j, 0, 1] / (sd[j, 0] * sd[j, 1]) for j in range(k)}
+    if "nu" not in spec.known:
+        truth |= {f"nu[{j}]": nu[j] for j in range(k)}
+    return truth, X
+
+
+def _t_ranks(compiled, spec, n_sims, seed, n_ranks=99):
+    from mixtures.analysis.calibration import SBCResult
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n_sims):
+        truth, X = _simulate_t(spec, 60, rng)
+        idata = compiled.sample(
+            X, draws=500, tune=300, chains=2, random_seed=int(rng.integers(2**31)),
+            warn=False, log_likelihood=False, progressbar=False,
+        )  # fmt: skip
+        post = idata.posterior
+        flat = lambda da: da.stack(s=("chain", "draw")).transpose("s", ...).values  # noqa: E731
+        w, mu, chol = flat(post["weights"]), flat(post["means"]), flat(post["chol_cov"])
+        scale = chol @ np.swapaxes(chol, -1, -2)
+        sd = np.sqrt(np.diagonal(scale, axis1=-2, axis2=-1))
+        draws = {}
+        for j in range(spec.k):
+            draws[f"weights[{j}]"] = w[:, j]
+            draws[f"corr[{j}]"] = scale[:, j, 0, 1] / (sd[:, j, 0] * sd[:, j, 1])
+            for c in range(2):
+                draws[f"means[{j},{c}]"] = mu[:, j, c]
+                draws[f"sigma[{j},{c}]"] = sd[:, j, c]
+            if "nu" in post:
+                draws[f"nu[{j}]"] = flat(post["nu"])[:, j]
+        idx = np.linspace(0, w.shape[0] - 1, n_ranks).round().astype(int)
+        rows.append({p: int(np.sum(draws[p][idx] < truth[p])) for p in truth})
+    fits = pd.DataFrame({"status": ["ok"] * n_sims, "max_r_hat": [1.0] * n_sims})
+    return SBCResult(pd.DataFrame(rows), n_ranks, fits, level=0.01)
+
+
+@pytest.mark.slow  # 200 Gibbs fits of 60 rows per case (MIXTURES_SBC_SIMS sets how many)
+@pytest.mark.parametrize("nu", [5.0, None], ids=["nu-fixed", "nu-sampled"])
+def test_sbc_bivariate_t_mixture(nu):
+    import os
+
+    rng = np.random.default_rng(0)
+    model = mixtures.mv_mixture(rng.normal(size=(60, 2)), 2, family="t", nu=nu)
+    n_sims = int(os.environ.get("MIXTURES_SBC_SIMS", "200"))
+    result = _t_ranks(mixtures.compile_model(model, sampler="gibbs"), mixtures.spec_of(model),
+                      n_sims, seed=1)  # fmt: skip
+    print(result.tests(), result.rates)
+    assert result.passed, result.tests()
