@@ -420,3 +420,13 @@ def test_sbc_bivariate_t_mixture(nu):
                       n_sims, seed=1)  # fmt: skip
     print(result.tests(), result.rates)
     assert result.passed, result.tests()
+
+
+def test_pymc_loop_gives_t_means_no_normal_conjugate_step(two_groups):
+    from mixtures.engines.steps.conjugate import mv_conjugate_vars
+
+    kw = dict(marginalized=False, ordered_by=None)
+    normal = mixtures.mv_mixture(two_groups, 2, **kw)
+    t = mixtures.mv_mixture(two_groups, 2, family="t", **kw)
+    assert [v.name for v in mv_conjugate_vars(normal)] == ["weights", "means"]
+    assert [v.name for v in mv_conjugate_vars(t)] == ["weights"]  # Dirichlet(a + n) holds for t
