@@ -203,7 +203,8 @@ class MvChainState(NamedTuple):
     logw : ndarray of shape (n_rep, k)
     mu : ndarray of shape (n_rep, k, d)
     fac : ndarray of shape (n_rep, k, d, d)
-        Lower factors F of the precisions, Lambda = F F^T.
+        Factors F of the precisions, Lambda = F F^T (not triangular: :func:`_mv_precision`
+        keeps F = U^-T A).
     logdet : ndarray of shape (n_rep, k)
         log |Lambda| of every component.
     z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts, fixed

@@ -81,10 +81,10 @@ def _block_maha(xt, s, e, r, mu, fac, maha, u):
         out = maha[j]
         for b in range(m):
             out[b] = 0.0
-        for col in range(d):  # u = (F^T (x - mu))_col; F is lower triangular
+        for col in range(d):  # u = (F^T (x - mu))_col; F = U^-T A is not triangular
             for b in range(m):
                 u[b] = 0.0
-            for row in range(col, d):
+            for row in range(d):
                 f, mj = fac[r, j, row, col], mu[r, j, row]
                 xr = xt[row, s:e]
                 for b in range(m):

@@ -160,7 +160,9 @@ def _kernel_sweep(x, betas, fixed, seed=2):
 
     reps, (n, d) = betas.size, x.shape
     rng = np.random.default_rng(seed)
-    fac = np.linalg.cholesky(np.linalg.inv(SCALE))
+    # a factor F with F F^T = Lambda that is not triangular, as the engine's (U^-T A) are
+    rot = np.array([[np.cos(0.7), -np.sin(0.7)], [np.sin(0.7), np.cos(0.7)]])
+    fac = np.linalg.cholesky(np.linalg.inv(SCALE)) @ rot
     params = {
         "logw": np.broadcast_to(np.log(W), (reps, 3)).copy(),
         "mu": np.broadcast_to(MU, (reps, 3, d)).copy(),
