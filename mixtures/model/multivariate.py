@@ -142,12 +142,12 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     With ``covariance_prior="wishart"``: covariances ~ InverseWishart(nu = d + 2, psi =
     diag(:math:`s_d^2`) / 4), whose mean is psi / (nu - d - 1) = diag(:math:`s_d^2`) / 4.
 
+    With ``family="t"`` and a sampled nu: nu ~ Gamma(2, 0.1) per component (the univariate t's
+    default, :data:`~mixtures.model.univariate.NU_PRIOR`).
+
     Parameters
     ----------
     X : numpy.ndarray of shape (n_obs, n_features)
-
-    With ``family="t"`` and a sampled nu: nu ~ Gamma(2, 0.1) per component (the univariate t's
-    default, :data:`~mixtures.model.univariate.NU_PRIOR`).
 
     Returns
     -------
