@@ -69,6 +69,12 @@ def test_spec_records_family_and_nu(two_groups):
     fixed = mixtures.spec_of(mixtures.mv_mixture(two_groups, 2, family="t", nu=[3, 30]))
     assert fixed.known["nu"].tolist() == [3.0, 30.0] and "nu" not in fixed.priors
     assert mixtures.spec_of(mixtures.mv_mixture(two_groups, 2)).family == "mvnormal"
+    from mixtures.engines.registry import choose_sampler
+
+    name, why = choose_sampler(mixtures.mv_mixture(two_groups, 2, family="t"))
+    assert name == "gibbs" and "multivariate t mixture" in why
+    lkj = mixtures.mv_mixture(two_groups, 2, family="t", covariance_prior="lkj")
+    assert choose_sampler(lkj)[0] == "pymc"  # LKJ + t: NUTS
 
 
 def test_bad_family_nu_and_missing_cells_are_refused(two_groups):
