@@ -85,7 +85,9 @@ def _run_fit(handle, name, y, seed: int, options: dict, postprocess, want_idata:
                 record["summary"] = _summary_rows(summary_table(idata), idata)
                 record["output"] = postprocess(idata) if postprocess is not None else None
         record["warnings"] = sorted({str(w.message) for w in caught})
-        record["converged"] = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        record["converged"] = not any(
+            issubclass(w.category, ConvergenceWarning) for w in caught
+        )
         record["status"] = "ok"
         record["idata"] = idata if want_idata else None
     except Exception as exc:  # a failed fit is a result, not the end of the run
@@ -521,8 +523,7 @@ def problems_line(results: FitResults) -> str:
     if not parts:
         return ""
     return (
-        f"fit_many: of {len(table)} fits, "
-        + " and ".join(parts)
+        f"fit_many: of {len(table)} fits, " + " and ".join(parts)
         + "; see .fits['warnings'] and .fits['error']"
     )
 

@@ -244,9 +244,7 @@ class LabelSwitching:
                 f"{low:.0%} to {self.chains['share'].max():.0%} of its draws)"
             )
         return (
-            "Label switching: "
-            + "; ".join(parts)
-            + ". Use mixtures.relabel(idata)."
+            "Label switching: " + "; ".join(parts) + ". Use mixtures.relabel(idata)."
             + self._isolated()
         )
 
