@@ -35,10 +35,14 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
    iteration (K = 3, one chain, no tempering) on three_clusters_2d resampled to N rows with 20%
    of the cells deleted at random, beside the same rows complete; interleaved rounds, the best
    of each, and their ratio.
+11. **multivariate t** (``--mvt [N]``, issue 23; runs only this): one Gibbs iteration of a
+   K = 3 bivariate t mixture (nu fixed; nu sampled) beside the bivariate Normal mixture's, on
+   three_clusters_2d resampled to N rows (2e4 by default), one chain, no tempering; as ``--t``.
 
-Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N] | --missing N]``;
-figures go to stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``;
-``gibbs_engine_<flags>.json``; ``gibbs_engine_t.json``; ``gibbs_engine_missing.json``).
+Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N] | --missing N |
+--mvt [N]]``; figures go to stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``;
+``gibbs_engine_<flags>.json``; ``gibbs_engine_t.json``; ``gibbs_engine_missing.json``;
+``gibbs_engine_mvt.json``).
 """
 
 from __future__ import annotations
@@ -290,6 +294,34 @@ SNIPPETS = {
             ratio_sampled=best["t_sampled_nu"] / best["normal"],
             load_average=os.getloadavg()[0])
     """,
+    "mvt_sweep": """
+        # per iteration: mv Normal, mv t with fixed nu, with sampled nu; same data, one chain
+        n_obs = int(os.environ.get("BENCH_MVT_N", "20000"))
+        rng = np.random.default_rng(0)
+        base = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
+        X = base[rng.integers(len(base), size=n_obs)] + 0.05 * rng.standard_normal((n_obs, 2))
+        models = {
+            "normal": mixtures.mv_mixture(X, 3),
+            "t_fixed_nu": mixtures.mv_mixture(X, 3, family="t", nu=4.0),
+            "t_sampled_nu": mixtures.mv_mixture(X, 3, family="t"),
+        }
+        def timed(model, draws):
+            t0 = time.perf_counter()
+            mixtures.sample(model, draws=draws, tune=0, chains=1, tempering=False, init="random",
+                            random_seed=1, warn=False, log_likelihood=False,
+                            store_assignments=False)
+            return time.perf_counter() - t0
+        for m in models.values():
+            timed(m, 5)  # compile / warm
+        best = {name: np.inf for name in models}
+        for _ in range(3):
+            for name, m in models.items():
+                best[name] = min(best[name], (timed(m, 250) - timed(m, 50)) / 200)
+        out(n_obs=n_obs, **{f"{k}_ms": 1e3 * v for k, v in best.items()},
+            ratio_fixed=best["t_fixed_nu"] / best["normal"],
+            ratio_sampled=best["t_sampled_nu"] / best["normal"],
+            load_average=os.getloadavg()[0])
+    """,
     "two_d": """
         from sklearn.metrics import adjusted_rand_score
         from sklearn.mixture import GaussianMixture
@@ -478,6 +510,20 @@ def t_section(results: dict, n_obs: int) -> None:
     print(f"written {out}")
 
 
+def mvt_section(results: dict, n_obs: int) -> None:
+    """Issue 23: a multivariate t mixture's Gibbs iteration beside the multivariate Normal's."""
+    results["mvt"] = t = run("mvt_sweep", {"BENCH_MVT_N": str(n_obs)})
+    print(
+        f"per iteration at N={t['n_obs']}, d=2, K=3, one chain: mv Normal {t['normal_ms']:.2f} "
+        f"ms; mv t, nu fixed {t['t_fixed_nu_ms']:.2f} ms (x{t['ratio_fixed']:.2f}); mv t, nu "
+        f"sampled {t['t_sampled_nu_ms']:.2f} ms (x{t['ratio_sampled']:.2f}); load average "
+        f"{t['load_average']:.1f}"
+    )
+    out = HERE / "gibbs_engine_mvt.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip N = 1e6 and the 2-D section")
@@ -505,6 +551,15 @@ def main() -> None:
     parser.add_argument(
         "--missing", type=int, default=0, metavar="N", help="only the missing-cells sweep at N rows"
     )
+    parser.add_argument(
+        "--mvt",
+        nargs="?",
+        type=int,
+        const=20_000,
+        default=None,
+        metavar="N",
+        help="only the multivariate t iteration against the mv Normal one (N rows, default 2e4)",
+    )
     args = parser.parse_args()
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -527,6 +582,9 @@ def main() -> None:
         return
     if args.t is not None:
         t_section(results, args.t)
+        return
+    if args.mvt is not None:
+        mvt_section(results, args.mvt)
         return
     if args.missing:
         results["missing"] = m = run("missing", {"BENCH_MISSING_N": str(args.missing)})

@@ -203,7 +203,8 @@ class MvChainState(NamedTuple):
     logw : ndarray of shape (n_rep, k)
     mu : ndarray of shape (n_rep, k, d)
     fac : ndarray of shape (n_rep, k, d, d)
-        Lower factors F of the precisions, Lambda = F F^T.
+        Factors F of the precisions, Lambda = F F^T (not triangular: :func:`_mv_precision`
+        keeps F = U^-T A).
     logdet : ndarray of shape (n_rep, k)
         log |Lambda| of every component.
     z, state, swap_state, temp_of, rep_at, betas, swap_tries, swap_accepts, fixed
@@ -1737,6 +1738,15 @@ update_sigma = _update_sigma
 exchange = _exchange
 LOG_2PI = _LOG_2PI
 BLOCK = _BLOCK
+# ... and the multivariate ones (``mixtures._kernels_mvt``): the precision entries, the means'
+# and precisions' exact draws, the scatter about the new means, their scratch, the records.
+MV_BLOCK = _MV_BLOCK
+precision_entry = _precision_entry
+mv_means = _mv_means
+mv_precision = _mv_precision
+mv_work = _mv_work
+scatter_about = _scatter_about
+mv_record = _mv_record
 
 
 # --------------------------------------------------------------------------- missing cells

@@ -76,7 +76,19 @@ from mixtures._kernels import (
     update_normal,
 )
 
-__all__ = ["TConfig", "TState", "cos2pi", "cos2pi_array", "log", "log_array", "run_t", "sweep_t"]
+__all__ = [
+    "TConfig",
+    "TState",
+    "block_gamma",
+    "cos2pi",
+    "cos2pi_array",
+    "log",
+    "log_array",
+    "record_t",
+    "run_t",
+    "sweep_t",
+    "update_nu",
+]
 
 
 class TConfig(NamedTuple):
@@ -577,3 +589,11 @@ def run_t(y, it0, it1, tune, config, t_config, chain, t_state, out, t_out, stats
         ):
             return it
     return -1
+
+
+# Public names for the multivariate t kernel (:mod:`mixtures._kernels_mvt`): nu's collapsed
+# Metropolis move (``h`` and ``e - h = beta d / 2`` read from ``coef``), the block Gamma draws
+# and the records of nu and the precision weights (any config with ``store_z``).
+update_nu = _update_nu
+block_gamma = _block_gamma
+record_t = _record_t

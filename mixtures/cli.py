@@ -144,8 +144,8 @@ def _add_model_arguments(fit) -> None:
         "--family",
         choices=("normal", "t"),
         default="normal",
-        help="component family of --model shared/full: normal, or t (Student-t, robust to "
-        "outliers; default: normal)",
+        help="component family of --model shared/full/mv: normal, or t (Student-t, "
+        "multivariate t with --model mv; robust to outliers; default: normal)",
     )
     fit.add_argument(
         "--nu",
@@ -339,8 +339,18 @@ def build(args, values, columns=None):
     y = values[:, 0]
     family = getattr(args, "family", "normal")
     nu = getattr(args, "nu", None)
-    if family != "normal" and kind not in ("shared", "full"):
-        raise InputError(f"--family {family} needs --model shared or full, but got --model {kind}")
+    if family != "normal" and kind not in ("shared", "full", "mv"):
+        raise InputError(
+            f"--family {family} needs --model shared, full or mv, but got --model {kind}"
+        )
+    import numpy as np
+
+    incomplete = int(np.isnan(values).any(axis=1).sum()) if kind == "mv" else 0
+    if family != "normal" and incomplete:
+        raise InputError(
+            f"--family {family} with --model mv needs complete rows, but got {incomplete} "
+            "row(s) with missing cells: add --drop-missing"
+        )
     if nu is not None and family != "t":
         raise InputError("--nu needs --family t")
     t_args = {"family": "t", "nu": nu} if family == "t" else {}
@@ -363,6 +373,7 @@ def build(args, values, columns=None):
         marginalized=marginalized,
         priors=priors,
         covariance_prior=args.covariance_prior,
+        **t_args,
     )
 
 

@@ -396,7 +396,7 @@ def test_cli_fits_t_components(tmp_path, capsys):
     assert code in (0, 3)
     spec = json.loads((tmp_path / "t" / "run.json").read_text())["spec"]
     assert spec["family"] == "t" and spec["known"]["nu"] == [4.0, 4.0]
-    code = main(["fit", str(path), "--columns", "x,component", "--k", "2", "--family", "t",
-                 "--out", str(tmp_path / "mv"), *fast])  # fmt: skip
+    code = main(["fit", str(path), "--column", "x", "--model", "known", "--means", "0,1",
+                 "--sds", "1,1", "--family", "t", "--out", str(tmp_path / "kn"), *fast])  # fmt: skip
     assert code == 2
-    assert "--family t needs --model shared or full" in capsys.readouterr().err
+    assert "--family t needs --model shared, full or mv" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def supports_bridge(idata) -> tuple[bool, str]:
         return False, "known labels"
     if spec["priors"].get("weights", {}).get("dist") != "Dirichlet":
         return False, "weights prior is not Dirichlet"
-    if spec["family"] == "mvnormal" and "wishart" not in spec["priors"]:
+    if spec["family"] in ("mvnormal", "mvt") and "wishart" not in spec["priors"]:
         return False, "multivariate LKJ covariances"
     if spec["k"] > 1 and not spec["ordered"] and "means" not in spec.get("known", {}):
         return False, "unordered components (the posterior is multimodal)"
@@ -168,6 +168,10 @@ class _Multivariate:
         self.x = np.asarray(idata.observed_data["y"].transpose("obs_id", ...).values, float)
         self.ordered_by = spec["ordered_by"] if spec["ordered"] and self.k > 1 else None
         self.tril = np.tril_indices(self.d)
+        self.family = family_of(spec)  # multivariate Normal or t (nu known or free: log nu)
+        self.free_nu = "nu" in self.priors
+        const = idata.constant_data if "constant_data" in idata.groups() else {}
+        self.known_nu = np.asarray(const["nu"].values, float) if "nu" in const else None
 
     def draws(self, post) -> np.ndarray:
         k, d = self.k, self.d
@@ -186,6 +190,8 @@ class _Multivariate:
             mu.reshape(*mu.shape[:2], k * d),
             chol[..., self.tril[0], self.tril[1]].reshape(*chol.shape[:2], -1),
         ]
+        if self.free_nu:
+            parts.append(np.log(post["nu"].transpose("chain", "draw", "component").values))
         return np.concatenate(parts, axis=-1)
 
     def log_post(self, theta: np.ndarray) -> np.ndarray:
@@ -224,7 +230,14 @@ class _Multivariate:
         prior = stats.invwishart(df=float(wish["nu"]), scale=np.asarray(wish["psi"]))
         out += prior.logpdf(np.moveaxis(cov.reshape(n * k, d, d), 0, -1)).reshape(n, k).sum(1)
         params = {"means": mu, "chol_cov": chol}
-        return out + mixture_loglik(COMPONENT_FAMILIES["mvnormal"], self.x, logw, params)
+        pos += k * m
+        if self.free_nu:
+            u = theta[:, pos : pos + k]
+            params["nu"] = np.exp(u)
+            out += u.sum(axis=1) + _scale_logpdf(self.priors["nu"], params["nu"], 0.0).sum(axis=1)
+        elif self.known_nu is not None:
+            params["nu"] = np.broadcast_to(self.known_nu, (n, k))
+        return out + mixture_loglik(self.family, self.x, logw, params)
 
 
 def mixture_loglik(family, y, log_weights, params) -> np.ndarray:

@@ -113,6 +113,11 @@ class GibbsEngine(EngineBase):
                 )
             if spec.priors["weights"].dist != "Dirichlet":
                 return False, "weights prior is not Dirichlet"
+            if spec.family == "mvt":
+                return True, (
+                    "multivariate t mixture with the inverse-Wishart prior (scale mixture of "
+                    "Normals): our Gibbs engine"
+                )
             return True, "multivariate mixture with the inverse-Wishart prior: our Gibbs engine"
         if spec.priors["weights"].dist != "Dirichlet":
             return False, "weights prior is not Dirichlet"

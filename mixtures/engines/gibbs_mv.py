@@ -31,6 +31,7 @@ from mixtures._kernels import (
     mv_run_threaded,
 )
 from mixtures.analysis.diagnostics import is_sparse
+from mixtures.engines import gibbs_mvt
 from mixtures.engines.base import RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
@@ -43,7 +44,11 @@ from mixtures.engines.tempering import (
     stores_assignments,
 )
 
-__all__ = ["mv_data", "mv_kernel_config", "sample_mv"]
+__all__ = ["FAMILY_HOOKS", "mv_data", "mv_kernel_config", "sample_mv"]
+
+#: Multivariate component families other than the Normal: the module with each one's state,
+#: prior arrays, records and kernel (:mod:`mixtures.engines.gibbs_mvt`).
+FAMILY_HOOKS = {"mvt": gibbs_mvt}
 
 _PARALLEL_MIN = 100_000
 # Draw missing cells from their conditional given the observed cells (the only correct choice;
@@ -193,6 +198,11 @@ def sample_mv(
     x_run = x if missing is None else np.ascontiguousarray(x[missing.order[: missing.n_c]])
     runner = _MvRunner(spec, x_run, chain, tune, chains, progressbar)
     runner.missing = missing
+    family = FAMILY_HOOKS.get(spec.family)
+    if family is not None:
+        known = {"nu": np.asarray(engine.model["nu"].get_value())} if "nu" in spec.known else {}
+        runner.family = family
+        runner.family_state = family.initial_state(spec, known, chain.z.shape[0], n_obs, rng)
     adapt = isinstance(plan["tempering"], str | int | np.integer)
     runner.rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
     runner.store_z = stores_assignments(
@@ -208,11 +218,15 @@ def sample_mv(
         label_free=is_sparse(spec),
     )
     posterior, st = _results(merged, missing)
+    if family is not None:
+        family.posterior(merged, spec, posterior, st)
     attrs = run_record(
         st, runner.state.betas, bool(runner.rounds), "assignment" in posterior, t_start
     )
     attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
+    steps += ", precision weights" if family is not None else ""
+    steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
     steps += ", missing cells]" if missing is not None else "]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
     return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
@@ -261,6 +275,7 @@ class _MvRunner:
         self.tune, self.chains, self.progressbar = tune, chains, progressbar
         self.done, self.rounds, self.store_z, self.store_rule = 0, [], False, ("auto", 0)
         self.missing = None
+        self.family, self.family_state = None, None
 
     def segment(self, n: int) -> dict:
         """Run `n` more draws of every chain (tuning first, on the first call)."""
@@ -278,9 +293,17 @@ class _MvRunner:
         stats = tuple(st.values())
         offset = self.tune + self.done
         threaded = self.state.logw.shape[0] * self.x.shape[0] >= _PARALLEL_MIN
+        family = self.family
+        if family is not None:
+            fam_config = family.kernel_config(spec)
+            fam_out = family.outputs(chains, n, k, self.x.shape[0] if self.store_z else 0)
 
         def run_chunk(start, stop):
             args = (self.x, start, stop, offset, config, self.state, out, stats)
+            if family is not None:  # the family's kernel (serial: no threaded variant)
+                args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
+                family.run(*args)
+                return
             if miss is not None:
                 args += (miss.kernel, miss.cells, imputed)
                 run = mv_run_missing_threaded if threaded else mv_run_missing
@@ -291,7 +314,12 @@ class _MvRunner:
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
         run_segment(self, offset, n, label, run_chunk)
         names = ("weights", "means", "precision", "assignment")
-        return dict(zip(names, out), imputed=imputed, **st)
+        result = dict(zip(names, out), imputed=imputed, **st)
+        if family is not None:
+            result["precision_weights"] = fam_out[1]
+            if "nu" in spec.free:  # a fixed nu is no draw (nor a diagnostic)
+                result.update(nu=fam_out[0], nu_accept=fam_out[2])
+        return result
 
 
 def mv_posterior(merged: dict) -> dict:
@@ -312,4 +340,7 @@ def mv_posterior(merged: dict) -> dict:
 def _checked(merged: dict) -> dict:
     """Return the parameters whose diagnostics decide an automatic run."""
     sigma = np.sqrt(np.diagonal(np.linalg.inv(merged["precision"]), axis1=-2, axis2=-1))
-    return {"weights": merged["weights"], "means": merged["means"], "sigma": sigma}
+    out = {"weights": merged["weights"], "means": merged["means"], "sigma": sigma}
+    if "nu" in merged:
+        out["nu"] = merged["nu"]
+    return out

@@ -348,7 +348,7 @@ def _predictive_params(idata, model, keep: np.ndarray):
 
 def _predictive_nu(idata, model, keep: np.ndarray, shape) -> np.ndarray | None:
     """Return a t fit's degrees of freedom as (S, k), or None for Normal components."""
-    if fit_family(idata) != "t":
+    if fit_family(idata) not in ("t", "mvt"):
         return None
     return np.broadcast_to(_value(idata, model, "nu", keep), shape)
 
@@ -366,7 +366,8 @@ def _draw_mixture(rng, w, mu, scale, labels, n_obs: int, nu=None) -> np.ndarray:
     """One predictive data set per row of `w`: components from the weights, then Normals.
 
     `scale` holds sds (S, k) for univariate models, Cholesky factors (S, k, d, d) otherwise.
-    `nu` (S, k): Student-t components with these degrees of freedom (univariate).
+    `nu` (S, k): Student-t components with these degrees of freedom (multivariate: Normal
+    draws divided by the square root of a chi-square(nu) / nu per row).
     Blocks of draws keep the temporaries near :data:`_BLOCK_VALUES` values.
     """
     n_draws, k = w.shape
@@ -386,6 +387,9 @@ def _draw_mixture(rng, w, mu, scale, labels, n_obs: int, nu=None) -> np.ndarray:
         rows = np.arange(z.shape[0])[:, None]
         if nu is None:
             eps = rng.standard_normal(out[sl].shape)
+        elif multivariate:
+            dof = nu[sl][rows, z]
+            eps = rng.standard_normal(out[sl].shape) / np.sqrt(rng.chisquare(dof) / dof)[..., None]
         else:
             eps = rng.standard_t(nu[sl][rows, z])
         if multivariate:

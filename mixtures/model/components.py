@@ -15,8 +15,9 @@ kernels (:mod:`mixtures._kernels` for Normal and multivariate Normal components,
 loops and are tested against these.
 
 Shapes: a univariate family's parameters have shape ``batch + (k,)`` (``batch`` any leading
-shape, e.g. (chain, draw)), the multivariate Normal's ``means`` ``batch + (k, d)`` and
-``chol_cov`` ``batch + (k, d, d)``; weights ``batch + (k,)``. Observations are ``(n_obs,)`` or
+shape, e.g. (chain, draw)), the multivariate families' ``means`` ``batch + (k, d)`` and
+``chol_cov`` ``batch + (k, d, d)`` (the multivariate t's ``nu`` ``batch + (k,)``); weights
+``batch + (k,)``. Observations are ``(n_obs,)`` or
 ``(n_obs, d)`` (NaN marks a missing cell: its row gets the observed cells' marginal). Results
 have shape ``batch + (n_obs, k)``.
 
@@ -32,13 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from mixtures.model.densities import mvnormal_logpdf, normal_logpdf, student_t_logpdf
+from mixtures.model.densities import mvnormal_logpdf, mvt_logpdf, normal_logpdf, student_t_logpdf
 
 __all__ = [
     "COMPONENT_FAMILIES",
     "ComponentFamily",
     "FitComponents",
     "MvNormal",
+    "MvStudentT",
     "Normal",
     "StudentT",
     "family_of",
@@ -188,12 +190,33 @@ class MvNormal(ComponentFamily):
         return _component_last(mvnormal_logpdf(y, params["means"], params["chol_cov"]))
 
 
+class MvStudentT(ComponentFamily):
+    """Multivariate Student-t components: ``means``, ``chol_cov`` and ``nu`` (per component).
+
+    ``chol_cov`` holds the Cholesky factors of the *scale* matrices (the covariance is
+    nu / (nu - 2) times the scale matrix for nu > 2). Density
+    :func:`mixtures.model.densities.mvt_logpdf` (rows with missing cells: the observed cells'
+    marginal, a t of the same nu); Gibbs kernels (scale mixture of Normals,
+    Normal-inverse-Wishart updates on weighted sums) in :mod:`mixtures._kernels_mvt`.
+    """
+
+    name = "mvt"
+    param_names = ("means", "chol_cov", "nu")
+    multivariate = True
+
+    def logpdf(self, y, params) -> np.ndarray:  # noqa: D102 (the base class's docstring)
+        mean, chol = np.asarray(params["means"]), np.asarray(params["chol_cov"])
+        nu = np.broadcast_to(np.asarray(params["nu"], dtype=float), mean.shape[:-1])
+        return _component_last(mvt_logpdf(y, mean, chol, nu))
+
+
 #: The component families by name (``MixtureSpec.family``); MFM specs (``"mfm_normal"``,
 #: ``"mfm_mvnormal"``) use the family after the prefix.
 COMPONENT_FAMILIES: dict[str, ComponentFamily] = {
     "normal": Normal(),
     "t": StudentT(),
     "mvnormal": MvNormal(),
+    "mvt": MvStudentT(),
 }
 
 
@@ -260,8 +283,11 @@ def fit_family(idata) -> str:
 
 
 def posterior_nu(idata) -> xr.DataArray | None:
-    """Return a t fit's degrees of freedom (posterior draws or the fixed values), else None."""
-    if fit_family(idata) != "t":
+    """Return a t fit's degrees of freedom (posterior draws or the fixed values), else None.
+
+    Univariate and multivariate t fits alike.
+    """
+    if fit_family(idata) not in ("t", "mvt"):
         return None
     return posterior_param(idata, "nu")
 
@@ -274,7 +300,7 @@ def family_of(obj) -> ComponentFamily:
     obj : arviz.InferenceData, MixtureSpec, dict or str
         A fit (its recorded spec's family; without one, multivariate if its posterior holds
         ``chol_cov``, Student-t if it has a ``nu``), a :class:`~mixtures.MixtureSpec` or its
-        dict, or a name (``"normal"``, ``"t"``, ``"mvnormal"``, or an MFM spec's
+        dict, or a name (``"normal"``, ``"t"``, ``"mvnormal"``, ``"mvt"``, or an MFM spec's
         ``"mfm_normal"`` / ``"mfm_mvnormal"``).
 
     Returns
@@ -288,7 +314,7 @@ def family_of(obj) -> ComponentFamily:
     elif hasattr(obj, "groups"):
         name = fit_family(obj)
         if "mixtures_spec" not in obj.posterior.attrs and "chol_cov" in obj.posterior:
-            name = "mvnormal"
+            name = "mvt" if name == "t" else "mvnormal"
     else:
         name = obj.family
     family = COMPONENT_FAMILIES.get(name.removeprefix("mfm_"))

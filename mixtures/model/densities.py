@@ -21,7 +21,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["component_logpdf", "mvnormal_logpdf", "normal_logpdf", "student_t_logpdf"]
+__all__ = [
+    "component_logpdf",
+    "mvnormal_logpdf",
+    "mvt_logpdf",
+    "normal_logpdf",
+    "student_t_logpdf",
+]
 
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -121,8 +127,55 @@ def mvnormal_logpdf(x, mean, chol):
     return -0.5 * (z * z).sum(-1) - logdet[..., None] - d * _HALF_LOG_2PI
 
 
-def _observed_logpdf(x, observed, mean, chol):
-    """:func:`mvnormal_logpdf` of rows with missing cells: per pattern, the observed marginal."""
+def mvt_logpdf(x, mean, chol, nu):
+    r"""Return log t_nu(x_n | mean, chol chol^T), the multivariate Student-t, for every stack.
+
+    .. math::
+
+        \log t_\nu(x \mid \mu, L L^\top) = \log\Gamma\big(\tfrac{\nu + d}2\big)
+            - \log\Gamma\big(\tfrac\nu2\big) - \tfrac d2 \log(\nu\pi)
+            - \textstyle\sum_i \log L_{ii}
+            - \tfrac{\nu + d}2 \log\big(1 + \tfrac1\nu \lVert L^{-1}(x - \mu) \rVert^2\big)
+
+    ``chol chol^T`` is the scale matrix (the covariance is nu / (nu - 2) times it for nu > 2).
+    A row with missing cells (NaN) gets the density of its observed cells, the multivariate t
+    of the same nu with the observed sub-vector and sub-matrix; a row with none gets 0.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_obs, d)
+    mean : array-like of shape (..., d)
+    chol : array-like of shape (..., d, d)
+        Lower Cholesky factors of the scale matrices (same leading shape as `mean`).
+    nu : array-like of shape (...)
+        Degrees of freedom (> 0), broadcastable with the leading shape of `mean`.
+
+    Returns
+    -------
+    numpy.ndarray of shape (..., n_obs)
+    """
+    x = np.asarray(x, dtype=float)
+    mean = np.asarray(mean, dtype=float)
+    chol = np.asarray(chol, dtype=float)
+    nu = np.broadcast_to(np.asarray(nu, dtype=float), mean.shape[:-1])
+    observed = ~np.isnan(x)
+    if not observed.all():
+        return _observed_logpdf(x, observed, mean, chol, nu)
+    d = x.shape[-1]
+    inv = np.linalg.inv(chol)
+    diff = x - mean[..., None, :]
+    z = np.einsum("...de,...ne->...nd", inv, diff)
+    maha = (z * z).sum(-1)
+    logdet = np.log(np.abs(np.diagonal(chol, axis1=-2, axis2=-1))).sum(-1)
+    const = gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * np.log(nu * np.pi) - logdet
+    return const[..., None] - 0.5 * (nu[..., None] + d) * np.log1p(maha / nu[..., None])
+
+
+def _observed_logpdf(x, observed, mean, chol, nu=None):
+    """:func:`mvnormal_logpdf` (or, with `nu`, :func:`mvt_logpdf`) of rows with missing cells.
+
+    Per missingness pattern, the observed cells' marginal (for the t: the same nu).
+    """
     out = np.zeros(mean.shape[:-1] + (x.shape[0],))
     patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -132,5 +185,9 @@ def _observed_logpdf(x, observed, mean, chol):
         if not cols.any():
             continue
         sub = np.linalg.cholesky(cov[..., cols, :][..., :, cols])
-        out[..., rows] = mvnormal_logpdf(x[np.ix_(rows, cols)], mean[..., cols], sub)
+        sub_x, sub_mean = x[np.ix_(rows, cols)], mean[..., cols]
+        if nu is None:
+            out[..., rows] = mvnormal_logpdf(sub_x, sub_mean, sub)
+        else:
+            out[..., rows] = mvt_logpdf(sub_x, sub_mean, sub, nu)
     return out

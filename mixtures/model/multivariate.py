@@ -54,7 +54,7 @@ from mixtures.model.missing import (
     pattern_mixture_logp,
 )
 from mixtures.model.spec import MV_PRIOR_FAMILIES, MixtureSpec, Prior, attach, resolve_priors
-from mixtures.model.univariate import increasing_start, label_weights
+from mixtures.model.univariate import NU_PRIOR, check_family, increasing_start, label_weights
 from mixtures.model.validation import check_k, check_labels, check_observations
 
 __all__ = [
@@ -142,6 +142,9 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     With ``covariance_prior="wishart"``: covariances ~ InverseWishart(nu = d + 2, psi =
     diag(:math:`s_d^2`) / 4), whose mean is psi / (nu - d - 1) = diag(:math:`s_d^2`) / 4.
 
+    With ``family="t"`` and a sampled nu: nu ~ Gamma(2, 0.1) per component (the univariate t's
+    default, :data:`~mixtures.model.univariate.NU_PRIOR`).
+
     Parameters
     ----------
     X : numpy.ndarray of shape (n_obs, n_features)
@@ -149,7 +152,7 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
     Returns
     -------
     dict
-        Keys ``weights``, ``means``, ``sigma``, ``corr``, ``wishart``.
+        Keys ``weights``, ``means``, ``sigma``, ``corr``, ``wishart``, ``nu``.
     """
     scale = np.nanstd(X, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -161,6 +164,7 @@ def default_mv_priors(X: np.ndarray) -> dict[str, dict]:
         "corr": {"eta": 2.0},
         # covariance_prior="wishart": Sigma_j ~ InverseWishart(nu, psi), E[Sigma_j] = psi / 4
         "wishart": {"nu": d + 2.0, "psi": np.diag(scale**2) / 4.0},
+        "nu": dict(NU_PRIOR.params),  # family="t" with nu sampled
     }
 
 
@@ -171,6 +175,7 @@ _DEFAULT_DISTS = {
     "sigma": "HalfNormal",
     "corr": "LKJ",
     "wishart": "InverseWishart",
+    "nu": NU_PRIOR.dist,
 }
 
 
@@ -183,6 +188,7 @@ def _prior_shapes(k: int | None, d: int) -> dict:
         "sigma": (d,),
         "corr": (),
         "wishart": {"nu": (), "psi": (d, d)},
+        "nu": lead,
     }
 
 
@@ -223,11 +229,12 @@ def resolve_mv_priors(X: np.ndarray, priors, keys, k: int | None = None) -> dict
     return resolve_priors(priors, defaults, {n: shapes[n] for n in keys}, MV_PRIOR_FAMILIES)
 
 
-def _prior_keys(priors, covariance_prior: str) -> list[str]:
-    """Return the prior keys of `covariance_prior`; refuse the other one's with a hint."""
+def _prior_keys(priors, covariance_prior: str, nu_sampled: bool = False) -> list[str]:
+    """Return the prior keys of `covariance_prior` (and ``nu`` if sampled); refuse others."""
     keys = ["weights", "means"] + (
         ["wishart"] if covariance_prior == "wishart" else ["sigma", "corr"]
     )
+    keys += ["nu"] if nu_sampled else []
     unknown = sorted(set(priors) - set(keys)) if isinstance(priors, Mapping) else []
     if unknown:
         other = "lkj" if covariance_prior == "wishart" else "wishart"
@@ -241,10 +248,15 @@ def _prior_keys(priors, covariance_prior: str) -> list[str]:
     return keys
 
 
-def _mv_spec(X, k, priors, covariance, marginalized, ordered_by) -> MixtureSpec:
-    """Return the multivariate spec: every prior as numbers, fixed at build time."""
+def _mv_spec(X, k, priors, covariance, marginalized, ordered_by, known=None) -> MixtureSpec:
+    """Return the multivariate spec: every prior as numbers, fixed at build time.
+
+    `known`: ``{"nu": (k,)}`` for t components with fixed degrees of freedom, ``{}`` for
+    sampled ones, None for Normal components.
+    """
     return MixtureSpec(
-        family="mvnormal",
+        family="mvnormal" if known is None else "mvt",
+        known=known or {},
         k=k,
         marginalized=bool(marginalized),
         ordered=ordered_by is not None,
@@ -409,8 +421,10 @@ def mv_mixture(
     covariance_prior: str = "auto",
     labels=None,
     missing: str = "model",
+    family: str = "normal",
+    nu=None,
 ) -> pm.Model:
-    """Mixture of `k` multivariate Gaussians for `X` of shape (n_obs, n_features).
+    """Mixture of `k` multivariate Gaussians (or Student-t's) for `X` of shape (n_obs, n_features).
 
     Parameters
     ----------
@@ -430,6 +444,16 @@ def mv_mixture(
         sampled. With ``ordered_by``, label j is the component with the j-th smallest mean of
         that feature.
     %(missing)s
+    family : {"normal", "t"}, default "normal"
+        Component family. ``"t"``: each component a multivariate Student-t with location
+        ``means``, scale matrix ``chol_cov @ chol_cov.T`` and degrees of freedom ``nu``
+        (dims ``component``); the marginalised model is a ``pm.Mixture`` of ``pm.MvStudentT``,
+        the latent one ``MvStudentT`` given ``assignment`` (the Gibbs engine also stores the
+        per-row precision weights ``precision_weights`` of the latent variant). NaN cells
+        are refused with it.
+    nu : float, array-like of shape (k,) or None, default None
+        The t family's degrees of freedom: fixed (one number or one per component, stored as
+        data ``nu``), or None to sample them under ``priors["nu"]`` (default Gamma(2, 0.1)).
 
     Returns
     -------
@@ -444,18 +468,32 @@ def mv_mixture(
     ('component', 'feature')
     """
     if is_dask_data(X):  # the data stay on the cluster (mixtures.model.dask_data)
+        if family != "normal":
+            raise ValueError(
+                f"`family` should be 'normal' for data in a dask array (the distributed engine "
+                f"sweeps Normal components only), but got {family!r}"
+            )
         kwargs = {"covariance": covariance, "marginalized": marginalized, "priors": priors}
         kwargs.update(ordered_by=ordered_by, covariance_prior=covariance_prior, labels=labels)
         return from_dask(mv_mixture, X, k, **kwargs)
     names = list(X.columns) if hasattr(X, "columns") else None
     X, observed = _observations(X, check_missing(missing))
     k = check_k(k, X.shape[0])
+    known = check_family(family, nu, k)  # refuses a nu with family="normal"
+    known = None if family == "normal" else known
+    if known is not None and not observed.all():
+        raise ValueError(
+            f"`X` should have no missing cells with family='t' (missing cells are modelled "
+            f"for Normal components only), but got {int((~observed).sum())} NaN cell(s): drop "
+            "the incomplete rows or use family='normal'"
+        )
     labels = check_labels(labels, X.shape[0], k)
     ordered_by, covariance_prior = _check_structure(
         covariance, ordered_by, covariance_prior, X.shape[1]
     )
-    resolved = resolve_mv_priors(X, priors, _prior_keys(priors, covariance_prior), k)
-    spec = _mv_spec(X, k, resolved, covariance, marginalized, ordered_by)
+    keys = _prior_keys(priors, covariance_prior, known == {})
+    resolved = resolve_mv_priors(X, priors, keys, k)
+    spec = _mv_spec(X, k, resolved, covariance, marginalized, ordered_by, known)
     spec = spec.replace(labelled=labels is not None, missing=missing)
     return attach(_mv_graph(X, observed, spec, labels, names), spec)
 
@@ -488,8 +526,32 @@ def _mv_graph(X, observed, spec: MixtureSpec, labels, names) -> pm.Model:
         chol = _covariances(spec.priors, k, d, spec.covariance)
         if labels is not None:
             weights = label_weights(weights, labels, k)
-        _likelihood(x_data, weights, means, chol, observed, spec.marginalized, k)
+        if spec.family == "mvt":
+            _t_likelihood(x_data, weights, means, chol, _t_dof(spec), spec.marginalized, k)
+        else:
+            _likelihood(x_data, weights, means, chol, observed, spec.marginalized, k)
     return model
+
+
+def _t_dof(spec: MixtureSpec):
+    """Return the t family's degrees of freedom: data ``nu`` (fixed) or a prior variable."""
+    if "nu" in spec.known:
+        return pm.Data("nu", spec.known["nu"], dims="component")
+    prior = spec.priors["nu"]
+    return getattr(pm, prior.dist)("nu", **dict(prior.params), dims="component")
+
+
+def _t_likelihood(x_data, weights, means, chol, nu, marginalized: bool, k: int) -> None:
+    """Add the observed ``y`` of t components (the precision weights summed out)."""
+    dims = ("obs_id", "feature")
+    if marginalized and k == 1:
+        pm.MvStudentT("y", nu=nu[0], mu=means[0], chol=chol[0], observed=x_data, dims=dims)
+    elif marginalized:
+        comps = [pm.MvStudentT.dist(nu=nu[j], mu=means[j], chol=chol[j]) for j in range(k)]
+        pm.Mixture("y", w=weights, comp_dists=comps, observed=x_data, dims=dims)
+    else:
+        z = pm.Categorical("assignment", p=weights, dims="obs_id")
+        pm.MvStudentT("y", nu=nu[z], mu=means[z], chol=chol[z], observed=x_data, dims=dims)
 
 
 def _likelihood(x_data, weights, means, chol, observed, marginalized: bool, k: int) -> None:

@@ -313,6 +313,7 @@ MV_PRIOR_FAMILIES = {
     "sigma": _admits("HalfNormal"),
     "corr": _admits("LKJ"),
     "wishart": _admits("InverseWishart"),
+    "nu": SCALE_FAMILIES,  # family="t"
 }
 
 #: Univariate component families (``MixtureSpec.family``).
@@ -375,9 +376,10 @@ class MixtureSpec:
     Attributes
     ----------
     family : str
-        Component family: ``"normal"`` or ``"t"`` (Student-t; univariate), or ``"mvnormal"``.
-        A t spec's degrees of freedom are ``known["nu"]`` (fixed, one per component) or have
-        the prior ``priors["nu"]`` (sampled, one per component).
+        Component family: ``"normal"`` or ``"t"`` (Student-t; univariate), or ``"mvnormal"``
+        or ``"mvt"`` (multivariate Student-t). A t spec's degrees of freedom are
+        ``known["nu"]`` (fixed, one per component) or have the prior ``priors["nu"]``
+        (sampled, one per component).
     k : int
         Number of components.
     marginalized : bool
@@ -438,7 +440,7 @@ class MixtureSpec:
     @property
     def kind(self) -> str:
         """Short name of the model: ``known``, ``known_sd``, ``shared_sd``, ``full``, ``mv``."""
-        if self.family == "mvnormal":
+        if self.family in ("mvnormal", "mvt"):
             return "mv"
         if "means" in self.known:
             return "known"

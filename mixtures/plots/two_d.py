@@ -8,7 +8,7 @@ from matplotlib.patches import Ellipse
 from scipy.special import logsumexp
 
 from mixtures.analysis.em import EMResult
-from mixtures.model.components import COMPONENT_FAMILIES
+from mixtures.model.components import COMPONENT_FAMILIES, posterior_nu
 from mixtures.model.missing import check_with_missing
 from mixtures.model.validation import check_integer
 from mixtures.plots.em import plot_em_history  # re-exported: mixtures.plots2d's old path
@@ -77,7 +77,9 @@ def plot_mixture_2d(
     ----------
     idata : arviz.InferenceData or EMResult
         A fit of :func:`mixtures.mv_mixture` (``weights``, ``means``, ``chol_cov``), or the
-        result of :func:`mixtures.em` (a point estimate: no thin ellipses).
+        result of :func:`mixtures.em` (a point estimate: no thin ellipses). For t components
+        (``family="t"``) the ellipses are those of the scale matrices and the colours use the
+        t densities.
     X : array-like of shape (n_obs, n_features)
         The data. Rows with a missing cell (NaN) on one of the two axes are drawn as ticks
         on the axis of their observed coordinate, coloured by their most probable component
@@ -105,7 +107,7 @@ def plot_mixture_2d(
     if relabel and not isinstance(idata, EMResult):
         idata = _relabelled(idata)
     w, mu, cov = _posterior_draws(idata, features, rng)
-    labels = _most_probable(x2, w, mu, cov, rng)
+    labels = _most_probable(x2, w, mu, cov, rng, _posterior_dof(idata, w.shape))
     ax = plt.subplots(figsize=(6, 5))[1] if ax is None else ax
     shown = {"scale": scale, "num_draws": num_draws, "weight_threshold": weight_threshold}
     names = _axis_names(idata, columns, features)
@@ -160,11 +162,24 @@ def _draw_mixture_2d(ax, x2, labels, draws, rng, *, names, scale, num_draws, wei
     ax.legend(loc="best", fontsize="small")
 
 
-def _most_probable(x2, w, mu, cov, rng) -> np.ndarray:
+def _posterior_dof(idata, shape) -> np.ndarray | None:
+    """Return a multivariate t fit's degrees of freedom as (S, k), else None."""
+    if isinstance(idata, EMResult):
+        return None
+    nu = posterior_nu(idata)
+    if nu is None:
+        return None
+    if "chain" in nu.dims:  # sampled: (chain, draw, component), flat chain-major as `w`
+        return nu.transpose("chain", "draw", "component").values.reshape(shape)
+    return np.broadcast_to(nu.values, shape)  # fixed: (component,)
+
+
+def _most_probable(x2, w, mu, cov, rng, nu=None) -> np.ndarray:
     """Most probable component of each row: responsibilities averaged over (some) draws.
 
-    The responsibilities are the multivariate Normal family's (a row with one coordinate
-    missing: that coordinate's marginal), in blocks of draws.
+    The responsibilities are the multivariate Normal family's, or with `nu` (S, k) the
+    multivariate t's (a row with one coordinate missing: that coordinate's marginal), in
+    blocks of draws.
     """
     idx = rng.choice(w.shape[0], min(w.shape[0], _MAX_DRAWS_FOR_LABELS), replace=False)
     resp = np.zeros((x2.shape[0], w.shape[1]))
@@ -172,7 +187,10 @@ def _most_probable(x2, w, mu, cov, rng) -> np.ndarray:
     for start in range(0, idx.size, block):
         sel = idx[start : start + block]
         params = {"means": mu[sel], "chol_cov": np.linalg.cholesky(cov[sel])}
-        logp = COMPONENT_FAMILIES["mvnormal"].weighted_logpdf(x2, w[sel], params)
+        family = COMPONENT_FAMILIES["mvnormal" if nu is None else "mvt"]
+        if nu is not None:
+            params["nu"] = nu[sel]
+        logp = family.weighted_logpdf(x2, w[sel], params)
         resp += np.exp(logp - logsumexp(logp, axis=-1, keepdims=True)).sum(axis=0)
     return resp.argmax(axis=1)
 

@@ -34,7 +34,7 @@ from pymc.distributions.transforms import Ordered
 from pymc.step_methods.compound import BlockedStep, Competence, StepMethodState
 from pymc.step_methods.state import dataclass_state
 from pymc.util import get_random_generator, get_value_vars_from_user_vars
-from pytensor.tensor.random.basic import CategoricalRV, DirichletRV, NormalRV
+from pytensor.tensor.random.basic import CategoricalRV, DirichletRV, MvNormalRV, NormalRV
 from scipy.special import ndtr, ndtri
 
 from mixtures.engines.steps.assignment import observed_reader
@@ -345,9 +345,10 @@ def mv_conjugate_vars(model: pm.Model) -> list:
     """Free variables of a latent :func:`mixtures.mv_mixture` that :class:`MvConjugateGibbs` takes.
 
     ``weights`` when Dirichlet; ``means`` when their Normal prior is not ordered (an ordered
-    column has no closed-form conditional; NUTS keeps it). Empty if the model is not a latent
-    multivariate mixture, or if its data have missing cells (the conjugate updates read complete
-    rows).
+    column has no closed-form conditional; NUTS keeps it) and the components are Normal (t
+    components' means have none given the assignments alone). Empty if the model is not a
+    latent multivariate mixture, or if its data have missing cells (the conjugate updates read
+    complete rows).
     """
     free = {v.name for v in model.free_RVs}
     if "assignment" not in free or "y" not in model.named_vars or "chol_cov" not in model:
@@ -360,7 +361,8 @@ def mv_conjugate_vars(model: pm.Model) -> list:
     if "weights" in free and isinstance(_op(model, "weights"), DirichletRV):
         out.append(model["weights"])
     means = model["means"]
-    if "means" in free and isinstance(_op(model, "means"), NormalRV):
+    normal = isinstance(_op(model, "y"), MvNormalRV)
+    if normal and "means" in free and isinstance(_op(model, "means"), NormalRV):
         if model.rvs_to_transforms.get(means) is None:
             out.append(means)
     return out
