@@ -377,7 +377,7 @@ def _block_lambda(m, key, i0, small, g, sel, lamb, loglam):
             lamb[b] = max(g[b] / qb[b], _TINY)  # below _TINY: probability < 1e-300
 
 
-@njit(inline="always")
+@njit(nogil=True, fastmath={"contract"}, error_model="numpy")  # a call: compiled once
 def _block_weights(pick, i0, r, key, state, small, mt, sel, lamb, draw, acc):
     """Draw a block's precision weights given their components; add them to the lane sums.
 
@@ -631,22 +631,20 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
     acc, mt, counts, nu_work = work[4], work[6], work[7], work[8]
     for r in range(mu.shape[0]):
         _clear(acc)
-        if nu_model[0] >= 0:
-            v = lam[r]  # holds c (y - mu)**2 of each point's component until the weights are drawn
-            changed[r] = _assign_t(y, fixed, r, coef, mu, keys[r], z, v, work)
+        sampled = nu_model[0] >= 0
+        gkey = keys[r] if sampled else next_bits(state, r)  # nu fixed: the weights' key
+        small = _mt_constants(r, coef[3], mt)
+        changed[r] = _assign_t(
+            y, fixed, r, coef, mu, keys[r], gkey, state, z, lam, small, sampled, work
+        )
+        if sampled:  # lam[r] holds each point's c (y - mu)**2 until the weights are drawn
             for j in range(k):
                 counts[j] = acc[0, j].sum()
             _clear(acc)
-            nu_acc[r] = _nu_moves(r, z, v, counts, coef, nu, nu_model, state, nu_work)
+            nu_acc[r] = _nu_moves(r, z, lam[r], counts, coef, nu, nu_model, state, nu_work)
             key = next_bits(state, r)
             small = _mt_constants(r, coef[3], mt)
             _draw_weights(y, r, z, coef, mu, key, state, lam, small, work)
-        else:
-            key = next_bits(state, r)
-            small = _mt_constants(r, coef[3], mt)
-            changed[r] = _assign_draw_t(
-                y, fixed, r, coef, mu, keys[r], key, state, z, lam, small, work
-            )
         _lane_totals(acc, sums[r])
 
 
@@ -672,55 +670,46 @@ def _sweep_t_work(k):
 
 
 @njit(inline="always")
-def _assign_t(y, fixed, r, coef, mu, key, z, v, work):
+def _assign_t(y, fixed, r, coef, mu, key, gkey, state, z, lam, small, sampled, work):
     """Draw replica r's assignments (weights summed out); return how many changed.
 
-    Sets ``v[i] = c (y_i - mu_j)**2`` of each point's new component j, the counts' lanes
-    ``work[4][0]`` and the nu move's current sums of log(h_j + v_i) (``work[8][1]``).
+    nu fixed (``sampled`` False): each block's weights are drawn right after its assignments
+    (``gkey``: the key of their uniforms). nu sampled: sets ``lam[r, i] = c (y_i - mu_j)**2``
+    of each point's new component j, the counts' lanes ``work[4][0]`` and the nu move's
+    current sums of log(h_j + v_i) (``work[8][1]``).
     """
     a, c, h, e = coef
-    pick_work, lq, acc, cur, cur_sum = work[0], work[1], work[4], work[5], work[8][1]
-    lp, top, tot, u, pick = pick_work
-    k, n_obs = a.shape[1], y.shape[0]
-    cur[:] = 0.0
-    count = 0
-    for i0 in range(0, n_obs, BLOCK):
-        i1 = min(i0 + BLOCK, n_obs)
-        yb, vb = y[i0:i1], v[i0:i1]
-        _block_logits(yb, r, a, c, h, e, mu, lp, lq, top)
-        count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
-        for j in range(k):
-            cj, mj, lrow, crow, cn = c[r, j], mu[r, j], lq[j], cur[j], acc[0, j]
-            for b in range(i1 - i0):
-                hit = pick[b] == j
-                d = yb[b] - mj
-                vb[b] = cj * d * d if hit else vb[b]
-                crow[b] += lrow[b] if hit else 0.0
-                cn[b] += 1.0 if hit else 0.0
-    for j in range(k):
-        cur_sum[j] = cur[j].sum()
-    return count
-
-
-@njit(inline="always")
-def _assign_draw_t(y, fixed, r, coef, mu, key, gkey, state, z, lam, small, work):
-    """Draw replica r's assignments, then each block's weights (nu fixed); return # changed.
-
-    ``gkey``: the key of the Gamma draws' uniforms.
-    """
-    a, c, h, e = coef
-    pick_work, lq, sel, draw, acc, mt = work[0], work[1], work[2], work[3], work[4], work[6]
+    pick_work, lq, sel, draw, acc, cur, mt = work[:7]
     lp, top, tot, u, pick = pick_work
     n_obs = y.shape[0]
+    cur[:] = 0.0
     count = 0
     for i0 in range(0, n_obs, BLOCK):
         i1 = min(i0 + BLOCK, n_obs)
         yb = y[i0:i1]
         _block_logits(yb, r, a, c, h, e, mu, lp, lq, top)
         count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
-        _block_select(yb, pick, r, c, h, e, mu, mt, small, sel)
-        _block_weights(pick, i0, r, gkey, state, small, mt, sel, lam[r, i0:i1], draw, acc)
+        if sampled:
+            _block_move_terms(yb, pick, r, c, mu, lq, lam[r, i0:i1], cur, acc)
+        else:
+            _block_select(yb, pick, r, c, h, e, mu, mt, small, sel)
+            _block_weights(pick, i0, r, gkey, state, small, mt, sel, lam[r, i0:i1], draw, acc)
+    for j in range(a.shape[1]):
+        work[8][1][j] = cur[j].sum()
     return count
+
+
+@njit(inline="always")
+def _block_move_terms(yb, pick, r, c, mu, lq, vb, cur, acc):
+    """Per point ``vb = c (y - mu)**2`` of its component; add its log term and 1 to the lanes."""
+    for j in range(c.shape[1]):
+        cj, mj, lrow, crow, cn = c[r, j], mu[r, j], lq[j], cur[j], acc[0, j]
+        for b in range(yb.shape[0]):
+            hit = pick[b] == j
+            d = yb[b] - mj
+            vb[b] = cj * d * d if hit else vb[b]
+            crow[b] += lrow[b] if hit else 0.0
+            cn[b] += 1.0 if hit else 0.0
 
 
 @njit(inline="always")
