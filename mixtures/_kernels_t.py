@@ -35,9 +35,19 @@ out (the t likelihood of the component's points), then the weights are drawn giv
 only as far as they let it (the classic slow mixing of data augmentation): measured on
 ``with_outliers``, r_hat 1.26 and bulk ESS 6 of 1000 draws for :math:`\nu` and the
 weights, where the collapsed move mixes. A move costs one pass over the points (one log
-each, vectorised); the step, :math:`\min(1, 2.4 / \sqrt{0.2 n_j + 1})`, depends on
-:math:`n_j` alone, so the proposal stays symmetric. A slice sampler needs no step, but a
+each, vectorised; the current sums come from the assignment pass's logs); the step,
+:math:`\min(1, 2.4 / \sqrt{0.2 n_j + 1})`, depends on :math:`n_j` alone, so the proposal
+stays symmetric. A slice sampler needs no step, but a
 varying number of passes per move; Metropolis keeps the cost per iteration fixed.
+
+**Layout.** As the Normal sweep's: blocks of ``BLOCK`` points, struct-of-arrays scratch,
+every step a loop of arithmetic, comparisons and selects that LLVM vectorises. With nu fixed,
+each block's weights are drawn right after its assignments (one pass over the data); with nu
+sampled, the weights take a second pass after the move. The Gamma draws are Marsaglia-Tsang's
+with counter-based uniforms: Box-Muller Normals in pairs (cosine and sine of one angle), a
+squeeze without a log that decides ~98% of the candidates at shape 2.5, the log test and the
+redraws (from the replica's stream) for the rest, one point at a time; the weight is
+``G / rate`` (no log or exp), and the sums of log lambda are logs of per-lane products.
 
 The logits use :func:`log`, a branch-free logarithm (plain arithmetic on the bits, so the
 block loops vectorise as the Normal sweep's :func:`mixtures._kernels.exp` does). The loop
@@ -66,7 +76,6 @@ from mixtures._kernels import (
     counter_uniform,
     exchange,
     exp,
-    log_gamma,
     next_bits,
     normal,
     normal_work,
@@ -132,6 +141,7 @@ _TWO52_BITS = np.uint64(0x4330000000000000)  # the bits of 2**52
 _S52 = np.uint64(52)
 _TWO52_PLUS_BIAS = 4503599627370496.0 + 1023.0
 _NU_STEPS = 2
+_TINY = 2.2250738585072014e-308  # the smallest normal float64: a weight is kept above it
 
 
 @njit(inline="always", fastmath={"contract"})
@@ -204,52 +214,302 @@ def log_array(x, out):
         out[i] = log(x[i])
 
 
+@njit(inline="always", fastmath={"contract"})
+def sin2pi(u):
+    """Return sin(2 pi u) for u in [0, 1): :func:`cos2pi` a quarter turn back (vectorises)."""
+    return cos2pi(u - 0.25 if u >= 0.25 else u + 0.75)
+
+
 @njit(inline="always")
-def _block_logits(yb, r, a, c, h, e, mu, lp, top):
-    """Log-weights ``lp[j, b] = a_j - e_j log(h_j + c_j d**2)`` of a block; ``top`` their max."""
+def _block_logits(yb, r, a, c, h, e, mu, lp, lq, top):
+    """Set a block's log-weights ``lp[j, b] = a_j - e_j lq[j, b]`` and ``top``, their max.
+
+    ``lq[j, b] = log(h_j + c_j d**2)``, ``d = y_b - mu_j`` (kept: the nu move's log terms).
+    """
     k, m = a.shape[1], yb.shape[0]
     for j in range(k):
         aj, cj, hj, ej, mj = a[r, j], c[r, j], h[r, j], e[r, j], mu[r, j]
-        row = lp[j]
+        row, lrow = lp[j], lq[j]
         for b in range(m):
             d = yb[b] - mj
-            row[b] = aj - ej * log(hj + cj * d * d)
+            q = log(hj + cj * d * d)
+            lrow[b] = q
+            row[b] = aj - ej * q
     block_max(lp, top, k, m)
 
 
 @njit(inline="always")
-def _block_scaled(yb, r, c, mu, pick, vb):
-    """``vb[b] = c_j (y_b - mu_j)**2`` for each point's picked component j (selects only)."""
+def _block_select(yb, pick, r, c, h, e, mu, mt, small, sel):
+    """Set each point's values of its component (selects only).
+
+    ``sel``: the Gamma rate ``h + c (y - mu)**2``, ``y - mu``, the shape ``e`` (only if some
+    shape is below 1, ``small``), Marsaglia-Tsang's ``d`` and ``c`` (``mt``: per component).
+
+    Two outputs per loop: with more, LLVM's runtime overlap checks give up and the loop stays
+    scalar.
+    """
+    qb, db, eb, mdb, mcb = sel
     k, m = c.shape[1], yb.shape[0]
-    for b in range(m):
-        vb[b] = 0.0
     for j in range(k):
-        cj, mj = c[r, j], mu[r, j]
+        cj, hj, mj = c[r, j], h[r, j], mu[r, j]
         for b in range(m):
+            hit = pick[b] == j or j == 0
             d = yb[b] - mj
-            vb[b] = cj * d * d if pick[b] == j else vb[b]
+            qb[b] = hj + cj * d * d if hit else qb[b]
+            db[b] = d if hit else db[b]
+    _select_pair(pick, mt[0], mt[1], mdb, mcb, m)
+    if small:
+        _select_pair(pick, e[r], e[r], eb, eb, m)
+
+
+@njit(inline="always")
+def _select_pair(pick, p, q, pb, qb, m):
+    """``pb[b], qb[b] = p[j], q[j]`` of each point's component ``j = pick[b]`` (selects)."""
+    for j in range(p.shape[0]):
+        pj, qj = p[j], q[j]
+        for b in range(m):
+            hit = pick[b] == j or j == 0
+            pb[b] = pj if hit else pb[b]
+            qb[b] = qj if hit else qb[b]
+
+
+@njit(inline="always")
+def _mt_constants(r, e, mt):
+    """Set Marsaglia-Tsang's constants of replica r's shapes ``e[r]``; return if one is < 1.
+
+    Rows of ``mt``: ``d = s - 1/3``, ``c = 1 / sqrt(9 d)`` and ``s``, the shape drawn (a shape
+    below 1 is drawn plus 1, then boosted).
+    """
+    small = False
+    for j in range(e.shape[1]):
+        ej = e[r, j]
+        small |= ej < 1.0
+        s = ej + 1.0 if ej < 1.0 else ej
+        mt[0, j] = s - 1.0 / 3.0
+        mt[1, j] = 1.0 / math.sqrt(9.0 * mt[0, j])
+        mt[2, j] = s
+    return small
+
+
+@njit(inline="always")
+def _block_candidates(m, key, i0, mdb, mcb, xs, g):
+    """First Marsaglia-Tsang candidates of a block's Gamma draws; return how many undecided.
+
+    The Normals are Box-Muller's in pairs: point b < half takes the cosine, b + half the sine
+    of the same radius and angle (uniforms 4 (i0 + b) and 4 (i0 + b) + 1: independent
+    standard Normals); uniform 4 (i0 + b) + 2 is point b's acceptance uniform. ``g[b] = d
+    t**3`` where the squeeze accepts, -1 where it does not decide (or ``t <= 0``):
+    :func:`_decide` settles those.
+
+    The squeeze is a lower bound of the acceptance test's right side (no log): with ``y = c
+    x`` the test is ``log u < 3 d (log(1 + y) - y + y**2/2 - y**3/3)``, and the bracket is
+    >= ``-y**4 / (4 min(1, 1 + y))`` (its series: the remainder after ``y**3``), so ``u <
+    1 - x**4 / (108 d min(1, t))`` (``d c**4 = 1 / (81 d)``; ``e**a >= 1 + a``) implies
+    acceptance. It leaves about ``0.03 / d`` of the candidates to the log test (1.3% at
+    shape 2.5), against 10% for Marsaglia-Tsang's own ``1 - 0.0331 x**4``.
+    """
+    half = (m + 1) // 2
+    for b in range(half):
+        i = 4 * (i0 + b)
+        rad = math.sqrt(-2.0 * log(1.0 - counter_uniform(key, i)))
+        u2 = counter_uniform(key, i + 1)
+        xs[b] = rad * cos2pi(u2)
+        xs[b + half] = rad * sin2pi(u2)
+    undecided = 0
+    for b in range(m):
+        x = xs[b]
+        t = 1.0 + mcb[b] * x
+        x2 = x * x
+        d = mdb[b]
+        lo = min(t, 1.0)
+        u = counter_uniform(key, 4 * (i0 + b) + 2)
+        ok = (t > 0.0) & (u * lo * (108.0 * d) < lo * (108.0 * d) - x2 * x2)
+        g[b] = d * (t * t * t) if ok else -1.0
+        undecided += 0 if ok else 1
+    return undecided
+
+
+@njit
+def _decide(m, key, i0, mdb, mcb, shape, xs, g, state, r):
+    """Settle the candidates the squeeze left (``g[b] < 0``) by Marsaglia-Tsang's log test.
+
+    A rejected one is redrawn from replica r's stream (``shape[b]``: the shape drawn, >= 1).
+    """
+    for b in range(m):
+        if g[b] >= 0.0:
+            continue
+        x, d = xs[b], mdb[b]
+        t = 1.0 + mcb[b] * x
+        if t > 0.0:
+            v = t * t * t
+            u = counter_uniform(key, 4 * (i0 + b) + 2)
+            if u == 0.0 or log(u) < 0.5 * x * x + d - d * v + d * log(v):
+                g[b] = d * v
+                continue
+        g[b] = _redraw_gamma(shape[b], state, r)
+
+
+@njit
+def _redraw_gamma(shape, state, r):
+    """Return a Gamma(shape, 1) draw, shape >= 1, from replica r's stream (Marsaglia-Tsang).
+
+    :func:`mixtures._kernels.log_gamma`'s algorithm with the branch-free log and cosine (a
+    few times faster than the library's calls, which the rejected candidates pay for).
+    """
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:  # acceptance >= 0.95 per try
+        x = math.sqrt(-2.0 * log(uniform(state, r))) * cos2pi(uniform(state, r))
+        t = 1.0 + c * x
+        if t <= 0.0:
+            continue
+        v = t * t * t
+        if log(uniform(state, r)) < 0.5 * x * x + d - d * v + d * log(v):
+            return d * v
+
+
+@njit(inline="always")
+def _block_lambda(m, key, i0, small, g, sel, lamb, loglam):
+    """Set the weights ``lambda = G / (h + v)`` from the Gamma draws ``g``.
+
+    Where a shape is below 1 (``small``), ``G`` is boosted by ``U**(1 / e)`` (uniform
+    4 (i0 + b) + 3) and the weight computed in logs (a tiny shape can underflow ``G``), its
+    log kept in ``loglam``; otherwise the sums take the log of products (:func:`_block_acc`).
+    """
+    qb, eb = sel[0], sel[2]
+    if small:
+        for b in range(m):
+            e = eb[b]
+            boost = log(1.0 - counter_uniform(key, 4 * (i0 + b) + 3)) / e if e < 1.0 else 0.0
+            ll = log(max(g[b], _TINY)) + boost - log(qb[b])
+            lamb[b] = exp(ll)
+            loglam[b] = ll
+    else:
+        for b in range(m):
+            lamb[b] = max(g[b] / qb[b], _TINY)  # below _TINY: probability < 1e-300
+
+
+@njit(nogil=True, fastmath={"contract"}, error_model="numpy")  # a call: compiled once
+def _block_weights(pick, i0, r, key, state, small, mt, sel, lamb, draw, acc):
+    """Draw a block's precision weights given their components; add them to the lane sums.
+
+    ``sel``: the components' values (:func:`_block_select`); ``acc[0..4, j, b]``: count, sum
+    of lambda, of lambda d, of lambda d**2, of log lambda, ``d = y - mu``.
+    """
+    xs, g, loglam, shape = draw
+    db, mdb, mcb = sel[1], sel[3], sel[4]
+    k, m = acc.shape[1], lamb.shape[0]  # acc: the lane sums (:func:`_block_acc`)
+    if _block_candidates(m, key, i0, mdb, mcb, xs, g):
+        for j in range(k):  # the drawn shapes, for the rare redraws
+            sj = mt[2, j]
+            for b in range(m):
+                shape[b] = sj if pick[b] == j else shape[b]
+        _decide(m, key, i0, mdb, mcb, shape, xs, g, state, r)
+    _block_lambda(m, key, i0, small, g, sel, lamb, loglam)
+    _block_acc(pick, db, lamb, loglam, small, acc)
+
+
+@njit(inline="always")
+def _block_acc(pick, db, lamb, loglam, small, acc):
+    """Add a block's points to the lane sums ``acc[0..6, j, b]`` of their components.
+
+    Count, lambda, lambda d, lambda d**2 and log lambda (from ``loglam`` if ``small``), masked
+    per lane; at most two sums per loop (more outputs, and LLVM's overlap checks give up
+    vectorising). Without ``small``, the logs are summed as a product per lane: its mantissa
+    in ``acc[5]``, its exponent added to ``acc[6]`` after each point, so it neither
+    overflows nor underflows, and no log is taken per point (:func:`_lane_totals`).
+    """
+    k, m = acc.shape[1], lamb.shape[0]
+    for j in range(k):
+        cn, c1 = acc[0, j], acc[1, j]
+        for b in range(m):
+            hit = pick[b] == j
+            cn[b] += 1.0 if hit else 0.0
+            c1[b] += lamb[b] if hit else 0.0
+        c2, c3 = acc[2, j], acc[3, j]
+        for b in range(m):
+            hit = pick[b] == j
+            wd = lamb[b] * db[b]
+            c2[b] += wd if hit else 0.0
+            c3[b] += wd * db[b] if hit else 0.0
+        if small:
+            c4 = acc[4, j]
+            for b in range(m):
+                c4[b] += loglam[b] if pick[b] == j else 0.0
+        else:
+            pr, ex = acc[5, j], acc[6, j]
+            for b in range(m):
+                bits = as_int(pr[b] * (lamb[b] if pick[b] == j else 1.0))
+                top = np.uint64(bits) >> _S52  # as in log(): the exponent, then the mantissa
+                ex[b] += as_float(np.int64(top | _TWO52_BITS)) - _TWO52_PLUS_BIAS
+                pr[b] = as_float((bits & _MANTISSA) | _ONE)
+
+
+@njit(inline="always")
+def _clear(acc):
+    """Zero the lane sums, products set to 1."""
+    acc[:] = 0.0
+    acc[5] = 1.0
+
+
+@njit(inline="always")
+def _lane_totals(acc, out):
+    """``out[q, j]``: the totals of the lane sums (``q = 4``: plus the logs of the products)."""
+    for q in range(5):
+        for j in range(acc.shape[1]):
+            out[q, j] = acc[q, j].sum()
+    for j in range(acc.shape[1]):
+        pr, ex = acc[5, j], acc[6, j]
+        for b in range(pr.shape[0]):
+            out[4, j] += ex[b] * _LN2_HI + (log(pr[b]) + ex[b] * _LN2_LO)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def gamma_array(shape, key, state, out):
+    """Write Gamma(shape, 1) draws into `out` by the sweep's block sampler (for tests).
+
+    The same path as the sweep's weights (rate 1): paired Box-Muller Normals, the squeeze,
+    the log test, the redraws from ``state[0]``, and the boost of a shape below 1.
+    """
+    e = np.full((1, 1), shape)
+    work = _sweep_t_work(1)
+    pick, sel, draw, acc, mt = work[0][4], work[2], work[3], work[4], work[6]
+    small = _mt_constants(0, e, mt)
+    pick[:] = 0
+    _clear(acc)
+    n = out.shape[0]
+    for i0 in range(0, n, BLOCK):
+        m = min(BLOCK, n - i0)
+        sel[0][:] = 1.0
+        sel[1][:] = 0.0
+        _select_pair(pick, mt[0], mt[1], sel[3], sel[4], m)
+        _select_pair(pick, e[0], e[0], sel[2], sel[2], m)
+        _block_weights(pick, i0, 0, key, state, small, mt, sel, out[i0 : i0 + m], draw, acc)
 
 
 @njit(inline="always")
 def _nu_sums(zr, vr, hr, lanes, out):
     """``out[j] = sum over the points of component j of log(h_j + v_i)`` (lane accumulators)."""
     k, n_obs, width = hr.shape[0], vr.shape[0], lanes.shape[1]
-    lanes[:] = 0.0
+    for j in range(k):
+        row = lanes[j]
+        for b in range(width):
+            row[b] = 0.0
     hb, lb = lanes[k], lanes[k + 1]  # scratch rows: each point's h, then its log term
     for i0 in range(0, n_obs, width):
-        m = min(width, n_obs - i0)
-        for b in range(m):
-            hb[b] = hr[0]
-        for j in range(1, k):
+        i1 = min(i0 + width, n_obs)
+        zb, vb = zr[i0:i1], vr[i0:i1]
+        m = i1 - i0
+        for j in range(k):
             hj = hr[j]
             for b in range(m):
-                hb[b] = hj if zr[i0 + b] == j else hb[b]
+                hb[b] = hj if zb[b] == j or j == 0 else hb[b]
         for b in range(m):
-            lb[b] = log(hb[b] + vr[i0 + b])
+            lb[b] = log(hb[b] + vb[b])
         for j in range(k):
             row = lanes[j]
             for b in range(m):
-                row[b] += lb[b] if zr[i0 + b] == j else 0.0
+                row[b] += lb[b] if zb[b] == j else 0.0
     for j in range(k):
         out[j] = lanes[j].sum()
 
@@ -270,15 +530,23 @@ def _nu_marginal(nu, n, log_sum, half_beta, code, p0, p1):
 def _update_nu(r, z, v, counts, coef, nu, nu_model, state, work):
     """Random-walk Metropolis on every log nu_j of replica r (``_NU_STEPS`` moves, all j at once).
 
-    Returns the fraction accepted. Each move costs one pass over the points (a log each).
+    Returns the fraction accepted. Each move costs one pass over the points (a log each), and
+    the current sums one more (:func:`sweep_t` takes those from its assignment pass instead).
     """
+    lanes, cur_sum, hr = work[0], work[1], work[3]
+    for j in range(nu.shape[1]):
+        hr[j] = coef[2][r, j]
+    _nu_sums(z[r], v, hr, lanes, cur_sum)
+    return _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work)
+
+
+@njit(inline="always")
+def _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work):
+    """:func:`_update_nu`'s moves, given the current sums of log(h_j + v_i) in ``work[1]``."""
     a, c, h, e = coef
     code, p0, p1 = nu_model
     k = nu.shape[1]
     lanes, cur_sum, prop_sum, hr, prop = work
-    for j in range(k):
-        hr[j] = h[r, j]
-    _nu_sums(z[r], v, hr, lanes, cur_sum)
     accepted = 0.0
     for _ in range(_NU_STEPS):
         for j in range(k):
@@ -324,64 +592,6 @@ def _block_gamma(eb, key, i0, logg, ok):
         logg[b] = log(d * vp) + (log(u4) / e if small else 0.0)
 
 
-@njit(inline="always")
-def _block_draw_weights(yb, zb, vb, i0, r, h, e, mu, key, state, lamb, work):
-    """Draw a block's precision weights given their components; add to the lane sums.
-
-    ``vb`` holds ``c (y - mu)**2`` of each point's component. The weight is
-    ``G / (h + v)``, ``G ~ Gamma(e)`` (:func:`_block_gamma`; rejected candidates redrawn
-    from the replica's stream, in order). Lanes ``acc[0..4, j, b]``: count, sum of lambda, of
-    lambda d, of lambda d**2, of log lambda, ``d = y - mu``.
-    """
-    eb, hb, db, logg, ok, acc = work
-    k, m = h.shape[1], yb.shape[0]
-    for b in range(m):
-        eb[b], hb[b], db[b] = 1.0, 1.0, 0.0
-    for j in range(k):
-        ej, hj, mj = e[r, j], h[r, j], mu[r, j]
-        for b in range(m):
-            hit = zb[b] == j
-            eb[b] = ej if hit else eb[b]
-            hb[b] = hj if hit else hb[b]
-            db[b] = yb[b] - mj if hit else db[b]
-    _block_gamma(eb[:m], key, i0, logg, ok)
-    for b in range(m):
-        if not ok[b]:  # rare: redraw exactly from the replica's stream
-            logg[b] = log_gamma(eb[b], state, r)
-    for b in range(m):
-        loglam = logg[b] - log(hb[b] + vb[b])
-        lamb[b] = exp(loglam)
-        logg[b] = loglam
-    for j in range(k):
-        cn, c1, c2, c3, c4 = acc[0, j], acc[1, j], acc[2, j], acc[3, j], acc[4, j]
-        for b in range(m):
-            hit = zb[b] == j
-            w, d = lamb[b], db[b]
-            cn[b] += 1.0 if hit else 0.0
-            c1[b] += w if hit else 0.0
-            c2[b] += w * d if hit else 0.0
-            c3[b] += w * d * d if hit else 0.0
-            c4[b] += logg[b] if hit else 0.0
-
-
-@njit(inline="always")
-def _draw_weights(y, r, z, v, h, e, mu, key, state, lam, sums, work):
-    """Draw every point's precision weight given its component, block by block; set ``sums``.
-
-    ``v`` is a view of ``lam[r]`` holding ``c (y - mu)**2``: each block reads it before writing.
-    """
-    acc = work[5]
-    acc[:] = 0.0
-    for i0 in range(0, y.shape[0], BLOCK):
-        i1 = min(i0 + BLOCK, y.shape[0])
-        _block_draw_weights(
-            y[i0:i1], z[r, i0:i1], v[i0:i1], i0, r, h, e, mu, key, state, lam[r, i0:i1], work
-        )
-    for q in range(5):
-        for j in range(h.shape[1]):
-            sums[q, j] = acc[q, j].sum()
-
-
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model, nu_acc):
     """Draw every replica's assignments, degrees of freedom and precision weights.
@@ -391,6 +601,9 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
     assignments (weights summed out: far better mixing than given the weights); then every
     weight from its Gamma conditional. Each draw is from a conditional of the joint
     posterior, in an order that keeps it invariant (a collapsed, blocked Gibbs sampler).
+    With nu fixed, each block's weights are drawn right after its assignments (one pass);
+    with nu sampled, the assignment pass also sums the current log terms of the nu move, and
+    the weights take a second pass after the move.
 
     Parameters
     ----------
@@ -407,7 +620,7 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
     keys : ndarray of uint64, shape (n_rep,)
         This sweep's key of each replica (the counter-based uniforms of the picks).
     state : ndarray of uint64, shape (n_rep,)
-        The replicas' random streams (nu's moves, the Gamma draws).
+        The replicas' random streams (nu's moves, the Gamma draws' key and rare redraws).
     z : ndarray of int8 or int32, shape (n_rep, n_obs)
         Assignments, overwritten.
     lam : ndarray of shape (n_rep, n_obs)
@@ -425,21 +638,35 @@ def sweep_t(y, fixed, coef, mu, keys, state, z, lam, sums, changed, nu, nu_model
     nu_acc : ndarray of shape (n_rep,)
         Output: the fraction of nu moves accepted.
     """
-    a, c, h, e = coef
-    pick_work, work, draw_work, counts = _sweep_t_work(a.shape[1])
-    sums[:] = 0.0
-    for r in range(a.shape[0]):
-        v = lam[r]  # holds c (y - mu)**2 of each point's component until the weights are drawn
-        changed[r] = _assign_t(y, fixed, r, coef, mu, keys[r], z, v, counts, pick_work)
-        if nu_model[0] >= 0:
-            nu_acc[r] = _update_nu(r, z, v, counts, coef, nu, nu_model, state, work)
-        key = next_bits(state, r)
-        _draw_weights(y, r, z, v, h, e, mu, key, state, lam, sums[r], draw_work)
+    k = mu.shape[1]
+    work = _sweep_t_work(k)
+    acc, mt, counts, nu_work = work[4], work[6], work[7], work[8]
+    for r in range(mu.shape[0]):
+        _clear(acc)
+        sampled = nu_model[0] >= 0
+        gkey = keys[r] if sampled else next_bits(state, r)  # nu fixed: the weights' key
+        small = _mt_constants(r, coef[3], mt)
+        changed[r] = _assign_t(
+            y, fixed, r, coef, mu, keys[r], gkey, state, z, lam, small, sampled, work
+        )
+        if sampled:  # lam[r] holds each point's c (y - mu)**2 until the weights are drawn
+            for j in range(k):
+                counts[j] = acc[0, j].sum()
+            _clear(acc)
+            nu_acc[r] = _nu_moves(r, z, lam[r], counts, coef, nu, nu_model, state, nu_work)
+            key = next_bits(state, r)
+            small = _mt_constants(r, coef[3], mt)
+            _draw_weights(y, r, z, coef, mu, key, state, lam, small, work)
+        _lane_totals(acc, sums[r])
 
 
 @njit(inline="always")
 def _sweep_t_work(k):
-    """Scratch of :func:`sweep_t`: the picks', nu's and the weights' draws, and the counts."""
+    """Return the scratch of :func:`sweep_t`.
+
+    The picks', the components' values, the Gamma draws', the lane sums, the nu move's
+    current log terms, Marsaglia-Tsang's constants, the counts and the nu move's own.
+    """
     pick_work = (
         np.empty((2 * k, BLOCK)),  # rows k..2k-1: block_pick's scratch
         np.empty(BLOCK),
@@ -447,39 +674,69 @@ def _sweep_t_work(k):
         np.empty(BLOCK),
         np.empty(BLOCK, dtype=np.int64),
     )
-    work = (np.empty((k + 2, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
-    draw_work = (
-        np.empty(BLOCK),
-        np.empty(BLOCK),
-        np.empty(BLOCK),
-        np.empty(BLOCK),
-        np.empty(BLOCK, dtype=np.bool_),
-        np.empty((5, k, BLOCK)),
-    )
-    return pick_work, work, draw_work, np.empty(k)
+    sel = (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK))
+    draw = (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK))
+    nu_work = (np.empty((k + 2, BLOCK)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
+    lq, acc, cur = np.empty((k, BLOCK)), np.empty((7, k, BLOCK)), np.empty((k, BLOCK))
+    return pick_work, lq, sel, draw, acc, cur, np.empty((3, k)), np.empty(k), nu_work
 
 
 @njit(inline="always")
-def _assign_t(y, fixed, r, coef, mu, key, z, v, counts, pick_work):
+def _assign_t(y, fixed, r, coef, mu, key, gkey, state, z, lam, small, sampled, work):
     """Draw replica r's assignments (weights summed out); return how many changed.
 
-    Sets ``v[i] = c (y_i - mu_j)**2`` of each point's new component j and ``counts`` (k,).
+    nu fixed (``sampled`` False): each block's weights are drawn right after its assignments
+    (``gkey``: the key of their uniforms). nu sampled: sets ``lam[r, i] = c (y_i - mu_j)**2``
+    of each point's new component j, the counts' lanes ``work[4][0]`` and the nu move's
+    current sums of log(h_j + v_i) (``work[8][1]``).
     """
     a, c, h, e = coef
+    pick_work, lq, sel, draw, acc, cur, mt = work[:7]
     lp, top, tot, u, pick = pick_work
-    k, n_obs = a.shape[1], y.shape[0]
+    n_obs = y.shape[0]
+    cur[:] = 0.0
     count = 0
-    for j in range(k):
-        counts[j] = 0.0
     for i0 in range(0, n_obs, BLOCK):
         i1 = min(i0 + BLOCK, n_obs)
         yb = y[i0:i1]
-        _block_logits(yb, r, a, c, h, e, mu, lp, top)
+        _block_logits(yb, r, a, c, h, e, mu, lp, lq, top)
         count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
-        _block_scaled(yb, r, c, mu, pick, v[i0:i1])
-        for b in range(i1 - i0):
-            counts[pick[b]] += 1.0
+        if sampled:
+            _block_move_terms(yb, pick, r, c, mu, lq, lam[r, i0:i1], cur, acc)
+        else:
+            _block_select(yb, pick, r, c, h, e, mu, mt, small, sel)
+            _block_weights(pick, i0, r, gkey, state, small, mt, sel, lam[r, i0:i1], draw, acc)
+    for j in range(a.shape[1]):
+        work[8][1][j] = cur[j].sum()
     return count
+
+
+@njit(inline="always")
+def _block_move_terms(yb, pick, r, c, mu, lq, vb, cur, acc):
+    """Per point ``vb = c (y - mu)**2`` of its component; add its log term and 1 to the lanes."""
+    for j in range(c.shape[1]):
+        cj, mj, lrow, crow, cn = c[r, j], mu[r, j], lq[j], cur[j], acc[0, j]
+        for b in range(yb.shape[0]):
+            hit = pick[b] == j
+            d = yb[b] - mj
+            vb[b] = cj * d * d if hit else vb[b]
+            crow[b] += lrow[b] if hit else 0.0
+            cn[b] += 1.0 if hit else 0.0
+
+
+@njit(inline="always")
+def _draw_weights(y, r, z, coef, mu, key, state, lam, small, work):
+    """Draw every point's precision weight given its component, block by block (nu sampled)."""
+    a, c, h, e = coef
+    pick, sel, draw, acc, mt = work[0][4], work[2], work[3], work[4], work[6]
+    n_obs = y.shape[0]
+    for i0 in range(0, n_obs, BLOCK):
+        i1 = min(i0 + BLOCK, n_obs)
+        zb = z[r, i0:i1]
+        for b in range(i1 - i0):
+            pick[b] = zb[b]
+        _block_select(y[i0:i1], pick, r, c, h, e, mu, mt, small, sel)
+        _block_weights(pick, i0, r, key, state, small, mt, sel, lam[r, i0:i1], draw, acc)
 
 
 @njit(cache=True, nogil=True)
