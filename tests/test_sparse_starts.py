@@ -4,8 +4,11 @@ The start changes nothing in the chain's transitions, so the tests check (a) the
 ranks the EM optima against SciPy's Dirichlet-multinomial, (b) the known answer of a
 one-cluster data set (the filled component's posterior is the one-component model's), (c)
 that the draws from the new start and from the old random start agree on the label-free
-quantities where both chains mix, and (d) reproducibility and the ``init="random"`` opt-out.
+quantities where both chains mix, (d) reproducibility and the ``init="random"`` opt-out, and
+(e) that an automatic run stops when its chains sit at different numbers of filled components.
 """
+
+import time
 
 import arviz as az
 import numpy as np
@@ -14,6 +17,7 @@ from scipy import stats
 from scipy.special import gammaln
 
 import mixtures
+from mixtures.engines.extend import AUTO_DRAWS, fixed_filled, run_draws
 from mixtures.engines.starts import Optimum, sparse_candidates, sparse_score
 
 QUIET = dict(progressbar=False, log_likelihood=False, warn=False)
@@ -118,3 +122,34 @@ def test_sparse_start_is_reproducible_and_random_init_opts_out():
     assert one.posterior.attrs["mixtures_tempering"] == "off"
     old = mixtures.sample(model, draws=50, chains=2, init="random", random_seed=7, **QUIET)
     assert old.posterior.attrs["mixtures_starts"] == "random"
+
+
+def test_fixed_filled_by_hand():
+    w = np.zeros((3, 200, 4))
+    w[0, :, :2] = 0.5  # two filled
+    w[1, :, :3] = 1 / 3  # three filled
+    w[2, :, :2] = 0.5
+    assert fixed_filled(w) == "2 / 3 / 2"
+    w[2, :5, :3] = 1 / 3  # 2.5 % of chain 2's draws at three: not fixed
+    assert fixed_filled(w) is None
+    w[2, :, :3] = 1 / 3  # every chain fixed, at the same number
+    w[0, :, :3] = 1 / 3
+    assert fixed_filled(w) is None
+
+
+def test_automatic_run_stops_when_chains_are_fixed_at_different_numbers():
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def segment(n):
+        calls.append(n)
+        w = np.zeros((2, n, 5))
+        w[0, :, :2] = rng.dirichlet([50.0, 50.0], size=n)
+        w[1, :, :3] = rng.dirichlet([50.0, 50.0, 50.0], size=n)
+        return {"weights": w, "complete_loglik": rng.standard_normal((2, n))}
+
+    _, record = run_draws(
+        None, segment, None, t_start=time.perf_counter(), budget=(4000, 60.0), label_free=True
+    )
+    assert calls == [AUTO_DRAWS]
+    assert record["mixtures_draws_reason"].startswith("chains fixed at 2 / 3 filled components")
