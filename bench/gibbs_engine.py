@@ -38,11 +38,19 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
 11. **multivariate t** (``--mvt [N]``, issue 23; runs only this): one Gibbs iteration of a
    K = 3 bivariate t mixture (nu fixed; nu sampled) beside the bivariate Normal mixture's, on
    three_clusters_2d resampled to N rows (2e4 by default), one chain, no tempering; as ``--t``.
+12. **sparse 2-D** (``--sparse2d SEEDS``, issue 21; runs only this): four_clusters_2d, K = 10,
+   Dirichlet(1e-5) weights, model to summary (build, sampling, summary) and every chain's
+   share of draws at each number of filled components (weight > 0.01), the old start
+   (``init="random"``, 16 temperatures: the old defaults at this size) for the first seed, the
+   new default for every seed. ``--sparse2d-evidence``: the log evidence (bridge sampling) of
+   the k = 1..5 fits, turned into the sparse prior's posterior of the number of filled
+   components (the reference the chains' shares should match).
 
 Run: ``python bench/gibbs_engine.py [--quick | --sweep --ess --ladder | --t [N] | --missing N |
---mvt [N]]``; figures go to stdout and ``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``;
-``gibbs_engine_<flags>.json``; ``gibbs_engine_t.json``; ``gibbs_engine_missing.json``;
-``gibbs_engine_mvt.json``).
+--mvt [N] | --sparse2d SEEDS | --sparse2d-evidence]``; figures go to stdout and
+``bench/gibbs_engine.json`` (``gibbs_engine_quick.json``; ``gibbs_engine_<flags>.json``;
+``gibbs_engine_t.json``; ``gibbs_engine_missing.json``; ``gibbs_engine_mvt.json``;
+``gibbs_engine_sparse2d.json``).
 """
 
 from __future__ import annotations
@@ -392,6 +400,58 @@ SNIPPETS = {
             per_iteration_missing_ms=best["missing"] * 1e3,
             ratio=best["missing"] / best["complete"])
     """,
+    "sparse2d": """
+        seed = int(os.environ["BENCH_SPARSE_SEED"])
+        way = os.environ["BENCH_SPARSE_WAY"]
+        # before: the old defaults at this size (16 temperatures, random starts), explicitly
+        kw = dict(init="random", tempering=16) if way == "before" else {}
+        F = mixtures.load_dataset("four_clusters_2d")[["x1", "x2"]]
+        t0 = time.perf_counter()
+        m4 = mixtures.mv_mixture(F, 10, ordered_by=None, covariance_prior="wishart",
+                                 priors={"weights": {"a": 1e-5}})
+        t1 = time.perf_counter()
+        i4 = mixtures.sample(m4, random_seed=seed, warn=False, **kw)
+        t2 = time.perf_counter()
+        mixtures.summary_table(i4)
+        t3 = time.perf_counter()
+        filled = (i4.posterior["weights"].values > 0.01).sum(axis=-1)  # (chain, draw)
+        shares = [{int(m): float((row == m).mean()) for m in np.unique(row)} for row in filled]
+        from mixtures.analysis.diagnostics import convergence_table
+        table = convergence_table(i4)
+        a = i4.posterior.attrs
+        out(way=way, seed=seed, seconds=t3 - t0, build_s=t1 - t0, sample_s=t2 - t1,
+            sampling_time_s=float(a["sampling_time"]), summary_s=t3 - t2,
+            draws_run=int(a["mixtures_draws_run"]), reason=a["mixtures_draws_reason"],
+            starts=a["mixtures_starts"], tempering=a["mixtures_tempering"],
+            share_at_4_per_chain=[s.get(4, 0.0) for s in shares],
+            filled_shares_per_chain=shares, max_rhat=float(table["r_hat"].max()),
+            load_average=os.getloadavg()[0])
+    """,
+    "sparse2d_evidence": """
+        from scipy.special import gammaln
+        from mixtures.analysis.evidence import log_evidence
+        F = mixtures.load_dataset("four_clusters_2d")[["x1", "x2"]]
+        n_obs, big_k, res = len(F), 10, {}
+        for k in range(1, 6):
+            idata = mixtures.sample(mixtures.mv_mixture(F, k, ordered_by=0), draws=2000,
+                                    random_seed=3, warn=False)
+            ev = log_evidence(idata)
+            n = n_obs * idata.posterior["weights"].mean(("chain", "draw")).values
+            # Dirichlet(1) over k labels -> Dirichlet(a) over 10 labels, partitions of sizes n
+            dir1 = gammaln(k + 1) + gammaln(k) - gammaln(n_obs + k) + gammaln(n + 1).sum()
+            row = {"log_evidence": ev.estimate, "se": ev.se}
+            for a in (1e-5, 1e-2):
+                sparse = (gammaln(big_k + 1) - gammaln(big_k - k + 1) + gammaln(big_k * a)
+                          - gammaln(n_obs + big_k * a) + (gammaln(n + a) - gammaln(a)).sum())
+                row[f"sparse_{a:g}"] = float(ev.estimate + sparse - dir1)
+            res[k] = row
+        for a in (1e-5, 1e-2):
+            logs = np.array([res[k][f"sparse_{a:g}"] for k in res])
+            post = np.exp(logs - logs.max())
+            for k, p in zip(res, post / post.sum()):
+                res[k][f"p_filled_{a:g}"] = float(p)
+        out(by_k=res)
+    """,
 }
 
 
@@ -524,6 +584,40 @@ def mvt_section(results: dict, n_obs: int) -> None:
     print(f"written {out}")
 
 
+def sparse2d_section(results: dict, seeds: list[int]) -> None:
+    """Issue 21: four_clusters_2d, K = 10, Dirichlet(1e-5): old start (first seed) and new."""
+    rows = [run("sparse2d", {"BENCH_SPARSE_SEED": str(seeds[0]), "BENCH_SPARSE_WAY": "before"})]
+    for seed in seeds:
+        rows.append(run("sparse2d", {"BENCH_SPARSE_SEED": str(seed), "BENCH_SPARSE_WAY": "after"}))
+    results["sparse2d"] = rows
+    for r in rows:
+        shares = " / ".join(
+            ", ".join(f"{m}: {p:.3f}" for m, p in sorted(c.items()))
+            for c in r["filled_shares_per_chain"]
+        )
+        print(
+            f"four_clusters_2d K=10 sparse, {r['way']}, seed {r['seed']}: {r['seconds']:.2f} s "
+            f"model to summary (build {r['build_s']:.2f}, sample {r['sample_s']:.2f} of which "
+            f"sampling {r['sampling_time_s']:.2f}, summary {r['summary_s']:.2f}), "
+            f"{r['draws_run']} draws, max label-free r_hat {r['max_rhat']:.3f}; share at 4 "
+            f"filled per chain {[round(x, 3) for x in r['share_at_4_per_chain']]}; "
+            f"filled components per chain {shares}; starts {r['starts']}; tempering "
+            f"{r['tempering']}; load average {r['load_average']:.1f}; {r['reason'][:160]}"
+        )
+
+
+def sparse2d_evidence_section(results: dict) -> None:
+    """Issue 21: the posterior of the number of filled components, from the k-fits' evidence."""
+    results["sparse2d_evidence"] = e = run("sparse2d_evidence")
+    for k, row in e["by_k"].items():
+        print(
+            f"k={k}: log evidence (Dirichlet(1), bridge) {row['log_evidence']:.2f} +- "
+            f"{row['se']:.2f}; sparse Dirichlet(1e-5): {row['sparse_1e-05']:.2f}, P(filled) "
+            f"{row['p_filled_1e-05']:.3f}; Dirichlet(0.01): {row['sparse_0.01']:.2f}, "
+            f"P(filled) {row['p_filled_0.01']:.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip N = 1e6 and the 2-D section")
@@ -560,7 +654,29 @@ def main() -> None:
         metavar="N",
         help="only the multivariate t iteration against the mv Normal one (N rows, default 2e4)",
     )
+    parser.add_argument(
+        "--sparse2d",
+        default=None,
+        metavar="SEEDS",
+        help="only the four_clusters_2d K = 10 sparse fit, old start (first seed) and new "
+        "(every seed), e.g. 1,2,3,4",
+    )
+    parser.add_argument(
+        "--sparse2d-evidence",
+        action="store_true",
+        help="only the bridge-sampling evidence of four_clusters_2d at k = 1..5 (minutes)",
+    )
     args = parser.parse_args()
+    if args.sparse2d or args.sparse2d_evidence:
+        results = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
+        if args.sparse2d:
+            sparse2d_section(results, [int(s) for s in args.sparse2d.split(",")])
+        if args.sparse2d_evidence:
+            sparse2d_evidence_section(results)
+        out = HERE / "gibbs_engine_sparse2d.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"written {out}")
+        return
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),

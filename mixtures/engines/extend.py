@@ -21,6 +21,10 @@ chain: their r_hat never passes however long the chains run. Such fits are check
 quantities instead (:func:`mixtures.analysis.diagnostics.sparse_quantities`: the number of filled
 components, their sorted weights and the complete-data log-likelihood), and so is the warning
 :func:`mixtures.sample` issues at the end (``mixtures_convergence_check`` says which).
+When every chain sits at its own number of filled components and they differ
+(:func:`fixed_filled`: chains started at competing numbers, which Gibbs chains at a small
+concentration hardly ever change), the run stops instead of extending: more draws would not
+make them agree, and the final warning reports the r_hat.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 
 from mixtures.analysis.diagnostics import (
     ESS_MIN,
+    FILLED_SHARE,
     LABEL_FREE_CHECK,
     RHAT_MAX,
     convergence_table,
@@ -52,6 +57,7 @@ __all__ = [
     "MIN_EXTENSION",
     "PARAMETER_CHECK",
     "RHAT_MAX",
+    "fixed_filled",
     "run_draws",
     "shortfalls",
 ]
@@ -116,6 +122,35 @@ def shortfalls(posterior: dict, *, label_free: bool = False) -> tuple[list[str],
     if least_ess < ESS_MIN:
         problems.append(f"ESS {least_ess:.0f} < {ESS_MIN}")
     return problems, ESS_MIN / max(least_ess, 1.0) if least_ess < ESS_MIN else 1.0
+
+
+def fixed_filled(weights: np.ndarray, *, share: float = 0.99) -> str | None:
+    """Say whether the chains sit at different numbers of filled components, each at its own.
+
+    At a small concentration a Gibbs chain hardly ever changes its number of filled components
+    (:mod:`mixtures.engines.starts`), so chains started at different numbers (a sparse fit's
+    EM starts) stay there, and extending them does not make r_hat pass.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray of shape (chain, draw, k)
+    share : float, default 0.99
+        Share of a chain's draws at its most frequent number for it to count as fixed there.
+
+    Returns
+    -------
+    str or None
+        The chains' numbers ("2 / 3 / 4 / 2") when every chain is fixed and they are not all
+        equal; None otherwise.
+    """
+    filled = (weights > FILLED_SHARE).sum(axis=-1)
+    modes = []
+    for row in filled:
+        counts = np.bincount(row)
+        if counts.max() < share * row.size:
+            return None
+        modes.append(int(counts.argmax()))
+    return " / ".join(map(str, modes)) if len(set(modes)) > 1 else None
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -196,6 +231,10 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None, 
             reason = "diagnostics passed"
             break
         history.append(f"{done}: {', '.join(problems)}")
+        fixed = fixed_filled(merged["weights"]) if label_free else None
+        if fixed:
+            reason = f"chains fixed at {fixed} filled components (extending would not mix them)"
+            break
         length = _next_length(done, grow, per_draw, time.perf_counter() - t_start, budget)
         if not length:
             reason = f"budget spent ({budget[0]} draws per chain, {budget[1]:g} s)"

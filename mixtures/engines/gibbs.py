@@ -56,7 +56,7 @@ from mixtures.engines import gibbs_t
 from mixtures.engines.base import EngineBase, RawDraws
 from mixtures.engines.chain_threads import run_chain_groups
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
-from mixtures.engines.gibbs_mv import mv_data, sample_mv
+from mixtures.engines.gibbs_mv import mv_data, sample_mv, sparse_concentration
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
 from mixtures.engines.tempering import (
     adaptation_rounds,
@@ -233,8 +233,10 @@ class GibbsEngine(EngineBase):
         rng = np.random.default_rng(random_seed)
         if not spec.univariate:
             x, mask = mv_data(self.model)  # missing cells at their column's mean
-            betas, optima = choose_ladder(tempering, x, spec.k, rng)
+            sparse = sparse_concentration(spec, init)
+            betas, optima = choose_ladder(tempering, x, spec.k, rng, sparse=sparse)
             plan = {"tempering": tempering, "init": init, "optima": optima, "budget": budget}
+            plan["sparse"] = sparse is not None
             plan["mask"] = mask
             return sample_mv(
                 self,

@@ -34,7 +34,12 @@ from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_mvt
 from mixtures.engines.base import RawDraws
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
-from mixtures.engines.starts import em_optima, multivariate_starts, uses_em_starts
+from mixtures.engines.starts import (
+    em_optima,
+    multivariate_starts,
+    sparse_starts,
+    uses_em_starts,
+)
 from mixtures.engines.tempering import (
     adaptation_rounds,
     replica_state,
@@ -43,8 +48,9 @@ from mixtures.engines.tempering import (
     sample_stats_arrays,
     stores_assignments,
 )
+from mixtures.model.mfm_mv import draw_inverse_wishart
 
-__all__ = ["FAMILY_HOOKS", "mv_data", "mv_kernel_config", "sample_mv"]
+__all__ = ["FAMILY_HOOKS", "mv_data", "mv_kernel_config", "sample_mv", "sparse_concentration"]
 
 #: Multivariate component families other than the Normal: the module with each one's state,
 #: prior arrays, records and kernel (:mod:`mixtures.engines.gibbs_mvt`).
@@ -159,8 +165,52 @@ def _precision_factors(cov):
     return np.ascontiguousarray(fac), np.ascontiguousarray(logdet)
 
 
+def sparse_concentration(spec, init: str) -> float | None:
+    """Return the mean weight concentration of a sparse fit started from EM, else None.
+
+    Sparse fits (:func:`~mixtures.analysis.diagnostics.is_sparse`) without known labels start
+    from :func:`~mixtures.engines.starts.sparse_starts` unless ``init="random"``.
+    """
+    if init == "random" or spec.labelled or not is_sparse(spec):
+        return None
+    return float(np.mean(spec.priors["weights"].params["a"]))
+
+
+def _prior_draws(spec, d):
+    """Return ``empty(shape, rng)``: means and covariances drawn from the spec's prior."""
+    loc = np.asarray(spec.priors["means"].params["mu"], dtype=float)
+    scale = np.asarray(spec.priors["means"].params["sigma"], dtype=float)
+    nu = float(spec.priors["wishart"].params["nu"])
+    psi = np.asarray(spec.priors["wishart"].params["psi"], dtype=float)
+
+    def empty(shape, rng):
+        mu = loc + scale * rng.standard_normal(shape + (d,))
+        chol = draw_inverse_wishart(np.full(shape, nu), np.broadcast_to(psi, shape + (d, d)), rng)
+        return mu, chol @ np.swapaxes(chol, -1, -2)
+
+    return empty
+
+
+def _sparse_init(candidates, x, spec, n_rep, n_temps, rng):
+    """Sparse starts (:func:`~mixtures.engines.starts.sparse_starts`), sorted if ordered."""
+    empty = _prior_draws(spec, x.shape[1])
+    logw, mu, cov = sparse_starts(candidates, spec.k, n_rep, n_temps, x.shape[0], empty, rng)
+    if spec.ordered_by is not None:  # every array in the means' order along ordered_by
+        order = np.argsort(mu[:, :, spec.ordered_by], axis=1)
+        logw = np.take_along_axis(logw, order, axis=1)
+        mu = np.take_along_axis(mu, order[:, :, None], axis=1)
+        cov = np.take_along_axis(cov, order[:, :, None, None], axis=1)
+    d = x.shape[1]
+    floor = 1e-6 * np.mean(np.var(x, axis=0)) * np.eye(d)
+    return logw, _order(mu, x, spec), cov + floor
+
+
 def _starts(engine, x, n_rep, rng, plan, n_temps):
     spec = engine.spec
+    if plan.get("sparse") and plan["optima"]:
+        start = _sparse_init(plan["optima"], x, spec, n_rep, n_temps, rng)
+        filled = sorted({opt.weights.size for opt in plan["optima"]})
+        return start, f"EM, sparse ({len(plan['optima'])} candidates, k' = {filled})"
     if uses_em_starts(plan["init"], n_temps, x.shape[0], spec.k) and not spec.labelled:
         optima = plan["optima"] or em_optima(x, spec.k, rng)
         if optima:
