@@ -543,3 +543,26 @@ def test_predictive_of_a_gibbs_wishart_fit_uses_the_posterior_covariances():
     assert pred.dims == ("chain", "draw", "obs_id", "feature")
     pooled = pred.values.reshape(-1, 2)
     np.testing.assert_allclose(np.cov(pooled.T), np.cov(df.to_numpy().T), rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("chains", [2, 3])
+def test_mv_chains_on_threads_draw_what_one_thread_draws(three, chains):
+    # small data: the chains, not the rows, are split over threads (engines/chain_threads.py);
+    # each chain owns its replicas and streams, so the draws are the one-thread run's, bit for bit
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+    X = three[0][::4]
+    model = mixtures.mv_mixture(X, 3)
+    kw = dict(draws=100, tune=100, chains=chains, random_seed=5, tempering=4, warn=False,
+              progressbar=False)  # fmt: skip
+    numba.set_num_threads(1)
+    try:
+        one = mixtures.sample(model, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    many = mixtures.sample(model, **kw)
+    for name in ("weights", "means", "chol_cov"):
+        np.testing.assert_array_equal(one.posterior[name], many.posterior[name])
+    np.testing.assert_array_equal(one.sample_stats["swap_accept"], many.sample_stats["swap_accept"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import get_num_threads
 
 from mixtures._kernels import (
     MissingRows,
@@ -33,6 +34,7 @@ from mixtures._kernels import (
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_mvt
 from mixtures.engines.base import RawDraws
+from mixtures.engines.chain_threads import run_chain_groups
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import (
     em_optima,
@@ -357,8 +359,11 @@ class _MvRunner:
             if miss is not None:
                 args += (miss.kernel, miss.cells, imputed)
                 run = mv_run_missing_threaded if threaded else mv_run_missing
+            elif not threaded:  # small data: whole chains on threads, the same draws
+                run_chain_groups(mv_run, *args, get_num_threads())
+                return
             else:
-                run = mv_run_threaded if threaded else mv_run
+                run = mv_run_threaded
             run(*args, _N_BLOCKS) if threaded else run(*args)
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
