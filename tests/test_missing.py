@@ -485,8 +485,8 @@ def _ranks(compiled, spec, n_sims, seed, n_ranks=99):
     rows = []
     for _ in range(n_sims):
         truth, Xm = _simulate(spec, 60, rng, 0.2)
-        idata = compiled.sample(
-            Xm, draws=500, tune=300, chains=2, random_seed=int(rng.integers(2**31)),
+        idata = compiled.sample(  # 2 x 2,000 draws: 99 of them, thinned, are near independent
+            Xm, draws=2000, tune=300, chains=2, random_seed=int(rng.integers(2**31)),
             tempering=None, warn=False, log_likelihood=False, progressbar=False,
         )  # fmt: skip
         post = idata.posterior
@@ -516,14 +516,14 @@ def sbc_model():
     return spec_model, mixtures.spec_of(spec_model)
 
 
-@pytest.mark.slow  # 79 s here: 200 Gibbs fits
+@pytest.mark.slow  # ~30 s here: 200 Gibbs fits
 def test_sbc_passes_with_cells_missing_at_random(sbc_model):
     model, spec = sbc_model
     result = _ranks(mixtures.compile_model(model, sampler="gibbs"), spec, 200, seed=1)
     assert result.passed, result.tests()
 
 
-@pytest.mark.slow  # 92 s here: the negative control must fail
+@pytest.mark.slow  # ~30 s here: the negative control must fail
 def test_sbc_fails_when_cells_are_imputed_from_the_marginal(sbc_model, monkeypatch):
     """The PReMiuM mistake (missing cells from the component's marginal) is caught."""
     model, spec = sbc_model
