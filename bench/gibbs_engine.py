@@ -34,7 +34,8 @@ Sections (each timed measurement in a fresh process, so caches and peak memory a
 10. **missing cells** (``--missing [N]``, issue 23; runs only this): the multivariate sweep per
    iteration (K = 3, one chain, no tempering) on three_clusters_2d resampled to N rows with 20%
    of the cells deleted at random, beside the same rows complete; interleaved rounds, the best
-   of each, and their ratio.
+   of each, and their ratio. ``--missing-d 4``: two more features (linear mixtures of the two,
+   plus noise; about 59% of the rows incomplete, 14 patterns).
 11. **multivariate t** (``--mvt [N]``, issue 23; runs only this): one Gibbs iteration of a
    K = 3 bivariate t mixture (nu fixed; nu sampled) beside the bivariate Normal mixture's, on
    three_clusters_2d resampled to N rows (2e4 by default), one chain, no tempering; as ``--t``.
@@ -379,7 +380,10 @@ SNIPPETS = {
         n_rows = int(os.environ.get("BENCH_MISSING_N", "20000"))
         rng = np.random.default_rng(0)
         base = mixtures.load_dataset("three_clusters_2d")[["x1", "x2"]].to_numpy()
-        X = base[rng.integers(len(base), size=n_rows)] + 0.05 * rng.standard_normal((n_rows, 2))
+        if os.environ.get("BENCH_MISSING_D", "2") == "4":  # two more features, correlated
+            base = np.column_stack([base, base @ [[0.6, -0.3], [0.2, 0.8]]])
+        X = base[rng.integers(len(base), size=n_rows)]
+        X = X + 0.05 * rng.standard_normal(X.shape)
         Xm = X.copy()
         gone = rng.random(X.shape) < 0.2
         gone[gone.all(axis=1), 0] = False
@@ -394,7 +398,7 @@ SNIPPETS = {
             for name, m in models.items():
                 idata = mixtures.sample(m, **kw)
                 best[name] = min(best[name], idata.posterior.attrs["sampling_time"] / 300)
-        out(n_rows=n_rows, missing_cells=int(gone.sum()),
+        out(n_rows=n_rows, d=X.shape[1], missing_cells=int(gone.sum()),
             incomplete_rows=int(gone.any(axis=1).sum()),
             per_iteration_complete_ms=best["complete"] * 1e3,
             per_iteration_missing_ms=best["missing"] * 1e3,
@@ -666,6 +670,9 @@ def main() -> None:
         action="store_true",
         help="only the bridge-sampling evidence of four_clusters_2d at k = 1..5 (minutes)",
     )
+    parser.add_argument(
+        "--missing-d", type=int, default=2, choices=[2, 4], help="features of --missing's data"
+    )
     args = parser.parse_args()
     if args.sparse2d or args.sparse2d_evidence:
         results = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
@@ -703,14 +710,15 @@ def main() -> None:
         mvt_section(results, args.mvt)
         return
     if args.missing:
-        results["missing"] = m = run("missing", {"BENCH_MISSING_N": str(args.missing)})
+        env = {"BENCH_MISSING_N": str(args.missing), "BENCH_MISSING_D": str(args.missing_d)}
+        results["missing"] = m = run("missing", env)
         print(
-            f"missing cells, N={m['n_rows']}, K=3, one chain: complete "
+            f"missing cells, N={m['n_rows']}, d={args.missing_d}, K=3, one chain: complete "
             f"{m['per_iteration_complete_ms']:.3f} ms per iteration, 20% of cells missing "
             f"({m['incomplete_rows']} incomplete rows) {m['per_iteration_missing_ms']:.3f} ms "
             f"(ratio {m['ratio']:.2f})"
         )
-        out = HERE / "gibbs_engine_missing.json"
+        out = HERE / f"gibbs_engine_missing{'' if args.missing_d == 2 else '_d4'}.json"
         out.write_text(json.dumps(results, indent=2))
         print(f"written {out}")
         return

@@ -227,16 +227,21 @@ class MvChainState(NamedTuple):
 
 
 class MissingRows(NamedTuple):
-    """The incomplete rows of a multivariate run (:func:`mv_run_missing`).
+    """The incomplete rows of a multivariate run (:func:`mv_run_missing`), grouped by pattern.
+
+    Built by :func:`mixtures.engines.gibbs_mv.missing_rows`. The rows of missingness pattern p
+    are the incomplete rows ``starts[p]`` to ``starts[p + 1] - 1``.
 
     Attributes
     ----------
-    xi : ndarray of shape (n_inc, d)
-        The incomplete rows (missing cells arbitrary).
-    xc : ndarray of shape (n_rep, n_inc, d)
-        Their completions in every replica (updated in place).
-    pat_of : ndarray of int64, shape (n_inc,)
-        Each row's missingness pattern.
+    xo : ndarray of shape (d, n_inc)
+        By feature (struct of arrays): row i's observed cells, in the order of its pattern's
+        observed features, in ``xo[:n_o[p], i]``; the rest zero (the log-weights of the
+        observed marginal run over every feature, with zero factors past ``n_o[p]``).
+    xc : ndarray of shape (n_rep, d, n_inc)
+        The completed rows in every replica, by feature (updated in place).
+    starts : ndarray of int64, shape (n_pat + 1,)
+        Where each pattern's rows start, then the number of incomplete rows.
     pats : ndarray of int64, shape (n_pat, d)
         Per pattern the observed features, then the missing ones.
     n_o : ndarray of int64, shape (n_pat,)
@@ -245,12 +250,12 @@ class MissingRows(NamedTuple):
         The reference density of the missing cells (independent Normals per feature).
     conditional : bool
         Draw the missing cells from their conditional given the observed cells (False only
-        in the calibration test's negative control, see :func:`_missing_setup`).
+        in the calibration test's negative control, see :func:`_pattern_tables`).
     """
 
-    xi: np.ndarray
+    xo: np.ndarray
     xc: np.ndarray
-    pat_of: np.ndarray
+    starts: np.ndarray
     pats: np.ndarray
     n_o: np.ndarray
     ref_mean: np.ndarray
@@ -430,6 +435,113 @@ def _normal(state, r):
     u1 = _uniform(state, r)
     u2 = _uniform(state, r)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+_MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
+_ONE_EXP = np.int64(0x3FF0000000000000)
+_SQRT2 = 1.4142135623730951
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(inline="always", fastmath={"contract"})
+def log_unit(x):
+    """Return log(x) for a normal float64 0 < x <= 1 in plain arithmetic (vectorisable).
+
+    ``x = 2**e m`` with m in [sqrt(1/2), sqrt(2)) read off the bits; ``log m = 2 atanh f``,
+    ``f = (m - 1) / (m + 1)``, ``|f| < 0.172``, by its series to f**21 (truncation < 1e-18,
+    relative); ``e ln 2`` with ln 2 split in two. Zero, subnormals, negative numbers, inf and
+    nan are not handled (the Normals' uniforms are >= 2**-53).
+    """
+    bits = _as_int(x)
+    m = _as_float((bits & _MANTISSA) | _ONE_EXP)  # [1, 2)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = np.float64((bits >> 52) - 1023 + (1 if big else 0))
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = f2 * 0.047619047619047616 + 0.05263157894736842
+    p = p * f2 + 0.058823529411764705
+    p = p * f2 + 0.06666666666666667
+    p = p * f2 + 0.07692307692307693
+    p = p * f2 + 0.09090909090909091
+    p = p * f2 + 0.1111111111111111
+    p = p * f2 + 0.14285714285714285
+    p = p * f2 + 0.2
+    p = p * f2 + 0.3333333333333333
+    return e * _LN2_HI + (e * _LN2_LO + 2.0 * f * (p * f2 + 1.0))
+
+
+@njit(inline="always", fastmath={"contract"})
+def cos_sin_turn(u):
+    """Return (cos 2 pi u, sin 2 pi u) for 0 <= u <= 1 in plain arithmetic (vectorisable).
+
+    ``u`` less its nearest quarter turn q / 4 (exact) leaves an angle x in [-pi/4, pi/4]; the
+    Taylor series of cos x to x**16 and of sin x to x**15 (truncation < 5e-17, relative); the
+    quarter turns rotate the pair (products with 0 and +-1: exact).
+    """
+    t = u - ((u + _ROUND) - _ROUND)  # [-1/2, 1/2]
+    qf = (4.0 * t + _ROUND) - _ROUND
+    x = _TWO_PI * (t - 0.25 * qf)
+    x2 = x * x
+    c = x2 * 4.779477332387385e-14 - 1.1470745597729725e-11
+    c = c * x2 + 2.08767569878681e-09
+    c = c * x2 - 2.755731922398589e-07
+    c = c * x2 + 2.48015873015873e-05
+    c = c * x2 - 0.001388888888888889
+    c = c * x2 + 0.041666666666666664
+    c = c * x2 - 0.5
+    c = c * x2 + 1.0
+    s = x2 * -7.647163731819816e-13 + 1.6059043836821613e-10
+    s = s * x2 - 2.505210838544172e-08
+    s = s * x2 + 2.7557319223985893e-06
+    s = s * x2 - 0.0001984126984126984
+    s = s * x2 + 0.008333333333333333
+    s = s * x2 - 0.16666666666666666
+    s = x + x * x2 * s
+    q = np.int64(qf) & 3  # the turn by q quarters, (cos, sin) -> (ca c + sb s, ca s - sb c)
+    odd, half = q & 1, q & 2  # in integers: selects here keep LLVM from vectorising
+    ca = np.float64((1 - odd) * (1 - half))
+    sb = np.float64(odd * (half - 1))
+    return ca * c + sb * s, ca * s - sb * c
+
+
+@njit(inline="always", fastmath={"contract"})
+def _fill_normals(state, r, out, count):
+    """Write ``count`` standard Normals (Box-Muller, both coordinates) from stream r into `out`.
+
+    ``out`` holds at least ``count + 1`` values. The uniforms are those that successive
+    :func:`_uniform` calls would give (SplitMix64 is a counter: call t mixes state + t x the
+    golden gamma), here computed without a carried dependence so that the loop vectorises; the
+    stream advances by two per pair.
+    """
+    pairs = (count + 1) // 2
+    base = state[r]
+    for t in range(pairs):
+        h1 = _mix(base + np.uint64(2 * t + 1) * _GOLDEN)
+        h2 = _mix(base + np.uint64(2 * t + 2) * _GOLDEN)
+        u1 = (np.float64(h1 >> _S11) + 0.5) * _TWO53
+        u2 = (np.float64(h2 >> _S11) + 0.5) * _TWO53
+        rad = math.sqrt(-2.0 * log_unit(u1))
+        c, s = cos_sin_turn(u2)
+        out[t] = rad * c
+        out[pairs + t] = rad * s
+    state[r] = base + np.uint64(2 * pairs) * _GOLDEN
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def normals_array(state, r, out):
+    """Fill the 1-D array `out` (even length) with standard Normals from stream r of `state`."""
+    _fill_normals(state, r, out, out.shape[0])
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def log_cos_sin_array(u, out):
+    """Write log u, cos 2 pi u, sin 2 pi u of the 1-D array `u` into the rows of `out` (3, n)."""
+    for i in range(u.shape[0]):
+        out[0, i] = log_unit(u[i])
+        c, s = cos_sin_turn(u[i])
+        out[1, i] = c
+        out[2, i] = s
 
 
 @njit
@@ -1279,7 +1391,6 @@ def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, w
     ``xt`` holds the points lo..hi-1 by feature, shape (d, hi - lo).
     """
     lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
-    k, d = mu.shape[1], mu.shape[2]
     size = top.shape[0]
     width = min(size, hi - lo)
     acc_n[:, :width] = 0.0
@@ -1291,6 +1402,14 @@ def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, w
         _mv_block_logits(xt, i0 - lo, i1 - lo, r, a, beta, mu, fac, lp, top, u)
         changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
         _mv_block_sums(xt, i0 - lo, i1 - lo, r, mu, pick, acc_n, acc_1, acc_2)
+    _mv_lane_totals(r, width, acc_n, acc_1, acc_2, n, s1, s2)
+    return changed
+
+
+@njit(inline="always")
+def _mv_lane_totals(r, width, acc_n, acc_1, acc_2, n, s1, s2):
+    """Add the lane accumulators' first `width` lanes to replica r's count and sums."""
+    k, d = acc_1.shape[0], acc_1.shape[1]
     for j in range(k):
         for b in range(width):
             n[r, j] += acc_n[j, b]
@@ -1304,7 +1423,6 @@ def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, w
                 s2[r, j, row, col] += acc
                 if col < row:
                     s2[r, j, col, row] += acc
-    return changed
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -1759,6 +1877,13 @@ mv_record = _mv_record
 # from the observed cells' marginal, then its missing cells from their conditional Normal
 # given the observed ones and that component (one blocked draw); at beta < 1 the assignment
 # given the completed row, then the missing cells from N(.)^beta h^(1 - beta) (Gaussian).
+#
+# The incomplete rows are grouped by missingness pattern (:class:`MissingRows`), so per
+# pattern and component the factors of both conditionals are computed once per iteration
+# (:func:`_pattern_tables`), and the rows of a pattern are swept in blocks as the complete rows
+# are: the log-weights (:func:`_mv_block_logits` on the observed cells with the observed
+# marginal's factor), the pick (:func:`_block_pick`), the missing cells as an affine map of the
+# observed cells and standard Normals (:func:`_block_draw`), and the lane sums.
 
 
 @njit(inline="always")
@@ -1779,213 +1904,297 @@ def _mv_covariances(r, fac, sig, lam, low, col_in, col_out):
                 sig[j, row, col] = col_in[row]
 
 
-@njit
-def _missing_setup(p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, work):
-    """Pattern p, component j: chol Sigma_oo, B = Sigma_mo Sigma_oo^-1, S^-1, chol P.
+@njit(inline="always")
+def _observed_tables(p, j, r, sig, mu, pats, n_o, tables, work):
+    """Tabulate pattern p's observed marginal, component j: G = L^-T (L = chol Sigma_oo), mu_o.
 
-    S = Sigma_mm - B Sigma_om is the missing cells' conditional covariance; P = beta S^-1 +
-    (1 - beta) V^-1 the precision of their tempered conditional (V: the reference variances).
-    ``conditional=False`` (tests only: the negative control of the calibration test) draws
-    from the component's marginal instead: B = 0, S = Sigma_mm. Returns log |Sigma_oo|.
+    ``|G^T (x_o - mu_o)|^2`` is the Mahalanobis term of the marginal; returns log |Sigma_oo|.
+    ``work[1][:do, :do]`` keeps L.
     """
-    sub, low, v1, v2 = work
-    d = sig.shape[1]
-    do, oi, mi = n_o[p], pats[p, : n_o[p]], pats[p, n_o[p] :]
-    dm = d - do
+    gfac, muo = tables[0], tables[1]
+    sub, low, _, v1, v2 = work
+    do = n_o[p]
+    oi = pats[p, :do]
     for a in range(do):
+        muo[p, j, a] = mu[r, j, oi[a]]
         for b in range(do):
             sub[a, b] = sig[j, oi[a], oi[b]]
-    _cholesky(sub[:do, :do], co[p, j, :do, :do])
+    lo = low[:do, :do]
+    _cholesky(sub[:do, :do], lo)
     logdet = 0.0
     for a in range(do):
-        logdet += 2.0 * math.log(co[p, j, a, a])
-    for a in range(dm):
+        logdet += 2.0 * math.log(lo[a, a])
         for b in range(do):
-            v1[b] = sig[j, oi[b], mi[a]]
-        _solve_lower(co[p, j, :do, :do], v1[:do], v2[:do])
-        _solve_upper_t(co[p, j, :do, :do], v2[:do], v1[:do])
+            v1[b] = 1.0 if a == b else 0.0
+        _solve_lower(lo, v1[:do], v2[:do])  # column a of L^-1
         for b in range(do):
-            bm[p, j, a, b] = v1[b] if conditional else 0.0
-    for a in range(dm):
-        for b in range(dm):
-            acc = sig[j, mi[a], mi[b]]
-            for c in range(do):
-                acc -= bm[p, j, a, c] * sig[j, oi[c], mi[b]]
-            sub[a, b] = acc
-    _cholesky(sub[:dm, :dm], low[:dm, :dm])
-    for b in range(dm):
+            gfac[p, j, a, b] = v2[b]  # G[a, b] = (L^-1)[b, a]
+    return logdet
+
+
+@njit(inline="always")
+def _tempered_map(p, j, beta, mi, dm, ref_mean, ref_var, tables, work):
+    """Turn (c0 = mu_m, A = B, T = chol S) into the map of the tempered conditional (beta < 1).
+
+    P = beta S^-1 + (1 - beta) V^-1; E = beta P^-1 S^-1; A = E B; c0 = E mu_m + (1 - beta)
+    P^-1 V^-1 ref_mean; T = L_P^-T (T T^T = P^-1). ``work[1][:dm, :dm]`` holds chol S on entry.
+    """
+    amat, c0, tmat = tables[2], tables[3], tables[4]
+    sub, low, inv, v1, v2 = work
+    do = amat.shape[3] - dm
+    for b in range(dm):  # S^-1 by columns
         for a in range(dm):
             v1[a] = 1.0 if a == b else 0.0
         _solve_lower(low[:dm, :dm], v1[:dm], v2[:dm])
         _solve_upper_t(low[:dm, :dm], v2[:dm], v1[:dm])
         for a in range(dm):
-            sinv[p, j, a, b] = v1[a]
+            inv[a, b] = v1[a]
     for a in range(dm):
         for b in range(dm):
-            sub[a, b] = beta * sinv[p, j, a, b]
+            sub[a, b] = beta * inv[a, b]
         sub[a, a] += (1.0 - beta) / ref_var[mi[a]]
-    _cholesky(sub[:dm, :dm], cp[p, j, :dm, :dm])
+    lp_ = low[:dm, :dm]
+    _cholesky(sub[:dm, :dm], lp_)
+    for c in range(dm):  # E by columns (into sub), and T = L_P^-T
+        for a in range(dm):
+            v1[a] = beta * inv[a, c]
+        _solve_lower(lp_, v1[:dm], v2[:dm])
+        _solve_upper_t(lp_, v2[:dm], v1[:dm])
+        for a in range(dm):
+            sub[a, c] = v1[a]
+            v2[a] = 1.0 if a == c else 0.0
+        _solve_upper_t(lp_, v2[:dm], v1[:dm])
+        for a in range(dm):
+            tmat[p, j, a, c] = v1[a]
+    for a in range(dm):  # A = E B (into inv first), c0 = E c0 + P^-1 (1 - beta) V^-1 ref
+        for b in range(do):
+            acc = 0.0
+            for c in range(dm):
+                acc += sub[a, c] * amat[p, j, c, b]
+            inv[a, b] = acc
+        v1[a] = (1.0 - beta) * ref_mean[mi[a]] / ref_var[mi[a]]
+    _solve_lower(lp_, v1[:dm], v2[:dm])
+    _solve_upper_t(lp_, v2[:dm], v1[:dm])
+    for a in range(dm):
+        acc = v1[a]
+        for c in range(dm):
+            acc += sub[a, c] * c0[p, j, c]
+        v2[a] = acc
+    for a in range(dm):
+        c0[p, j, a] = v2[a]
+        for b in range(do):
+            amat[p, j, a, b] = inv[a, b]
+
+
+@njit
+def _pattern_tables(p, j, r, beta, sig, mu, miss, tables, work):
+    """Pattern p, component j of replica r: the logits' factor and the missing cells' draw.
+
+    With o, m the pattern's observed and missing features: the observed marginal
+    (:func:`_observed_tables`); B = Sigma_mo Sigma_oo^-1 and S = Sigma_mm - B Sigma_om, the
+    missing cells' conditional N(mu_m + B (x_o - mu_o), S); they are drawn as
+    ``c0 + A (x_o - mu_o) + T eps``, eps ~ N(0, I): at beta = 1 c0 = mu_m, A = B, T = chol S,
+    else the map of the tempered conditional (:func:`_tempered_map`). ``miss.conditional``
+    False (tests only: the negative control of the calibration test) sets B = 0, S = Sigma_mm
+    (the component's marginal). Returns log |Sigma_oo|.
+    """
+    pats, n_o = miss.pats, miss.n_o
+    amat, c0, tmat = tables[2], tables[3], tables[4]
+    sub, low, _, v1, v2 = work
+    d = sig.shape[1]
+    do = n_o[p]
+    dm = d - do
+    oi, mi = pats[p, :do], pats[p, do:]
+    logdet = _observed_tables(p, j, r, sig, mu, pats, n_o, tables, work)
+    lo = low[:do, :do]
+    for a in range(dm):  # row a of B solves Sigma_oo b = Sigma_o,m[a]
+        for b in range(do):
+            v1[b] = sig[j, oi[b], mi[a]]
+        _solve_lower(lo, v1[:do], v2[:do])
+        _solve_upper_t(lo, v2[:do], v1[:do])
+        for b in range(do):
+            amat[p, j, a, b] = v1[b] if miss.conditional else 0.0
+        c0[p, j, a] = mu[r, j, mi[a]]
+    for a in range(dm):
+        for b in range(dm):
+            acc = sig[j, mi[a], mi[b]]
+            for c in range(do):
+                acc -= amat[p, j, a, c] * sig[j, oi[c], mi[b]]
+            sub[a, b] = acc
+    _cholesky(sub[:dm, :dm], low[:dm, :dm])
+    if beta >= 1.0:
+        for a in range(dm):
+            for b in range(dm):
+                tmat[p, j, a, b] = low[a, b]
+    else:
+        _tempered_map(p, j, beta, mi, dm, miss.ref_mean, miss.ref_var, tables, work)
     return logdet
 
 
 @njit(inline="always")
-def _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u):
-    """Log-weights of incomplete row i: observed cells' marginal at beta = 1, else full row."""
-    k, d = mu.shape[1], mu.shape[2]
+def _block_draw(p, r, s, e, miss, tables, pick, eps, val, xb, state):
+    """Draw the missing cells of the pattern-p rows s..e-1 (components ``pick``) into ``xc``.
+
+    Per row ``c0 + A (x_o - mu_o) + T eps`` of its component (:func:`_pattern_tables`), as
+    masked per-lane selects over the components. Returns log h of the draws (up to the
+    constant, added once per sweep).
+    """
+    xo, xc, pats, n_o, ref_mean, ref_var = (
+        miss.xo,
+        miss.xc,
+        miss.pats,
+        miss.n_o,
+        miss.ref_mean,
+        miss.ref_var,
+    )
+    muo, amat, c0, tmat = tables[1], tables[2], tables[3], tables[4]
+    k, d, m = muo.shape[1], xo.shape[0], e - s
     do = n_o[p]
-    for j in range(k):
-        q = 0.0
-        if beta >= 1.0:
-            for b in range(do):
-                diff[b] = xi[i, pats[p, b]] - mu[r, j, pats[p, b]]
-            _solve_lower(co[p, j, :do, :do], diff[:do], u[:do])
-            for b in range(do):
-                q += u[b] * u[b]
-            lp[j] = cst[p, j] - 0.5 * q
-        else:
-            for col in range(d):
-                acc = 0.0
-                for row in range(d):
-                    acc += fac[r, j, row, col] * (xc[r, i, row] - mu[r, j, row])
-                q += acc * acc
-            lp[j] = a[r, j] - 0.5 * beta * q
-
-
-@njit(inline="always")
-def _missing_draw(
-    r, i, p, j, beta, xi, xc, pats, n_o, ref_mean, ref_var, mu, bm, sinv, cp, state, work
-):
-    """Draw the missing cells of row i (component j) into ``xc[r, i]``; return log h of them."""
-    diff, mc, rhs, t1, t2 = work
-    d = mu.shape[2]
-    do, oi, mi = n_o[p], pats[p, : n_o[p]], pats[p, n_o[p] :]
     dm = d - do
-    for b in range(do):
-        diff[b] = xi[i, oi[b]] - mu[r, j, oi[b]]
-    for a in range(dm):  # conditional mean mu_m + B (x_o - mu_o)
-        acc = mu[r, j, mi[a]]
-        for b in range(do):
-            acc += bm[p, j, a, b] * diff[b]
-        mc[a] = acc
-    for a in range(dm):
-        acc = 0.0
-        for b in range(dm):
-            acc += sinv[p, j, a, b] * mc[b]
-        rhs[a] = beta * acc + (1.0 - beta) * ref_mean[mi[a]] / ref_var[mi[a]]
-    low = cp[p, j, :dm, :dm]
-    _solve_lower(low, rhs[:dm], t1[:dm])
-    _solve_upper_t(low, t1[:dm], mc[:dm])  # the mean P^-1 rhs
-    for a in range(dm):
-        t1[a] = _normal(state, r)
-    _solve_upper_t(low, t1[:dm], t2[:dm])  # L^-T eps: covariance P^-1
+    _fill_normals(state, r, eps, dm * m)
     log_h = 0.0
-    for a in range(dm):  # log h up to the constant (added once per sweep)
-        v = mc[a] + t2[a]
-        xc[r, i, mi[a]] = v
-        dv = v - ref_mean[mi[a]]
-        log_h -= 0.5 * dv * dv / ref_var[mi[a]]
+    t, out = val[0], val[1]
+    for a in range(dm):
+        for j in range(k):
+            base = c0[p, j, a]
+            for b in range(m):
+                t[b] = base
+            for c in range(do):
+                coef, mc, xr = amat[p, j, a, c], muo[p, j, c], xo[c, s:e]
+                for b in range(m):
+                    t[b] += coef * (xr[b] - mc)
+            for c in range(dm):
+                coef, er = tmat[p, j, a, c], eps[c * m : (c + 1) * m]
+                for b in range(m):
+                    t[b] += coef * er[b]
+            for b in range(m):
+                out[b] = t[b] if pick[b] == j else out[b]
+        f = pats[p, do + a]
+        dest, rm, row = xc[r, f, s:e], ref_mean[f], xb[f]
+        acc = 0.0
+        for b in range(m):
+            row[b] = out[b]
+            dv = out[b] - rm
+            acc += dv * dv
+        for b in range(m):
+            dest[b] = row[b]
+        log_h -= 0.5 * acc / ref_var[f]
+    for c in range(do):  # the observed cells, for the sums
+        row, src = xb[pats[p, c]], xo[c, s:e]
+        for b in range(m):
+            row[b] = src[b]
     return log_h
 
 
 @njit(inline="always")
-def _pick_row(lp, k, key, i):
-    """Draw a component from the log-weights ``lp[:k]`` with the counter uniform of point i."""
-    top = lp[0]
-    for j in range(1, k):
-        top = max(top, lp[j])
-    tot = 0.0
-    for j in range(k):
-        tot += math.exp(lp[j] - top)
-        lp[j] = tot
-    target = _counter_uniform(key, i) * tot
-    pick = 0
-    for j in range(k - 1):
-        pick += 1 if target >= lp[j] else 0
-    return pick
-
-
-@njit(inline="always")
-def _add_row(r, i, j, xc, mu, n, s1, s2):
-    """Add completed row i of replica r to component j's count and sums (about ``mu``)."""
-    d = mu.shape[2]
-    n[r, j] += 1.0
-    for row in range(d):
-        dr = xc[r, i, row] - mu[r, j, row]
-        s1[r, j, row] += dr
-        for col in range(d):
-            s2[r, j, row, col] += dr * (xc[r, i, col] - mu[r, j, col])
-
-
-@njit(inline="always")
-def _missing_constants(r, beta, miss, logw, fac, work):
-    """Per pattern and component the conditionals' factors, and the log-weight constants."""
-    sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
-    pats, n_o, ref_var, conditional = miss.pats, miss.n_o, miss.ref_var, miss.conditional
+def _missing_constants(r, beta, miss, logw, mu, fac, work):
+    """Per pattern and component the tables of the draws, and the log-weight constants."""
+    sig, tables, cst, setup_work, cov_work = work[0], work[1], work[2], work[3], work[4]
     _mv_covariances(r, fac, sig, cov_work[0], cov_work[1], cov_work[2], cov_work[3])
-    for p in range(pats.shape[0]):
+    for p in range(miss.pats.shape[0]):
         for j in range(fac.shape[1]):
-            logdet = _missing_setup(
-                p, j, beta, sig, pats, n_o, ref_var, conditional, co, bm, sinv, cp, setup_work
-            )
+            logdet = _pattern_tables(p, j, r, beta, sig, mu, miss, tables, setup_work)
             cst[p, j] = logw[r, j] - 0.5 * logdet
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
+def _reference_constant(miss):
+    """Log of the normalising constants of h over every incomplete row's missing cells."""
+    pats, n_o, starts, ref_var = miss.pats, miss.n_o, miss.starts, miss.ref_var
+    out = 0.0
+    for p in range(pats.shape[0]):
+        per_row = 0.0
+        for m in range(n_o[p], pats.shape[1]):
+            per_row -= 0.5 * math.log(2.0 * math.pi * ref_var[pats[p, m]])
+        out += (starts[p + 1] - starts[p]) * per_row
+    return out
+
+
+@njit(inline="always")
+def _missing_block(k, d):
+    """Return the block arrays of :func:`mv_missing_sweep`.
+
+    Allocated in the sweep itself, as :func:`_mv_sweep_part` does: LLVM then knows that they
+    alias nothing, which the block loops need to vectorise.
+    """
+    size = _MV_BLOCK
+    return (
+        np.empty((2 * k, size)),  # log-weights, then cumulative sums (_block_pick)
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int64),
+        np.empty((k, size)),
+        np.empty((k, d, size)),
+        np.empty((k, d, d, size)),
+        np.empty(d * size + 1),  # the standard Normals
+        np.empty((2, size)),  # a component's draws, the picked ones
+        np.empty(1),  # the logits' beta
+        np.empty((d, size)),  # the completed rows of the block
+    )
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1, s2, state, work):
     """Sweep the incomplete rows of replica r: assignments, missing cells, and their sums.
 
     ``miss``: a :class:`MissingRows`. Incomplete row i is observation ``n_c + i`` of ``z``
     (n_rep, n_obs) and ``fixed`` (n_obs,) (known labels, -1: unknown). ``logw``, ``a``
     (n_rep, k): the log weights and the logit constants (:func:`_mv_prepare`); ``mu``, ``fac``:
-    the means and precision factors; ``state``: the replicas' random streams; ``work``:
-    :func:`missing_work`. Adds to ``n``, ``s1``, ``s2`` (centred on the current means, as the
-    complete rows' sweep); returns (changed, log h of the draws).
+    the means and precision factors; ``key``: the sweep's key of the counter-based uniforms
+    (of observation ``n_c + i``, as the complete rows' sweep); ``state``: the replicas' random
+    streams (the Normals of the missing cells); ``work``: :func:`missing_work`. Adds to ``n``,
+    ``s1``, ``s2`` (centred on the current means, as the complete rows' sweep); returns
+    (changed, log h of the draws).
     """
-    xi, xc, pat_of, pats, n_o = miss.xi, miss.xc, miss.pat_of, miss.pats, miss.n_o
-    ref_mean, ref_var = miss.ref_mean, miss.ref_var
-    sig, co, bm, sinv, cp, cst, lp, setup_work, draw_work, cov_work = work
-    k, d = mu.shape[1], mu.shape[2]
-    _missing_constants(r, beta, miss, logw, fac, work)
-    changed, log_h = 0, 0.0
-    for i in range(xi.shape[0]):  # the normalising constants of h
-        p = pat_of[i]
-        for m in range(n_o[p], d):
-            log_h -= 0.5 * math.log(2.0 * math.pi * ref_var[pats[p, m]])
-    diff, u = draw_work[0], draw_work[3]
-    for i in range(xi.shape[0]):
-        p = pat_of[i]
-        _missing_logits(r, i, p, beta, xi, xc, pats, n_o, a, mu, fac, co, cst, lp, diff, u)
-        pick = _pick_row(lp, k, key, n_c + i)
-        if fixed[n_c + i] >= 0:
-            pick = fixed[n_c + i]
-        changed += 1 if z[r, n_c + i] != pick else 0
-        z[r, n_c + i] = pick
-        log_h += _missing_draw(
-            r, i, p, pick, beta, xi, xc, pats, n_o, ref_mean, ref_var, mu, bm, sinv, cp, state,
-            draw_work,
-        )  # fmt: skip
-        _add_row(r, i, pick, xc, mu, n, s1, s2)
+    xo, starts = miss.xo, miss.starts
+    tables, cst = work[1], work[2]
+    lp, top, tot, u, pick, acc_n, acc_1, acc_2, eps, val, tb, xb = _missing_block(
+        mu.shape[1], xo.shape[0]
+    )
+    _missing_constants(r, beta, miss, logw, mu, fac, work)
+    size = top.shape[0]
+    width = min(size, xo.shape[1])
+    acc_n[:, :width] = 0.0
+    acc_1[:, :, :width] = 0.0
+    acc_2[:, :, :, :width] = 0.0
+    xcr = miss.xc[r]
+    tb[0] = beta
+    ones = np.ones(cst.shape[0])
+    changed, log_h = 0, _reference_constant(miss)
+    for p in range(starts.shape[0] - 1):
+        for s in range(starts[p], starts[p + 1], size):
+            e = min(s + size, starts[p + 1])
+            if beta >= 1.0:  # the observed cells' marginal (G, mu_o, xo are 0 past n_o[p])
+                _mv_block_logits(xo, s, e, p, cst, ones, tables[1], tables[0], lp, top, u)
+            else:  # the completed row
+                _mv_block_logits(xcr, s, e, 0, a[r:], tb, mu[r:], fac[r:], lp, top, u)
+            i0, i1 = n_c + s, n_c + e
+            changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
+            log_h += _block_draw(p, r, s, e, miss, tables, pick, eps, val, xb, state)
+            _mv_block_sums(xb, 0, e - s, r, mu, pick, acc_n, acc_1, acc_2)
+    _mv_lane_totals(r, width, acc_n, acc_1, acc_2, n, s1, s2)
     return changed, log_h
 
 
 @njit(cache=True, nogil=True)
 def missing_work(n_pat, k, d):
-    """Scratch arrays of :func:`mv_missing_sweep`."""
-    mats = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
-    draw = (np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d))
-    cov = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
-    return (
-        np.empty((k, d, d)),
+    """Scratch arrays of :func:`mv_missing_sweep`.
+
+    ``(sig, tables, cst, setup, cov)``: the covariances (k, d, d); per pattern and component
+    the tables G, mu_o, A, c0, T (:func:`_pattern_tables`) and the log-weight constants
+    (n_pat, k); the tables' and the covariances' scratch.
+    """
+    tables = (
         np.zeros((n_pat, k, d, d)),
+        np.zeros((n_pat, k, d)),
         np.zeros((n_pat, k, d, d)),
+        np.zeros((n_pat, k, d)),
         np.zeros((n_pat, k, d, d)),
-        np.zeros((n_pat, k, d, d)),
-        np.empty((n_pat, k)),
-        np.empty(k),
-        mats,
-        draw,
-        cov,
     )
+    setup = (np.empty((d, d)), np.zeros((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
+    cov = (np.empty((d, d)), np.empty((d, d)), np.empty(d), np.empty(d))
+    return np.empty((k, d, d)), tables, np.empty((n_pat, k)), setup, cov
 
 
 @njit(cache=True, nogil=True)
@@ -2023,7 +2232,7 @@ def _store_missing(it, tune, chain, miss, cells, out_imp):
     for ch in range(rep_at.shape[0]):
         cold = rep_at[ch, n_temps - 1]
         for c in range(cells.shape[0]):
-            out_imp[ch, dd, c] = xc[cold, cells[c, 0], cells[c, 1]]
+            out_imp[ch, dd, c] = xc[cold, cells[c, 1], cells[c, 0]]
 
 
 @njit(cache=True, nogil=True)

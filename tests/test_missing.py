@@ -14,8 +14,9 @@ from scipy.special import expit, logsumexp
 from sklearn.metrics import adjusted_rand_score
 
 import mixtures
-from mixtures._kernels import MissingRows, missing_work, mv_missing_sweep
+from mixtures._kernels import log_cos_sin_array, missing_work, mv_missing_sweep, normals_array
 from mixtures.analysis.calibration import SBCResult
+from mixtures.engines.gibbs_mv import missing_rows
 
 QUIET = dict(progressbar=False)
 
@@ -125,18 +126,17 @@ def test_numpy_logpdf_of_incomplete_rows_is_the_observed_marginal():
 # --- the Gibbs step ------------------------------------------------------------------------------
 
 
-def _one_sweep(x_rows, mask, w, mu, cov, seed, beta=1.0):
-    """Run the incomplete rows' sweep once on replica 0; return picks and completions."""
+def _one_sweep(x_rows, mask, w, mu, cov, seed, beta=1.0, ref=None):
+    """Run the incomplete rows' sweep once on replica 0; return picks and completions.
+
+    ``ref``: the missing cells' reference density (means, variances), N(0, 1) by default.
+    Picks and completions are returned in the order of `x_rows`.
+    """
     n, d = x_rows.shape
     k = len(w)
-    patterns, pat_of = np.unique(mask, axis=0, return_inverse=True)
-    pats = np.array([np.r_[np.flatnonzero(p), np.flatnonzero(~p)] for p in patterns])
-    n_o = patterns.sum(axis=1).astype(np.int64)
+    ref_mean, ref_var = (np.zeros(d), np.ones(d)) if ref is None else ref
     xi = np.where(mask, x_rows, 0.0)
-    xc = xi[None].copy()
-    ref_mean, ref_var = np.zeros(d), np.ones(d)
-    pat_of = pat_of.reshape(-1).astype(np.int64)
-    miss = MissingRows(xi, xc, pat_of, pats, n_o, ref_mean, ref_var, conditional=True)
+    miss, order = missing_rows(xi, mask, 1, ref_mean, ref_var)
     fac = np.linalg.cholesky(np.linalg.inv(cov))[None].copy()
     logdet = -np.linalg.slogdet(cov)[1]
     logw = np.log(np.asarray(w))[None].copy()
@@ -145,12 +145,14 @@ def _one_sweep(x_rows, mask, w, mu, cov, seed, beta=1.0):
     fixed = np.full(n, -1, dtype=np.int32)
     sums = np.zeros((1, k)), np.zeros((1, k, d)), np.zeros((1, k, d, d))
     state = np.array([seed], dtype=np.uint64)
-    work = missing_work(patterns.shape[0], k, d)
+    work = missing_work(miss.pats.shape[0], k, d)
     mv_missing_sweep(
         0, beta, np.uint64(seed * 7 + 1), 0, miss, logw, a, mu[None].copy(), fac, z, fixed,
         *sums, state, work,
     )  # fmt: skip
-    return z[0], xc[0], sums
+    z_out, xc_out = np.empty(n, dtype=z.dtype), np.empty((n, d))
+    z_out[order], xc_out[order] = z[0], miss.xc[0].T
+    return z_out, xc_out, sums
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +213,108 @@ def test_sums_use_the_completed_rows(gauss3):
         assert n[0, j] == (z == j).sum()
         np.testing.assert_allclose(s1[0, j], d.sum(axis=0))
         np.testing.assert_allclose(s2[0, j], d.T @ d)
+
+
+def _tempered_targets(x, o, w, mu, cov, beta, ref):
+    """Independent closed forms: component probabilities and the missing cells' Normals.
+
+    beta = 1: the observed cells' marginal (SciPy), then the conditional Normal given them;
+    beta < 1: the completed row ``x`` at beta, then N(conditional)^beta N(ref)^(1 - beta).
+    """
+    d, k = len(x), len(w)
+    m = np.setdiff1d(np.arange(d), o)
+    if beta >= 1.0:
+        logit = [stats.multivariate_normal(mu[j][o], cov[j][np.ix_(o, o)]).logpdf(x[o])
+                 for j in range(k)]  # fmt: skip
+    else:
+        logit = [beta * stats.multivariate_normal(mu[j], cov[j]).logpdf(x) for j in range(k)]
+    logit = np.log(w) + np.array(logit)
+    prob = np.exp(logit - logsumexp(logit))
+    normals = []
+    for j in range(k):
+        gain = np.linalg.solve(cov[j][np.ix_(o, o)], cov[j][np.ix_(o, m)]).T
+        mean = mu[j][m] + gain @ (x[o] - mu[j][o])
+        s = cov[j][np.ix_(m, m)] - gain @ cov[j][np.ix_(o, m)]
+        prec = beta * np.linalg.inv(s) + (1.0 - beta) * np.diag(1.0 / ref[1][m])
+        c = np.linalg.inv(prec)
+        mean = c @ (beta * np.linalg.solve(s, mean) + (1.0 - beta) * ref[0][m] / ref[1][m])
+        normals.append((mean, c))
+    return prob, m, normals
+
+
+def _random_mixture(d, k, rng):
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.transpose(a, (0, 2, 1)) / d + 0.5 * np.eye(d)
+    return rng.dirichlet(np.full(k, 3.0)), rng.normal(scale=1.5, size=(k, d)), cov
+
+
+@pytest.mark.parametrize(
+    ("d", "beta", "patterns"),
+    [
+        (2, 1.0, [[1, 0], [0, 1]]),
+        (4, 1.0, [[1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 0], [0, 0, 1, 1], [1, 0, 1, 0]]),
+        (4, 0.4, [[1, 0, 0, 1], [0, 1, 1, 0], [1, 1, 1, 0]]),
+    ],
+)
+def test_pattern_blocks_draw_the_closed_form_conditionals(d, beta, patterns):
+    """Per pattern: chi-square of the picks, KS and moments of every missing cell per component.
+
+    Each pattern has its own row (copied 2,000-3,100 times: several blocks and a partial one),
+    with the patterns interleaved in the data, against NumPy / SciPy's closed forms.
+    """
+    rng = np.random.default_rng(d * 10 + int(10 * beta))
+    k = 3
+    w, mu, cov = _random_mixture(d, k, rng)
+    ref = (rng.normal(size=d), rng.uniform(0.5, 2.0, size=d))
+    masks = np.array(patterns, dtype=bool)
+    copies = rng.integers(2000, 3100, size=len(masks))
+    which = rng.permutation(np.repeat(np.arange(len(masks)), copies))
+    base = mu[0] + rng.normal(size=(len(masks), d))
+    rows, mask = base[which], masks[which]
+    rows = np.where(mask, rows, np.nan)
+    z, xc, _ = _one_sweep(rows, mask, w, mu, cov, seed=7, beta=beta, ref=ref)
+    for p, pmask in enumerate(masks):
+        sel = which == p
+        o = np.flatnonzero(pmask)
+        start = np.where(pmask, base[p], 0.0)  # the completion's start: missing cells at 0
+        prob, m, normals = _tempered_targets(start, o, w, mu, cov, beta, ref)
+        counts = np.bincount(z[sel], minlength=k)
+        assert stats.chisquare(counts, prob * sel.sum()).pvalue > 1e-4, (p, counts, prob)
+        np.testing.assert_array_equal(xc[sel][:, o], np.broadcast_to(base[p, o], (sel.sum(), len(o))))
+        for j in range(k):
+            draws = xc[sel & (z == j)][:, m]
+            if len(draws) < 30:
+                continue
+            mean, c = normals[j]
+            for a in range(len(m)):  # each cell, and a projection of them all
+                sd = np.sqrt(c[a, a])
+                assert stats.kstest(draws[:, a], "norm", (mean[a], sd)).pvalue > 1e-4
+                assert abs(draws[:, a].mean() - mean[a]) < 5 * sd / np.sqrt(len(draws))
+            proj = np.arange(1.0, len(m) + 1.0)
+            sd = np.sqrt(proj @ c @ proj)
+            assert stats.kstest(draws @ proj, "norm", (proj @ mean, sd)).pvalue > 1e-4
+            if len(m) > 1:  # the covariance of the cells, within 5 standard errors
+                se = np.sqrt((np.outer(np.diag(c), np.diag(c)) + c**2) / len(draws))
+                assert np.all(np.abs(np.cov(draws, rowvar=False) - c) < 5 * se)
+
+
+def test_vectorised_normals_log_and_turn_match_numpy():
+    """The sweep's branch-free log, cos and sin against NumPy; its Normals against N(0, 1)."""
+    rng = np.random.default_rng(3)
+    u = np.concatenate([rng.random(200_000), [2.0**-53, 0.25, 0.5, 0.75, 1.0 - 2.0**-53, 1.0]])
+    out = np.empty((3, u.size))
+    log_cos_sin_array(u, out)
+    np.testing.assert_allclose(out[0], np.log(u), rtol=2e-15, atol=0)
+    np.testing.assert_allclose(out[1], np.cos(2 * np.pi * u), rtol=0, atol=2e-15)
+    np.testing.assert_allclose(out[2], np.sin(2 * np.pi * u), rtol=0, atol=2e-15)
+    state = np.array([99], dtype=np.uint64)
+    z = np.empty(400_000)
+    normals_array(state, 0, z)
+    assert int(state[0]) == (99 + 400_000 * 0x9E3779B97F4A7C15) % 2**64  # as 400,000 uniforms
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
+    half = z.size // 2  # the two coordinates of a pair are uncorrelated
+    assert abs(np.corrcoef(z[:half], z[half:])[0, 1]) < 5 / np.sqrt(half)
 
 
 # --- fits ----------------------------------------------------------------------------------------
@@ -347,9 +451,9 @@ def test_predict_proba_of_incomplete_rows_uses_the_observed_marginal(fit_missing
     new = np.array([[0.5, np.nan], [np.nan, -1.0], [0.5, -1.0]])
     got = mixtures.predict_proba(idata, new)
     post = idata.posterior
-    w = post["weights"].values.reshape(-1, 3)[::50]
-    mu = post["means"].values.reshape(-1, 3, 2)[::50]
-    chol = post["chol_cov"].values.reshape(-1, 3, 2, 2)[::50]
+    w = post["weights"].values.reshape(-1, 3)[::5]
+    mu = post["means"].values.reshape(-1, 3, 2)[::5]
+    chol = post["chol_cov"].values.reshape(-1, 3, 2, 2)[::5]
     cov = chol @ np.swapaxes(chol, -1, -2)
     expected = np.zeros((3, 3))
     for s in range(w.shape[0]):
@@ -363,7 +467,7 @@ def test_predict_proba_of_incomplete_rows_uses_the_observed_marginal(fit_missing
     sub = expected / w.shape[0]
     np.testing.assert_allclose(full.sum(axis=1), 1.0)
     np.testing.assert_allclose(got, full)
-    np.testing.assert_allclose(sub, full, atol=0.05)  # thinned draws: a Monte Carlo band
+    np.testing.assert_allclose(sub, full, atol=0.05)  # 200 of 1,000 draws: a Monte Carlo band
     with pytest.raises(ValueError, match="at least one observed"):
         mixtures.predict_proba(idata, np.array([[np.nan, np.nan]]))
 
@@ -419,8 +523,8 @@ def _ranks(compiled, spec, n_sims, seed, n_ranks=99):
     rows = []
     for _ in range(n_sims):
         truth, Xm = _simulate(spec, 60, rng, 0.2)
-        idata = compiled.sample(
-            Xm, draws=500, tune=300, chains=2, random_seed=int(rng.integers(2**31)),
+        idata = compiled.sample(  # 2 x 2,000 draws: 99 of them, thinned, are near independent
+            Xm, draws=2000, tune=300, chains=2, random_seed=int(rng.integers(2**31)),
             tempering=None, warn=False, log_likelihood=False, progressbar=False,
         )  # fmt: skip
         post = idata.posterior
@@ -450,14 +554,14 @@ def sbc_model():
     return spec_model, mixtures.spec_of(spec_model)
 
 
-@pytest.mark.slow  # 79 s here: 200 Gibbs fits
+@pytest.mark.slow  # ~30 s here: 200 Gibbs fits
 def test_sbc_passes_with_cells_missing_at_random(sbc_model):
     model, spec = sbc_model
     result = _ranks(mixtures.compile_model(model, sampler="gibbs"), spec, 200, seed=1)
     assert result.passed, result.tests()
 
 
-@pytest.mark.slow  # 92 s here: the negative control must fail
+@pytest.mark.slow  # ~30 s here: the negative control must fail
 def test_sbc_fails_when_cells_are_imputed_from_the_marginal(sbc_model, monkeypatch):
     """The PReMiuM mistake (missing cells from the component's marginal) is caught."""
     model, spec = sbc_model

@@ -11,7 +11,8 @@ pass; the incomplete rows follow it (:func:`mixtures._kernels.mv_missing_sweep`)
 its component from its observed cells' marginal, then its missing cells from their
 conditional Normal given the observed cells and that component, and adds the completed row to
 the sums. The cold chains' draws of the missing cells are stored as ``imputed`` (dim
-``missing_cell``). Rows are reordered (complete first) inside the run and restored after.
+``missing_cell``). Rows are reordered (complete first, then the incomplete ones grouped by
+missingness pattern, :func:`missing_rows`) inside the run and restored after.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ from mixtures.engines.tempering import (
 )
 from mixtures.model.mfm_mv import draw_inverse_wishart
 
-__all__ = ["FAMILY_HOOKS", "mv_data", "mv_kernel_config", "sample_mv", "sparse_concentration"]
+__all__ = [
+    "FAMILY_HOOKS",
+    "missing_rows",
+    "mv_data",
+    "mv_kernel_config",
+    "sample_mv",
+    "sparse_concentration",
+]
 
 #: Multivariate component families other than the Normal: the module with each one's state,
 #: prior arrays, records and kernel (:mod:`mixtures.engines.gibbs_mvt`).
@@ -86,38 +94,81 @@ def mv_data(model) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(np.where(mask, x, fill)), mask
 
 
+def missing_rows(
+    xi: np.ndarray,
+    mask: np.ndarray,
+    n_rep: int,
+    ref_mean: np.ndarray,
+    ref_var: np.ndarray,
+    conditional: bool = True,
+) -> tuple[MissingRows, np.ndarray]:
+    """Lay out incomplete rows for :func:`mixtures._kernels.mv_missing_sweep`, by pattern.
+
+    Parameters
+    ----------
+    xi : numpy.ndarray of shape (n_inc, d)
+        The incomplete rows (their missing cells are the completions' starting values).
+    mask : numpy.ndarray of bool, shape (n_inc, d)
+        True where a cell is observed.
+    n_rep : int
+        Replicas (chains x temperatures): one completion of the rows each.
+    ref_mean, ref_var : numpy.ndarray of shape (d,)
+        The reference density of the missing cells (tempering).
+    conditional : bool, default True
+        False only for the calibration test's negative control (marginal draws).
+
+    Returns
+    -------
+    rows : MissingRows
+        The kernel's layout: rows grouped by missingness pattern.
+    order : numpy.ndarray of int64, shape (n_inc,)
+        ``order[i]`` is the row of `xi` at the kernel's position i.
+    """
+    n_inc, d = xi.shape
+    patterns, pat_of = np.unique(mask, axis=0, return_inverse=True)
+    pat_of = pat_of.reshape(-1)
+    order = np.argsort(pat_of, kind="stable").astype(np.int64)
+    starts = np.searchsorted(pat_of[order], np.arange(len(patterns) + 1)).astype(np.int64)
+    pats = np.empty(patterns.shape, dtype=np.int64)  # observed features, then missing
+    xo = np.zeros((d, n_inc))
+    for p, row in enumerate(patterns):
+        pats[p] = np.concatenate([np.flatnonzero(row), np.flatnonzero(~row)])
+        block = xi[order[starts[p] : starts[p + 1]]]
+        xo[: row.sum(), starts[p] : starts[p + 1]] = block[:, row].T
+    xc = np.array(np.broadcast_to(xi[order].T, (n_rep, d, n_inc)))  # writable, one per replica
+    rows = MissingRows(
+        xo=xo,
+        xc=xc,
+        starts=starts,
+        pats=pats,
+        n_o=patterns.sum(axis=1).astype(np.int64),
+        ref_mean=np.asarray(ref_mean, dtype=np.float64),
+        ref_var=np.asarray(ref_var, dtype=np.float64),
+        conditional=bool(conditional),
+    )
+    return rows, order
+
+
 class _Missing:
     """The incomplete rows' layout for :func:`mixtures._kernels.mv_run_missing`."""
 
     def __init__(self, x, mask, n_rep):
         incomplete = ~mask.all(axis=1)
-        self.order = np.concatenate([np.flatnonzero(~incomplete), np.flatnonzero(incomplete)])
-        self.n_c = int((~incomplete).sum())
-        xi = np.ascontiguousarray(x[incomplete])
         mi = mask[incomplete]
-        patterns, pat_of = np.unique(mi, axis=0, return_inverse=True)
-        pats = np.empty(patterns.shape, dtype=np.int64)  # observed features, then missing
-        for p, row in enumerate(patterns):
-            pats[p] = np.concatenate([np.flatnonzero(row), np.flatnonzero(~row)])
-        n_o = patterns.sum(axis=1).astype(np.int64)
         obs = np.where(mask, x, np.nan)
         ref_mean = np.nanmean(obs, axis=0)  # the reference density of the missing cells
         ref_var = np.nanvar(obs, axis=0)
         ref_var = np.where(ref_var > 0, ref_var, 1.0)
-        xc = np.array(np.broadcast_to(xi, (n_rep,) + xi.shape))  # writable, one per replica
-        self.kernel = MissingRows(
-            xi=xi,
-            xc=xc,
-            pat_of=pat_of.reshape(-1).astype(np.int64),
-            pats=pats,
-            n_o=n_o,
-            ref_mean=ref_mean,
-            ref_var=ref_var,
-            conditional=bool(_CONDITIONAL),
-        )
+        xi = np.ascontiguousarray(x[incomplete])
+        self.kernel, inc_order = missing_rows(xi, mi, n_rep, ref_mean, ref_var, _CONDITIONAL)
+        inc_rows = np.flatnonzero(incomplete)
+        self.order = np.concatenate([np.flatnonzero(~incomplete), inc_rows[inc_order]])
+        self.n_c = int((~incomplete).sum())
+        position = np.empty_like(inc_order)
+        position[inc_order] = np.arange(inc_order.size)
         rows, cols = np.nonzero(~mi)  # cells in row-major order of the original rows
-        self.cells = np.ascontiguousarray(np.stack([rows, cols], axis=1).astype(np.int64))
-        self.rows = np.flatnonzero(incomplete)[rows]
+        self.cells = np.ascontiguousarray(np.stack([position[rows], cols], axis=1).astype(np.int64))
+        self.rows = inc_rows[rows]
         self.features = cols
 
     def restore(self, z: np.ndarray) -> np.ndarray:
