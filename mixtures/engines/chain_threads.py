@@ -62,26 +62,36 @@ def _merge(state, part, c0: int) -> None:
         getattr(state, name)[:] += getattr(part, name)
 
 
-def run_chain_groups(kernel, data, it0, it1, tune, config, state, out, stats, n_threads):
+def run_chain_groups(
+    kernel, data, it0, it1, tune, config, state, out, stats, n_threads, extra=None
+):
     """Run ``kernel(data, it0, it1, tune, config, state, out, stats)`` with chains on threads.
 
     `kernel` must release the GIL (``nogil=True``) and return -1 or the iteration at which a
     chain failed (the univariate kernel) or None (the multivariate one); `out` and `stats`
-    are the records, each of shape (chains, ...). Returns the smallest failing iteration, or
-    -1 (None if the kernel returns None).
+    are the records, each of shape (chains, ...). `extra`: None, or a function of
+    ``(c0, c1, r0, r1)`` returning the kernel's further arguments for chains c0..c1-1 (replicas
+    r0..r1-1), e.g. the missing cells' per-replica completions. Returns the smallest failing
+    iteration, or -1 (None if the kernel returns None).
     """
     groups = chain_groups(state.rep_at.shape[0], n_threads)
     parts = [_view(state, c0, c1) for c0, c1 in groups]
+
+    n_temps = state.rep_at.shape[1]
+
+    def more(c0, c1):
+        return () if extra is None else tuple(extra(c0, c1, c0 * n_temps, c1 * n_temps))
 
     def one(g):
         (c0, c1), part = groups[g], parts[g]
         return kernel(
             data, it0, it1, tune, config, part, tuple(a[c0:c1] for a in out),
-            tuple(a[c0:c1] for a in stats),
+            tuple(a[c0:c1] for a in stats), *more(c0, c1),
         )  # fmt: skip
 
     if len(groups) == 1:
-        return kernel(data, it0, it1, tune, config, state, out, stats)
+        c1 = state.rep_at.shape[0]
+        return kernel(data, it0, it1, tune, config, state, out, stats, *more(0, c1))
     with ThreadPoolExecutor(len(groups)) as pool:
         results = list(pool.map(one, range(len(groups))))
     for (c0, _), part in zip(groups, parts):

@@ -407,9 +407,17 @@ class _MvRunner:
                 args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
                 family.run(*args)
                 return
+            if miss is not None and not threaded:  # the chains on threads, as below
+
+                def extra(c0, c1, r0, r1):
+                    rows = miss.kernel._replace(xc=miss.kernel.xc[r0:r1])
+                    return rows, miss.cells, imputed[c0:c1]
+
+                run_chain_groups(mv_run_missing, *args, get_num_threads(), extra)
+                return
             if miss is not None:
                 args += (miss.kernel, miss.cells, imputed)
-                run = mv_run_missing_threaded if threaded else mv_run_missing
+                run = mv_run_missing_threaded
             elif not threaded:  # small data: whole chains on threads, the same draws
                 run_chain_groups(mv_run, *args, get_num_threads())
                 return
