@@ -413,3 +413,26 @@ def test_cli_fits_t_components(tmp_path, capsys):
                  "--sds", "1,1", "--family", "t", "--out", str(tmp_path / "kn"), *fast])  # fmt: skip
     assert code == 2
     assert "--family t needs --model shared, full or mv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("marginalized", [True, False])
+def test_t_chains_on_threads_draw_what_one_thread_draws(two_groups, marginalized):
+    # the t kernel runs whole chains on threads at any size (engines/chain_threads.py); each
+    # chain owns its replicas, its nu, its precision weights and its streams
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+    model = mixtures.full_mixture(two_groups, 2, family="t", marginalized=marginalized)
+    kw = dict(draws=100, tune=100, chains=3, random_seed=7, tempering=4)
+    numba.set_num_threads(1)
+    try:
+        one = _fit(model, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    many = _fit(model, **kw)
+    names = ["weights", "means", "sigma", "nu"]
+    names += [] if marginalized else ["precision_weights"]
+    for name in names:
+        np.testing.assert_array_equal(one.posterior[name], many.posterior[name])
+    np.testing.assert_array_equal(one.sample_stats["nu_accept"], many.sample_stats["nu_accept"])

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["chain_groups", "run_chain_groups"]
+__all__ = ["chain_groups", "run_chain_groups", "run_family_groups"]
 
 _SHARED = ("betas", "fixed")  # read by every chain, written by none
 _COUNTS = ("swap_tries", "swap_accepts")  # added to by every chain
@@ -100,3 +100,25 @@ def run_chain_groups(
         return None
     failed = [r for r in results if r >= 0]
     return min(failed) if failed else -1
+
+
+def run_family_groups(family_run, fam_config, fam_state, fam_out, args, n_threads):
+    """Run a component family's kernel with chains on threads (see :func:`run_chain_groups`).
+
+    `family_run` has the signature of the families' kernels (:mod:`mixtures.engines.gibbs_t`,
+    :mod:`mixtures.engines.gibbs_mvt`): ``run(data, it0, it1, tune, config, fam_config, state,
+    fam_state, out, fam_out, stats)``; `args` = ``(data, it0, it1, tune, config, state, out,
+    stats)``. Every field of `fam_state` has one row per replica, every array of `fam_out` one
+    per chain.
+    """
+
+    def kernel(data, it0, it1, tune, config, state, out, stats, part_state, part_out):
+        return family_run(
+            data, it0, it1, tune, config, fam_config, state, part_state, out, part_out, stats
+        )
+
+    def extra(c0, c1, r0, r1):
+        part = type(fam_state)(**{name: v[r0:r1] for name, v in fam_state._asdict().items()})
+        return part, tuple(a[c0:c1] for a in fam_out)
+
+    return run_chain_groups(kernel, *args, n_threads, extra)

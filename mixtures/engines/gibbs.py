@@ -54,7 +54,7 @@ from mixtures._kernels import (
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_t
 from mixtures.engines.base import EngineBase, RawDraws
-from mixtures.engines.chain_threads import run_chain_groups
+from mixtures.engines.chain_threads import run_chain_groups, run_family_groups
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.gibbs_mv import mv_data, sample_mv, sparse_concentration
 from mixtures.engines.starts import choose_ladder, em_optima, univariate_starts, uses_em_starts
@@ -354,9 +354,10 @@ class _Runner:
 
         def run_chunk(start, stop):
             args = (self.y, start, stop, offset, config, self.state, out, stats)
-            if family is not None:  # the family's kernel (serial: no threaded variant)
-                args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
-                collapsed = family.run(*args)
+            if family is not None:  # the family's kernel: chains on threads, at any size
+                collapsed = run_family_groups(
+                    family.run, fam_config, self.family_state, fam_out, args, get_num_threads()
+                )
             else:
                 collapsed = (
                     run_threaded(*args, _N_BLOCKS)

@@ -35,7 +35,7 @@ from mixtures._kernels import (
 from mixtures.analysis.diagnostics import is_sparse
 from mixtures.engines import gibbs_mvt
 from mixtures.engines.base import RawDraws
-from mixtures.engines.chain_threads import run_chain_groups
+from mixtures.engines.chain_threads import run_chain_groups, run_family_groups
 from mixtures.engines.extend import AUTO_DRAWS, AUTO_TUNE, EM_TUNE, run_draws
 from mixtures.engines.starts import (
     em_optima,
@@ -403,9 +403,10 @@ class _MvRunner:
 
         def run_chunk(start, stop):
             args = (self.x, start, stop, offset, config, self.state, out, stats)
-            if family is not None:  # the family's kernel (serial: no threaded variant)
-                args = (*args[:5], fam_config, self.state, self.family_state, out, fam_out, stats)
-                family.run(*args)
+            if family is not None:  # the family's kernel: chains on threads, at any size
+                run_family_groups(
+                    family.run, fam_config, self.family_state, fam_out, args, get_num_threads()
+                )
                 return
             if miss is not None and not threaded:  # the chains on threads, as below
 
