@@ -1336,16 +1336,15 @@ def _solve_upper_t(low, b, out):
 
 
 @njit(inline="always")
-def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
-    """Log-weights ``lp[j, b]`` of the points in columns s..e-1 of ``xt`` (by feature), replica r.
+def block_maha(xt, s, e, r, mu, fac, maha, u):
+    """``maha[j, b] = |F_j^T (x_b - mu_j)|^2`` for the points in columns s..e-1 of ``xt``.
 
-    ``a_j - beta / 2 |F_j^T (x - mu_j)|^2``, column by column of the precision factor F_j;
-    ``u`` is scratch; ``top[b]`` the maximum over j.
+    Replica r's precision factors F_j (``fac``; F = U^-T A is not triangular, so every row
+    counts), column by column; ``u`` is scratch of the block's length.
     """
     k, d, m = mu.shape[1], mu.shape[2], e - s
-    half = -0.5 * beta[r]
     for j in range(k):
-        out = lp[j]
+        out = maha[j]
         for b in range(m):
             out[b] = 0.0
         for col in range(d):  # u = (F^T (x - mu))_col
@@ -1358,7 +1357,20 @@ def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
                     u[b] += f * (xr[b] - mj)
             for b in range(m):
                 out[b] += u[b] * u[b]
-        aj = a[r, j]
+
+
+@njit(inline="always")
+def _mv_block_logits(xt, s, e, r, a, beta, mu, fac, lp, top, u):
+    """Log-weights ``lp[j, b]`` of the points in columns s..e-1 of ``xt`` (by feature), replica r.
+
+    ``a_j - beta / 2 |F_j^T (x - mu_j)|^2`` (:func:`block_maha`); ``u`` is scratch;
+    ``top[b]`` the maximum over j.
+    """
+    k, m = mu.shape[1], e - s
+    half = -0.5 * beta[r]
+    block_maha(xt, s, e, r, mu, fac, lp, u)
+    for j in range(k):
+        out, aj = lp[j], a[r, j]
         for b in range(m):
             out[b] = aj + half * out[b]
     block_max(lp, top, k, m)
@@ -1632,12 +1644,16 @@ def _scatter_about(r, j, old, mu, n, s1, s2, scatter):
 
 
 @njit(inline="always")  # called per replica: no call with the state tuples
-def _mv_update(r, beta, config, chain, n, s1, s2, work):
+def _mv_update(r, beta, config, chain, n, wsum, s1, s2, work):
     """Draw replica r's weights, means and precisions; return its complete-data log-likelihood.
 
     ``config``, ``chain``: an :class:`MvKernelConfig` and an :class:`MvChainState`; ``n``
-    (n_rep, k), ``s1`` (n_rep, k, d), ``s2`` (n_rep, k, d, d): the sweep's counts, sums of
-    ``x - mu`` and of their outer products, about the means before this update.
+    (n_rep, k): the rows per component; ``wsum`` (n_rep, k), ``s1`` (n_rep, k, d), ``s2``
+    (n_rep, k, d, d): per component the sums of the rows' precision weights, of weight x
+    ``(x - mu)`` and of weight x their outer products, about the means before this update
+    (Normal components: weights 1, so ``wsum`` is ``n``; t components: the scale mixture's
+    weights, :mod:`mixtures._kernels_mvt`). The log-likelihood is ``sum_i log N(x_i | mu,
+    Sigma / w_i)`` without the weights' own ``d / 2 sum log w_i``.
     """
     logg, old, scatter, mean_work, prec_work = work
     logw, mu, fac, logdet, state = chain.logw, chain.mu, chain.fac, chain.logdet, chain.state
@@ -1647,11 +1663,11 @@ def _mv_update(r, beta, config, chain, n, s1, s2, work):
         for row in range(d):
             old[j, row] = mu[r, j, row]
     loc, scale = config.mean_loc, config.mean_scale
-    _mv_means(r, beta, mu, fac, n, s1, loc, scale, config.ordered_by, state, mean_work)
+    _mv_means(r, beta, mu, fac, wsum, s1, loc, scale, config.ordered_by, state, mean_work)
     nu, psi = config.wishart_nu, config.wishart_psi
     ll = 0.0
     for j in range(k):
-        _scatter_about(r, j, old, mu, n, s1, s2, scatter)
+        _scatter_about(r, j, old, mu, wsum, s1, s2, scatter)
         _mv_precision(r, j, beta, fac, logdet, n[r, j], scatter, nu, psi, state, prec_work)
         trace = 0.0  # tr(Lambda S)
         for row in range(d):
@@ -1700,7 +1716,7 @@ def _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, shi
     work = _mv_work(k, d)
     for r in range(n_rep):
         beta = chain.betas[chain.temp_of[r]]
-        loglik[r] = _mv_update(r, beta, config, chain, n, s1, s2, work) - shift[r]
+        loglik[r] = _mv_update(r, beta, config, chain, n, n, s1, s2, work) - shift[r]
     dd = it - tune
     _exchange(it, dd, chain, loglik, changed, stats)
     if dd >= 0:
@@ -1856,14 +1872,12 @@ update_sigma = _update_sigma
 exchange = _exchange
 LOG_2PI = _LOG_2PI
 BLOCK = _BLOCK
-# ... and the multivariate ones (``mixtures._kernels_mvt``): the precision entries, the means'
-# and precisions' exact draws, the scatter about the new means, their scratch, the records.
+# ... and the multivariate ones (``mixtures._kernels_mvt``): the block's Mahalanobis distances
+# (:func:`block_maha`, public above), the weights', means' and precisions' draws from weighted
+# sums, their scratch, the records.
 MV_BLOCK = _MV_BLOCK
-precision_entry = _precision_entry
-mv_means = _mv_means
-mv_precision = _mv_precision
+mv_update = _mv_update
 mv_work = _mv_work
-scatter_about = _scatter_about
 mv_record = _mv_record
 
 

@@ -49,21 +49,17 @@ import numpy as np
 from numba import njit
 
 from mixtures._kernels import (
-    LOG_2PI,
     MV_BLOCK,
+    block_maha,
     block_max,
     block_pick,
     exchange,
     exp,
     log_gamma,
-    mv_means,
-    mv_precision,
     mv_record,
+    mv_update,
     mv_work,
     next_bits,
-    precision_entry,
-    scatter_about,
-    update_weights,
 )
 from mixtures._kernels_t import block_gamma, log, record_t, update_nu
 
@@ -71,26 +67,6 @@ __all__ = ["MVT_BLOCK", "mvt_prepare", "mvt_run", "mvt_sweep"]
 
 #: Points per block of the sweep.
 MVT_BLOCK = MV_BLOCK
-
-
-@njit(inline="always")
-def _block_maha(xt, s, e, r, mu, fac, maha, u):
-    """``maha[j, b] = |F_j^T (x_b - mu_j)|^2`` for the points in columns s..e-1 of ``xt``."""
-    k, d, m = mu.shape[1], mu.shape[2], e - s
-    for j in range(k):
-        out = maha[j]
-        for b in range(m):
-            out[b] = 0.0
-        for col in range(d):  # u = (F^T (x - mu))_col; F = U^-T A is not triangular
-            for b in range(m):
-                u[b] = 0.0
-            for row in range(d):
-                f, mj = fac[r, j, row, col], mu[r, j, row]
-                xr = xt[row, s:e]
-                for b in range(m):
-                    u[b] += f * (xr[b] - mj)
-            for b in range(m):
-                out[b] += u[b] * u[b]
 
 
 @njit(inline="always")
@@ -108,7 +84,7 @@ def _assign_mvt(xt, fixed, r, coef, mu, fac, key, z, v, counts, work):
     for i0 in range(0, n_obs, MVT_BLOCK):
         i1 = min(i0 + MVT_BLOCK, n_obs)
         m = i1 - i0
-        _block_maha(xt, i0, i1, r, mu, fac, maha, u)
+        block_maha(xt, i0, i1, r, mu, fac, maha, u)
         for j in range(k):
             aj, cj, hj, ej = a[r, j], c[r, j], h[r, j], e[r, j]
             row, mr = lp[j], maha[j]
@@ -317,29 +293,13 @@ def _mvt_update(r, beta, config, chain, sums, work):
     """Draw replica r's weights, means and precisions from the weighted sums.
 
     Returns the augmented complete-data log-likelihood ``sum_i log N(x_i | mu, Sigma /
-    lambda_i)`` (for the replica exchange and the records).
+    lambda_i)`` (for the replica exchange and the records): :func:`mv_update`'s, plus the
+    weights' ``d / 2 sum log lambda_i``.
     """
     cnt, wsum, s1, s2, sll = sums
-    logg, old, scatter, mean_work, prec_work = work
-    logw, mu, fac, logdet, state = chain.logw, chain.mu, chain.fac, chain.logdet, chain.state
-    k, d = mu.shape[1], mu.shape[2]
-    update_weights(r, logw, config.weight_conc, cnt, state, logg)
-    for j in range(k):
-        for row in range(d):
-            old[j, row] = mu[r, j, row]
-    loc, scale = config.mean_loc, config.mean_scale
-    mv_means(r, beta, mu, fac, wsum, s1, loc, scale, config.ordered_by, state, mean_work)
-    nu0, psi = config.wishart_nu, config.wishart_psi
-    ll = 0.0
-    for j in range(k):
-        scatter_about(r, j, old, mu, wsum, s1, s2, scatter)
-        mv_precision(r, j, beta, fac, logdet, cnt[r, j], scatter, nu0, psi, state, prec_work)
-        trace = 0.0
-        for row in range(d):
-            for col in range(d):
-                trace += precision_entry(fac, r, j, row, col) * scatter[row, col]
-        ll += cnt[r, j] * (0.5 * logdet[r, j] - 0.5 * d * LOG_2PI) - 0.5 * trace
-        ll += 0.5 * d * sll[r, j]
+    ll = mv_update(r, beta, config, chain, cnt, wsum, s1, s2, work)
+    for j in range(cnt.shape[1]):
+        ll += 0.5 * chain.mu.shape[2] * sll[r, j]
     return ll
 
 
