@@ -1084,7 +1084,35 @@ def _finish_iteration(y, it, tune, config, chain, out, stats, n, s1, s2, changed
 
 
 @njit(cache=True, nogil=True)
-def run(y, it0, it1, tune, config, chain, out, stats):
+def sweep_blocks(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks, part):
+    """As :func:`sweep`, the observations in `n_blocks` ranges one after the other.
+
+    Each range's sums are formed apart (in ``part`` = (n, s1, s2, changed) scratch of the
+    same shapes) and added in the order of the ranges, as :func:`sweep_threaded` adds its
+    threads' sums: so a run's draws do not depend on whether its ranges ran on threads or
+    its chains did (:mod:`mixtures.engines.chain_threads`). With one range this is
+    :func:`sweep`.
+    """
+    n_obs = y.shape[0]
+    size = max(1, -(-n_obs // n_blocks))
+    pn, p1, p2, pc = part
+    n[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    changed[:] = 0
+    for lo in range(0, n_obs, size):
+        pn[:] = 0.0
+        p1[:] = 0.0
+        p2[:] = 0.0
+        _sweep_part(y, fixed, lo, min(n_obs, lo + size), a, c, mu, keys, z, pn, p1, p2, pc)
+        n += pn
+        s1 += p1
+        s2 += p2
+        changed += pc
+
+
+@njit(cache=True, nogil=True)
+def run(y, it0, it1, tune, config, chain, out, stats, n_blocks=1):
     """Run iterations it0..it1-1 of every replica on one thread; record from `tune` on.
 
     Parameters
@@ -1100,6 +1128,10 @@ def run(y, it0, it1, tune, config, chain, out, stats):
         ``(weights, means, sds, assignments)`` records (:func:`record_normal`).
     stats : tuple of ndarray
         ``(n_changed, complete_loglik, tempered_loglik, swap_accept, sigma_accept)`` records.
+    n_blocks : int
+        The sweep's ranges (:func:`sweep_blocks`): 1 below the size at which the sweep would
+        run on threads, else the threaded sweep's count, so that the draws are those of
+        :func:`run_threaded`.
 
     Returns
     -------
@@ -1107,9 +1139,14 @@ def run(y, it0, it1, tune, config, chain, out, stats):
         The iteration at which an sd collapsed, or -1.
     """
     a, c, keys, n, s1, s2, changed = sweep_scratch(chain.mu.shape[0], chain.mu.shape[1])
+    part = (np.empty_like(n), np.empty_like(s1), np.empty_like(s2), np.empty_like(changed))
     for it in range(it0, it1):
         _prepare(chain, a, c, keys)
-        sweep(y, chain.fixed, a, c, chain.mu, keys, chain.z, n, s1, s2, changed)
+        if n_blocks == 1:
+            sweep(y, chain.fixed, a, c, chain.mu, keys, chain.z, n, s1, s2, changed)
+        else:
+            sums = (n, s1, s2, changed)
+            sweep_blocks(y, chain.fixed, a, c, chain.mu, keys, chain.z, *sums, n_blocks, part)
         if not _finish_iteration(y, it, tune, config, chain, out, stats, n, s1, s2, changed):
             return it
     return -1
@@ -1745,20 +1782,53 @@ def mv_sweep_scratch(n_rep, k, d):
 
 
 @njit(cache=True, nogil=True)
-def mv_run(x, it0, it1, tune, config, chain, out, stats):
+def _mv_sweep_blocks(x, fixed, a, beta, mu, fac, keys, z, sums, n_blocks, part):
+    """As :func:`_mv_sweep_serial`, in `n_blocks` ranges whose sums are added in order.
+
+    ``sums`` = (n, s1, s2, changed) and ``part`` scratch of the same shapes; the draws are
+    those of the sweep on threads (:func:`_mv_sweep_on`), see :func:`sweep_blocks`.
+    """
+    n_obs = x.shape[0]
+    size = max(1, -(-n_obs // n_blocks))
+    n, s1, s2, changed = sums
+    pn, p1, p2, pc = part
+    n[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    changed[:] = 0
+    for lo in range(0, n_obs, size):
+        pn[:] = 0.0
+        p1[:] = 0.0
+        p2[:] = 0.0
+        hi = min(n_obs, lo + size)
+        _mv_sweep_part(x, fixed, lo, hi, a, beta, mu, fac, keys, z, pn, p1, p2, pc)
+        n += pn
+        s1 += p1
+        s2 += p2
+        changed += pc
+
+
+@njit(cache=True, nogil=True)
+def mv_run(x, it0, it1, tune, config, chain, out, stats, n_blocks=1):
     """Run iterations of the multivariate sampler on one thread (see :func:`run`).
 
     ``x`` (n_obs, d): the data; ``config``: an :class:`MvKernelConfig`; ``chain``: an
     :class:`MvChainState`, updated in place; ``out`` = (weights, means, precisions,
     assignments) and ``stats`` = (n_changed, complete_loglik, tempered_loglik, swap_accept):
-    the records.
+    the records; ``n_blocks``: the sweep's ranges (1, or the threaded sweep's count at large
+    N: the draws are then those of :func:`mv_run_threaded`).
     """
     a, beta, keys, n, s1, s2, changed, shift = mv_sweep_scratch(*chain.mu.shape)
+    part = (np.empty_like(n), np.empty_like(s1), np.empty_like(s2), np.empty_like(changed))
     for it in range(it0, it1):
         _mv_prepare(chain, a, beta, keys)
-        _mv_sweep_serial(
-            x, chain.fixed, a, beta, chain.mu, chain.fac, keys, chain.z, n, s1, s2, changed
-        )
+        if n_blocks == 1:
+            _mv_sweep_serial(
+                x, chain.fixed, a, beta, chain.mu, chain.fac, keys, chain.z, n, s1, s2, changed
+            )
+        else:
+            params = (a, beta, chain.mu, chain.fac, keys, chain.z)
+            _mv_sweep_blocks(x, chain.fixed, *params, (n, s1, s2, changed), n_blocks, part)
         _mv_after_sweep(it, tune, config, chain, out, stats, n, s1, s2, changed, shift)
 
 

@@ -244,6 +244,31 @@ def test_chains_on_threads_draw_what_one_thread_draws(y3, chains):
     )
 
 
+def test_large_data_draws_do_not_depend_on_how_the_threads_are_used(y3, monkeypatch):
+    # above the threshold the sweep runs in _N_BLOCKS ranges: on threads (one chain, or chains
+    # that do not divide among the threads), or one range after the other inside whole chains
+    # on threads; the ranges' sums are added in the same order, so the draws are the same
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+    monkeypatch.setattr(gibbs, "_PARALLEL_MIN", 1)
+    model = mixtures.full_mixture(y3, 3)
+    kw = dict(draws=100, tune=100, chains=2, random_seed=5, tempering=False)
+    chains_on_threads = _fit(model, **kw)
+    numba.set_num_threads(1)
+    try:
+        one_thread = _fit(model, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(gibbs, "get_num_threads", lambda: 3)  # 2 chains do not divide: ranges
+    ranges_on_threads = _fit(model, **kw)
+    for n in ("weights", "means", "sigma"):
+        np.testing.assert_array_equal(chains_on_threads.posterior[n], one_thread.posterior[n])
+        np.testing.assert_array_equal(chains_on_threads.posterior[n], ranges_on_threads.posterior[n])
+    np.testing.assert_array_equal(
+        chains_on_threads.sample_stats["n_changed"], ranges_on_threads.sample_stats["n_changed"]
+    )
+
+
 def test_chain_groups_split_the_chains_evenly():
     assert chain_groups(4, 2) == [(0, 2), (2, 4)]
     assert chain_groups(3, 2) in ([(0, 2), (2, 3)], [(0, 1), (1, 3)])

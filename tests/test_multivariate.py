@@ -566,3 +566,33 @@ def test_mv_chains_on_threads_draw_what_one_thread_draws(three, chains):
     for name in ("weights", "means", "chol_cov"):
         np.testing.assert_array_equal(one.posterior[name], many.posterior[name])
     np.testing.assert_array_equal(one.sample_stats["swap_accept"], many.sample_stats["swap_accept"])
+
+
+def test_mv_large_data_draws_do_not_depend_on_how_the_threads_are_used(three, monkeypatch):
+    # above the threshold the sweep runs in ranges: on threads, or one after the other inside
+    # whole chains on threads; the ranges' sums are added in the same order: the same draws
+    import numba
+
+    from mixtures.engines import gibbs_mv
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+    monkeypatch.setattr(gibbs_mv, "_PARALLEL_MIN", 1)
+    model = mixtures.mv_mixture(three[0], 3)
+    kw = dict(draws=60, tune=60, chains=2, random_seed=5, tempering=False, warn=False,
+              progressbar=False)  # fmt: skip
+    chains_on_threads = mixtures.sample(model, **kw)
+    numba.set_num_threads(1)
+    try:
+        one_thread = mixtures.sample(model, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(gibbs_mv, "get_num_threads", lambda: 3)  # 2 chains on 3: ranges
+    ranges_on_threads = mixtures.sample(model, **kw)
+    for name in ("weights", "means", "chol_cov"):
+        np.testing.assert_array_equal(
+            chains_on_threads.posterior[name], one_thread.posterior[name]
+        )
+        np.testing.assert_array_equal(
+            chains_on_threads.posterior[name], ranges_on_threads.posterior[name]
+        )

@@ -70,7 +70,7 @@ from mixtures.model.prior_codes import FIXED
 
 __all__ = ["DegenerateDataError", "GibbsEngine"]
 
-_PARALLEL_MIN = 200_000  # replicas x observations from which the sweep uses threads
+_PARALLEL_MIN = 200_000  # replicas x observations from which the sweep runs in _N_BLOCKS ranges
 _N_BLOCKS = 8
 
 #: Univariate component families other than Normal: the module with each one's state, prior
@@ -358,11 +358,12 @@ class _Runner:
                 collapsed = run_family_groups(
                     family.run, fam_config, self.family_state, fam_out, args, get_num_threads()
                 )
-            else:
-                collapsed = (
-                    run_threaded(*args, _N_BLOCKS)
-                    if threaded
-                    else run_chain_groups(run, *args, get_num_threads())
+            elif threaded and chains % get_num_threads():  # the sweep's ranges on threads
+                collapsed = run_threaded(*args, _N_BLOCKS)
+            else:  # whole chains on threads; at large N in the threaded sweep's ranges
+                blocks = _N_BLOCKS if threaded else 1
+                collapsed = run_chain_groups(
+                    run, *args, get_num_threads(), lambda *_: (blocks,)
                 )
             if collapsed >= 0:
                 raise DegenerateDataError(_collapse_message(collapsed, self.scale))

@@ -418,13 +418,12 @@ class _MvRunner:
                 return
             if miss is not None:
                 args += (miss.kernel, miss.cells, imputed)
-                run = mv_run_missing_threaded
-            elif not threaded:  # small data: whole chains on threads, the same draws
-                run_chain_groups(mv_run, *args, get_num_threads())
-                return
-            else:
-                run = mv_run_threaded
-            run(*args, _N_BLOCKS) if threaded else run(*args)
+                mv_run_missing_threaded(*args, _N_BLOCKS)
+            elif threaded and chains % get_num_threads():  # the sweep's ranges on threads
+                mv_run_threaded(*args, _N_BLOCKS)
+            else:  # whole chains on threads (at large N in the threaded sweep's ranges)
+                blocks = _N_BLOCKS if threaded else 1
+                run_chain_groups(mv_run, *args, get_num_threads(), lambda *_: (blocks,))
 
         label = f"Gibbs: {chains} chains x {n_temps} temperatures"
         run_segment(self, offset, n, label, run_chunk)
