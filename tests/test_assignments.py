@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import mixtures
-from mixtures.analysis.labels import relabel_permutations
+from mixtures.analysis.labels import exchangeable, relabel_permutations
 
 
 def hand_made(y, weights, means, sds, *, chains=2, draws=3, assignment=None):
@@ -152,6 +152,37 @@ def test_relabel_undoes_a_deliberate_permutation_exactly(unordered_fit, method):
         np.testing.assert_array_equal(repaired.posterior[v].values, reference.posterior[v].values)
     perms = repaired.sample_stats["relabel_permutation"].values
     assert tuple(perms[1, 0]) == (1, 2, 0) and tuple(perms[0, 0]) == (0, 1, 2)
+
+
+def test_exchangeable_components_share_every_fixed_value(y3):
+    known = mixtures.sample(
+        mixtures.known_params_mixture(y3, [9.0, 21.0, 35.0], [2.0, 2.0, 2.0]),
+        draws=20, tune=20, chains=1, random_seed=0, progressbar=False, warn=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(exchangeable(known), np.eye(3, dtype=bool))
+    t_fit = mixtures.sample(
+        mixtures.full_mixture(y3, 3, family="t", nu=[30.0, 30.0, 3.0]),
+        draws=20, tune=20, chains=1, random_seed=0, progressbar=False, warn=False,
+    )  # fmt: skip
+    expected = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    np.testing.assert_array_equal(exchangeable(t_fit), expected)
+
+
+@pytest.mark.parametrize("method", ["stephens", "ecr"])
+def test_relabel_never_swaps_components_with_different_fixed_values(y3, method):
+    # nu fixed per component: component 2 (nu = 3) is identified by its nu, so relabel may
+    # permute 0 and 1 only; a chain whose draws have 0 and 2 swapped (where component 2 sits
+    # in another cluster) keeps them, while a 0 <-> 1 swap is undone as for Normal components
+    model = mixtures.full_mixture(y3, 3, family="t", nu=[30.0, 30.0, 3.0], ordered=False)
+    fit = mixtures.sample(model, draws=150, tune=150, chains=2, tempering=None, random_seed=2,
+                          progressbar=False, warn=False)  # fmt: skip
+    reference = mixtures.relabel(fit, method)
+    swapped_02 = mixtures.relabel(_permute_chains(reference, {1: [2, 1, 0]}), method)
+    perms = swapped_02.sample_stats["relabel_permutation"].values
+    assert (perms[..., 2] == 2).all()
+    swapped_01 = mixtures.relabel(_permute_chains(reference, {1: [1, 0, 2]}), method)
+    for v in ("weights", "means", "sigma"):
+        np.testing.assert_array_equal(swapped_01.posterior[v].values, reference.posterior[v].values)
 
 
 def test_relabel_maps_latent_assignments(y3):

@@ -30,7 +30,7 @@ from scipy.special import logsumexp
 
 from mixtures.analysis.assignments import check_fit, component_logdensity, flat_draws
 
-__all__ = ["LabelSwitching", "label_switching", "relabel", "relabel_permutations"]
+__all__ = ["LabelSwitching", "exchangeable", "label_switching", "relabel", "relabel_permutations"]
 
 _METHODS = ("stephens", "ecr")
 
@@ -44,17 +44,43 @@ def _responsibilities_and_loglik(idata):
     return np.concatenate(resp), np.concatenate(loglik)
 
 
-def _stephens(p: np.ndarray, pivot: int, max_iter: int = 100) -> np.ndarray:
+# the cost of giving a component the label of one whose fixed values differ: above any sum of
+# the algorithms' costs (at most ~700 per observation and label), small enough to keep theirs
+_BARRED = 1e12
+
+
+def exchangeable(idata) -> np.ndarray:
+    """Which components may take each other's labels: ``(k, k)`` bool, ``[j, l]``.
+
+    Components are exchangeable when every fixed per-component value (the
+    ``constant_data`` variables with a ``component`` dimension: known means and sds, a fixed
+    nu given per component) is the same for both. Components that differ in one are
+    identified by it: no permutation may swap them, or the sampled parameters would be paired
+    with another component's fixed ones.
+    """
+    k = idata.posterior.sizes["component"]
+    allowed = np.ones((k, k), dtype=bool)
+    if "constant_data" not in idata.groups():
+        return allowed
+    for da in idata.constant_data.data_vars.values():
+        if "component" in da.dims:
+            v = da.transpose("component", ...).values.reshape(k, -1)
+            allowed &= (v[:, None, :] == v[None, :, :]).all(axis=-1)
+    return allowed
+
+
+def _stephens(p: np.ndarray, pivot: int, allowed, max_iter: int = 100) -> np.ndarray:
     """perms[s, j]: the draw's old component that becomes label j (Stephens' KL algorithm)."""
     n_draws, _, k = p.shape
     logp = np.log(np.clip(p, 1e-300, None))
     entropy_term = (p * logp).sum(axis=1)  # (S, k): sum_i p_il log p_il
     q = p[pivot]
     perms = None
+    barred = np.where(allowed, 0.0, _BARRED)
     for _ in range(max_iter):
         logq = np.log(np.clip(q, 1e-300, None))
         # cost[s, j, l] = sum_i p_sil (log p_sil - log q_ij): old component l as new label j
-        cost = entropy_term[:, None, :] - np.einsum("ij,sil->sjl", logq, p)
+        cost = entropy_term[:, None, :] - np.einsum("ij,sil->sjl", logq, p) + barred
         new = np.empty((n_draws, k), dtype=int)
         for s in range(n_draws):
             rows, cols = linear_sum_assignment(cost[s])
@@ -66,14 +92,15 @@ def _stephens(p: np.ndarray, pivot: int, max_iter: int = 100) -> np.ndarray:
     return perms
 
 
-def _ecr(z: np.ndarray, pivot_z: np.ndarray, k: int) -> np.ndarray:
+def _ecr(z: np.ndarray, pivot_z: np.ndarray, k: int, allowed) -> np.ndarray:
     """perms[s, j]: the draw's old component that becomes label j (ECR algorithm)."""
     n_draws = z.shape[0]
     perms = np.empty((n_draws, k), dtype=int)
     pivot_onehot = np.eye(k)[pivot_z]  # (n, k)
+    barred = np.where(allowed, 0.0, _BARRED)  # symmetric: [old l, new j] as [j, l]
     for s in range(n_draws):
         agree = np.eye(k)[z[s]].T @ pivot_onehot  # [old l, new j]: points agreeing
-        rows, cols = linear_sum_assignment(-agree)
+        rows, cols = linear_sum_assignment(barred - agree)
         perms[s, cols] = rows
     return perms
 
@@ -98,18 +125,20 @@ def relabel_permutations(idata, method: str = "stephens") -> np.ndarray:
     chains, draws, k = post.sizes["chain"], post.sizes["draw"], post.sizes["component"]
     resp, loglik = _responsibilities_and_loglik(idata)
     pivot = int(np.argmax(loglik))
+    allowed = exchangeable(idata)
     if method == "stephens":
-        perms = _stephens(resp, pivot)
+        perms = _stephens(resp, pivot, allowed)
     else:
         if "assignment" in post:
             z = flat_draws(post["assignment"]).astype(int)
         else:
             z = resp.argmax(axis=-1)
-        perms = _ecr(z, z[pivot], k)
+        perms = _ecr(z, z[pivot], k, allowed)
     perms = perms.reshape(chains, draws, k)
     # a canonical order of the new labels: increasing posterior mean of (the first feature
-    # of) the means, when they are sampled
-    if "means" in post and "component" in post["means"].dims:
+    # of) the means, when they are sampled and every component is exchangeable with every
+    # other (labels tied to fixed values stay where those values are)
+    if "means" in post and "component" in post["means"].dims and allowed.all():
         mu = post["means"].transpose("chain", "draw", "component", ...).values
         mu = mu.reshape(chains, draws, k, -1)[..., 0]
         order = np.argsort(np.take_along_axis(mu, perms, axis=2).mean(axis=(0, 1)))
@@ -127,7 +156,9 @@ def relabel(idata, method: str = "stephens"):
 
     Every posterior variable with a ``component`` dimension is permuted, and the sampled
     ``assignment`` values are mapped through the same permutation; the permutations are kept
-    as ``sample_stats["relabel_permutation"]``. Label-free quantities (log-likelihood,
+    as ``sample_stats["relabel_permutation"]``. Components that differ in a fixed value (known
+    means or sds, a fixed nu given per component: see :func:`exchangeable`) are identified by
+    it and never swapped. Label-free quantities (log-likelihood,
     predictive draws, co-clustering) are unchanged. Variables named per component (the
     LKJ model's ``chol_cov_0``, ``chol_cov_1``, ...) are dropped: their permuted values are in
     ``chol_cov``.
