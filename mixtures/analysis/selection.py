@@ -211,12 +211,7 @@ def _default_factory(data, family: str = "normal"):
 
     if data.ndim == 1:
         return lambda y, k, **kw: full_mixture(y, k, family=family, **kw)
-    if family != "normal":
-        raise ValueError(
-            "`family` should be 'normal' for multivariate data (no multivariate t components "
-            f"yet), but got {family!r}"
-        )
-    return lambda X, k, **kw: mv_mixture(X, k, covariance_prior="wishart", **kw)
+    return lambda X, k, **kw: mv_mixture(X, k, covariance_prior="wishart", family=family, **kw)
 
 
 def _criteria(idata) -> dict:
@@ -384,8 +379,9 @@ def choose_k(
         p(K | y) is the marginal likelihood's ``posterior_prob`` when `ks` is 1..max(ks): two
         independent computations of one quantity.
     family : {"normal", "t"}, default "normal"
-        Component family of the default factory (one feature): ``"t"`` fits Student-t
-        components with sampled degrees of freedom (``full_mixture(..., family="t")``).
+        Component family of the default factory: ``"t"`` fits Student-t components with
+        sampled degrees of freedom (``full_mixture(..., family="t")``, or
+        ``mv_mixture(..., family="t")`` for several features).
     rerun : bool, default True
         Fits that fail the convergence checks (r_hat > 1.01, bulk or tail ESS < 400,
         divergences) are run once more with four times the draws and twice the tuning. Fits
