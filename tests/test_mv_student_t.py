@@ -287,6 +287,9 @@ def test_downstream_uses_the_mvt_density(two_groups):
     np.testing.assert_allclose((sim[:, None] <= grid).mean(axis=0), ref_cdf, atol=0.01)
     relabelled = mixtures.relabel(idata)
     assert relabelled.posterior["nu"].shape == post["nu"].shape
+    # the 2-D predictive check draws the t predictive's points (all of them: fewer than its cap)
+    ax = mixtures.plot_ppc_2d(idata, num_draws=5, random_seed=0)
+    assert ax.collections[0].get_offsets().shape == (5 * two_groups.shape[0], 2)
 
 
 def test_one_component_posterior_and_evidence_equal_quadrature():
