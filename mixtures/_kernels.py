@@ -682,9 +682,9 @@ def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
     """
     lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
     k = a.shape[1]
-    width = min(top.shape[0], hi - lo)
+    lanes = pow2_at_least(min(top.shape[0], hi - lo))
     for j in range(k):
-        for b in range(width):
+        for b in range(lanes):
             acc_n[j, b] = 0.0
             acc_1[j, b] = 0.0
             acc_2[j, b] = 0.0
@@ -696,11 +696,36 @@ def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
         changed += _block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
         _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2)
     for j in range(k):
-        for b in range(width):
-            n[r, j] += acc_n[j, b]
-            s1[r, j] += acc_1[j, b]
-            s2[r, j] += acc_2[j, b]
+        n[r, j] += lane_total(acc_n[j], lanes)
+        s1[r, j] += lane_total(acc_1[j], lanes)
+        s2[r, j] += lane_total(acc_2[j], lanes)
     return changed
+
+
+@njit(inline="always")
+def pow2_at_least(m):
+    """Return the smallest power of two >= `m` (1 for m <= 1)."""
+    p = 1
+    while p < m:
+        p *= 2
+    return p
+
+
+@njit(inline="always")
+def lane_total(row, lanes):
+    """Return the sum of ``row[:lanes]`` (`lanes` a power of two), added by halving.
+
+    Overwrites ``row``. Each halving step adds the upper half onto the lower: independent
+    additions, which LLVM vectorises. A running sum over the lanes is a chain of dependent
+    additions (about 4 cycles each): at a few hundred points per replica it cost more than
+    the rest of the sweep (measured: 20.7 ns per point at N = 215 against 8.1 at N = 1e6).
+    """
+    step = lanes // 2
+    while step >= 1:
+        for b in range(step):
+            row[b] += row[b + step]
+        step //= 2
+    return row[0]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -1441,7 +1466,7 @@ def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, w
     """
     lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
     size = top.shape[0]
-    width = min(size, hi - lo)
+    width = pow2_at_least(min(size, hi - lo))
     acc_n[:, :width] = 0.0
     acc_1[:, :, :width] = 0.0
     acc_2[:, :, :, :width] = 0.0
@@ -1457,18 +1482,17 @@ def _mv_sweep_range(xt, fixed, lo, hi, r, a, beta, mu, fac, key, z, n, s1, s2, w
 
 @njit(inline="always")
 def _mv_lane_totals(r, width, acc_n, acc_1, acc_2, n, s1, s2):
-    """Add the lane accumulators' first `width` lanes to replica r's count and sums."""
+    """Add the lane accumulators' first `width` lanes to replica r's count and sums.
+
+    `width` is a power of two (:func:`lane_total`).
+    """
     k, d = acc_1.shape[0], acc_1.shape[1]
     for j in range(k):
-        for b in range(width):
-            n[r, j] += acc_n[j, b]
+        n[r, j] += lane_total(acc_n[j], width)
         for row in range(d):
-            for b in range(width):
-                s1[r, j, row] += acc_1[j, row, b]
+            s1[r, j, row] += lane_total(acc_1[j, row], width)
             for col in range(row + 1):
-                acc = 0.0
-                for b in range(width):
-                    acc += acc_2[j, row, col, b]
+                acc = lane_total(acc_2[j, row, col], width)
                 s2[r, j, row, col] += acc
                 if col < row:
                     s2[r, j, col, row] += acc
@@ -2238,7 +2262,7 @@ def mv_missing_sweep(r, beta, key, n_c, miss, logw, a, mu, fac, z, fixed, n, s1,
     )
     _missing_constants(r, beta, miss, logw, mu, fac, work)
     size = top.shape[0]
-    width = min(size, xo.shape[1])
+    width = pow2_at_least(min(size, xo.shape[1]))
     acc_n[:, :width] = 0.0
     acc_1[:, :, :width] = 0.0
     acc_2[:, :, :, :width] = 0.0

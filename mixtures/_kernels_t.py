@@ -76,6 +76,7 @@ from mixtures._kernels import (
     counter_uniform,
     exchange,
     exp,
+    lane_total,
     next_bits,
     normal,
     normal_work,
@@ -457,7 +458,7 @@ def _lane_totals(acc, out):
     """``out[q, j]``: the totals of the lane sums (``q = 4``: plus the logs of the products)."""
     for q in range(5):
         for j in range(acc.shape[1]):
-            out[q, j] = acc[q, j].sum()
+            out[q, j] = lane_total(acc[q, j], acc.shape[2])  # BLOCK lanes: a power of two
     for j in range(acc.shape[1]):
         pr, ex = acc[5, j], acc[6, j]
         for b in range(pr.shape[0]):
