@@ -365,7 +365,23 @@ def _mv_runner(engine, x, betas, plan, rng, progressbar, options):
 
 
 def _mv_steps(spec, t_family: bool, missing: bool, n_temps: int) -> str:
-    """Return the multivariate run's steps, as recorded in the posterior's attrs."""
+    """Return the multivariate run's steps, as recorded in the posterior's attrs.
+
+    Parameters
+    ----------
+    spec : MixtureSpec
+        The model's spec (which parameters are free).
+    t_family : bool
+        Student-t components (precision weights drawn).
+    missing : bool
+        Missing cells drawn.
+    n_temps : int
+        Number of temperatures.
+
+    Returns
+    -------
+    str
+    """
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
     steps += ", precision weights" if t_family else ""
     steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
