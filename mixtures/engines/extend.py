@@ -217,7 +217,30 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None, 
         record = {"mixtures_draws_requested": int(draws), "mixtures_draws_run": int(draws)}
         record["mixtures_draws_reason"] = "draws fixed by the user"
         return run_segment(draws), {**record, **check}
-    budget = _check_budget(budget)
+    merged, done, reason = _extend(
+        run_segment, posterior_of, t_start, _check_budget(budget), label_free
+    )
+    record = {"mixtures_draws_requested": "auto", "mixtures_draws_run": done}
+    record["mixtures_draws_reason"] = reason
+    return merged, {**record, **check}
+
+
+def _extend(run_segment, posterior_of, t_start: float, budget, label_free: bool):
+    """Run :data:`AUTO_DRAWS` draws, then extend until the diagnostics pass or the budget is spent.
+
+    Parameters
+    ----------
+    run_segment, posterior_of, t_start, label_free
+        As in :func:`run_draws`.
+    budget : (int, float)
+        Draws per chain and seconds, checked.
+
+    Returns
+    -------
+    (dict, int, str)
+        The merged arrays, the draws per chain run, and why the run stopped (with the
+        shortfalls that made it extend).
+    """
     t0 = time.perf_counter()
     parts, done = [run_segment(AUTO_DRAWS)], AUTO_DRAWS
     per_draw = (time.perf_counter() - t0) / AUTO_DRAWS
@@ -245,6 +268,4 @@ def run_draws(draws, run_segment, posterior_of, *, t_start: float, budget=None, 
         done += length
     if history:
         reason += "; extended after " + "; ".join(history)
-    record = {"mixtures_draws_requested": "auto", "mixtures_draws_run": done}
-    record["mixtures_draws_reason"] = reason
-    return merged, {**record, **check}
+    return merged, done, reason

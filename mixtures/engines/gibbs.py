@@ -232,24 +232,9 @@ class GibbsEngine(EngineBase):
         spec = self.spec
         rng = np.random.default_rng(random_seed)
         if not spec.univariate:
-            x, mask = mv_data(self.model)  # missing cells at their column's mean
-            sparse = sparse_concentration(spec, init)
-            betas, optima = choose_ladder(tempering, x, spec.k, rng, sparse=sparse)
-            plan = {"tempering": tempering, "init": init, "optima": optima, "budget": budget}
-            plan["sparse"] = sparse is not None
-            plan["mask"] = mask
-            return sample_mv(
-                self,
-                x,
-                betas,
-                plan,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                rng=rng,
-                progressbar=progressbar,
-                store_assignments=store_assignments,
-            )
+            plan = {"tempering": tempering, "init": init, "budget": budget}
+            run = dict(draws=draws, tune=tune, chains=chains, progressbar=progressbar)
+            return self._sample_multivariate(rng, plan, store_assignments=store_assignments, **run)
         y, known = self._read()
         betas, optima = choose_ladder(tempering, y[:, None], spec.k, rng)
         options = dict(tune=tune, chains=chains, init=init, tempering=tempering, moves=moves)
@@ -263,6 +248,29 @@ class GibbsEngine(EngineBase):
         attrs.update(record, mixtures_starts=start, mixtures_tune=runner.tune)
         steps = _steps(spec, runner.moves, betas.size)
         return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+
+    def _sample_multivariate(self, rng, plan, **run):
+        """Run :func:`~mixtures.engines.gibbs_mv.sample_mv` on the model's data.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The run's generator (the ladder's EM fits draw from it first).
+        plan : dict
+            ``tempering``, ``init`` and ``budget`` as :meth:`sample` got them; the EM
+            ``optima``, ``sparse`` and the missing cells' ``mask`` are added here.
+        **run
+            ``draws``, ``tune``, ``chains``, ``progressbar``, ``store_assignments``.
+
+        Returns
+        -------
+        RawDraws
+        """
+        x, mask = mv_data(self.model)  # missing cells at their column's mean
+        sparse = sparse_concentration(self.spec, plan["init"])
+        betas, optima = choose_ladder(plan["tempering"], x, self.spec.k, rng, sparse=sparse)
+        plan = {**plan, "optima": optima, "sparse": sparse is not None, "mask": mask}
+        return sample_mv(self, x, betas, plan, rng=rng, **run)
 
     def _runner(self, y, known, betas, optima, rng, progressbar, options):
         """Return the run's :class:`_Runner` on its starting state, and how it started."""

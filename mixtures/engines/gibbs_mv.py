@@ -292,9 +292,57 @@ def sample_mv(
     """
     t_start = time.perf_counter()
     spec = engine.spec
+    options = dict(draws=draws, tune=tune, chains=chains, store_assignments=store_assignments)
+    runner, start = _mv_runner(engine, x, betas, plan, rng, progressbar, options)
+    merged, record = run_draws(
+        draws,
+        runner.segment,
+        _checked,
+        t_start=t_start,
+        budget=plan["budget"],
+        label_free=is_sparse(spec),
+    )
+    posterior, st = _results(merged, runner.missing)
+    if runner.family is not None:
+        runner.family.posterior(merged, spec, posterior, st)
+    attrs = run_record(
+        st, runner.state.betas, bool(runner.rounds), "assignment" in posterior, t_start
+    )
+    attrs.update(record, mixtures_starts=start, mixtures_tune=runner.tune)
+    steps = _mv_steps(spec, runner.family is not None, runner.missing is not None, betas.size)
+    return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+
+
+def _mv_runner(engine, x, betas, plan, rng, progressbar, options):
+    """Return the run's :class:`_MvRunner` on its starting state, and how it started.
+
+    Parameters
+    ----------
+    engine : GibbsEngine
+        The engine (its spec, model and known labels).
+    x : numpy.ndarray of shape (n_obs, n_features)
+        The data, missing cells at their column's mean.
+    betas : numpy.ndarray
+        The inverse temperatures.
+    plan : dict
+        As in :func:`sample_mv`.
+    rng : numpy.random.Generator
+        Draws the starts, the replicas' streams and the family's state, in that order.
+    progressbar : bool or None
+        As in :func:`sample_mv`.
+    options : dict
+        ``draws``, ``tune`` (None: by the start), ``chains`` and ``store_assignments``.
+
+    Returns
+    -------
+    (_MvRunner, str)
+        The runner (its ``tune``, ``missing`` and ``family`` set) and the starts' description.
+    """
+    spec, chains = engine.spec, options["chains"]
     n_obs, n_temps = x.shape[0], betas.size
     missing = _Missing(x, plan["mask"], chains * n_temps) if plan.get("mask") is not None else None
     (logw, mu, cov), start = _starts(engine, x, chains * n_temps, rng, plan, n_temps)
+    tune = options["tune"]
     if tune is None:
         tune = EM_TUNE if start != "random" else AUTO_TUNE
     chain = _chain_state(logw, mu, cov, betas, engine._labels(n_obs), missing, chains, rng)
@@ -308,31 +356,38 @@ def sample_mv(
         runner.family_state = family.initial_state(spec, known, chain.z.shape[0], n_obs, rng)
     adapt = isinstance(plan["tempering"], str | int | np.integer)
     runner.rounds = adaptation_rounds(tune) if adapt and n_temps > 2 else []
+    rule = options["store_assignments"]
     runner.store_z = stores_assignments(
-        store_assignments, spec, chains * (draws or AUTO_DRAWS) * n_obs
+        rule, spec, chains * (options["draws"] or AUTO_DRAWS) * n_obs
     )
-    runner.store_rule = (store_assignments, chains * n_obs)
-    merged, record = run_draws(
-        draws,
-        runner.segment,
-        _checked,
-        t_start=t_start,
-        budget=plan["budget"],
-        label_free=is_sparse(spec),
-    )
-    posterior, st = _results(merged, missing)
-    if family is not None:
-        family.posterior(merged, spec, posterior, st)
-    attrs = run_record(
-        st, runner.state.betas, bool(runner.rounds), "assignment" in posterior, t_start
-    )
-    attrs.update(record, mixtures_starts=start, mixtures_tune=tune)
+    runner.store_rule = (rule, chains * n_obs)
+    return runner, start
+
+
+def _mv_steps(spec, t_family: bool, missing: bool, n_temps: int) -> str:
+    """Return the multivariate run's steps, as recorded in the posterior's attrs.
+
+    Parameters
+    ----------
+    spec : MixtureSpec
+        The model's spec (which parameters are free).
+    t_family : bool
+        Student-t components (precision weights drawn).
+    missing : bool
+        Missing cells drawn.
+    n_temps : int
+        Number of temperatures.
+
+    Returns
+    -------
+    str
+    """
     steps = "Gibbs[assignment, weights, means, precisions (Wishart)"
-    steps += ", precision weights" if family is not None else ""
+    steps += ", precision weights" if t_family else ""
     steps += ", nu (MH on log nu)" if "nu" in spec.free else ""
-    steps += ", missing cells]" if missing is not None else "]"
+    steps += ", missing cells]" if missing else "]"
     steps += f" + replica exchange ({n_temps} temperatures)" if n_temps > 1 else ""
-    return RawDraws(posterior=posterior, stats=st, attrs=attrs, steps=steps)
+    return steps
 
 
 def _chain_state(logw, mu, cov, betas, labels, missing, chains, rng) -> MvChainState:

@@ -468,25 +468,13 @@ def mv_mixture(
     ('component', 'feature')
     """
     if is_dask_data(X):  # the data stay on the cluster (mixtures.model.dask_data)
-        if family != "normal":
-            raise ValueError(
-                f"`family` should be 'normal' for data in a dask array (the distributed engine "
-                f"sweeps Normal components only), but got {family!r}"
-            )
         kwargs = {"covariance": covariance, "marginalized": marginalized, "priors": priors}
         kwargs.update(ordered_by=ordered_by, covariance_prior=covariance_prior, labels=labels)
-        return from_dask(mv_mixture, X, k, **kwargs)
+        return _mv_mixture_on_dask(X, k, family, **kwargs)
     names = list(X.columns) if hasattr(X, "columns") else None
     X, observed = _observations(X, check_missing(missing))
     k = check_k(k, X.shape[0])
-    known = check_family(family, nu, k)  # refuses a nu with family="normal"
-    known = None if family == "normal" else known
-    if known is not None and not observed.all():
-        raise ValueError(
-            f"`X` should have no missing cells with family='t' (missing cells are modelled "
-            f"for Normal components only), but got {int((~observed).sum())} NaN cell(s): drop "
-            "the incomplete rows or use family='normal'"
-        )
+    known = _check_mv_family(family, nu, k, observed)
     labels = check_labels(labels, X.shape[0], k)
     ordered_by, covariance_prior = _check_structure(
         covariance, ordered_by, covariance_prior, X.shape[1]
@@ -496,6 +484,63 @@ def mv_mixture(
     spec = _mv_spec(X, k, resolved, covariance, marginalized, ordered_by, known)
     spec = spec.replace(labelled=labels is not None, missing=missing)
     return attach(_mv_graph(X, observed, spec, labels, names), spec)
+
+
+def _mv_mixture_on_dask(X, k, family: str, **kwargs) -> pm.Model:
+    """Return :func:`mv_mixture` of data in a dask array (:mod:`mixtures.model.dask_data`).
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_obs, n_features)
+        The data, left on the cluster.
+    k : int
+        Number of components.
+    family : str
+        Must be ``"normal"``: the distributed engine sweeps Normal components only.
+    **kwargs
+        The other arguments of :func:`mv_mixture`.
+
+    Returns
+    -------
+    pymc.Model
+    """
+    if family != "normal":
+        raise ValueError(
+            f"`family` should be 'normal' for data in a dask array (the distributed engine "
+            f"sweeps Normal components only), but got {family!r}"
+        )
+    return from_dask(mv_mixture, X, k, **kwargs)
+
+
+def _check_mv_family(family: str, nu, k: int, observed: np.ndarray) -> dict | None:
+    """Check :func:`mv_mixture`'s `family` and `nu`; refuse missing cells with the t family.
+
+    Parameters
+    ----------
+    family : str
+        As in :func:`mv_mixture`.
+    nu : float, array-like of shape (k,) or None
+        As in :func:`mv_mixture` (refused with ``family="normal"``).
+    k : int
+        Number of components, checked.
+    observed : numpy.ndarray of bool, shape (n_obs, n_features)
+        Which cells of the data are observed.
+
+    Returns
+    -------
+    dict or None
+        None for Normal components; for t components ``{"nu": (k,) array}`` when `nu` is
+        fixed, ``{}`` when it is sampled.
+    """
+    known = check_family(family, nu, k)  # refuses a nu with family="normal"
+    known = None if family == "normal" else known
+    if known is not None and not observed.all():
+        raise ValueError(
+            f"`X` should have no missing cells with family='t' (missing cells are modelled "
+            f"for Normal components only), but got {int((~observed).sum())} NaN cell(s): drop "
+            "the incomplete rows or use family='normal'"
+        )
+    return known
 
 
 def _mv_graph(X, observed, spec: MixtureSpec, labels, names) -> pm.Model:
