@@ -195,8 +195,21 @@ SNIPPETS = {
         def sweep():
             keys = rng.integers(0, 2**63, size=1, dtype=np.uint64)
             _kernels.sweep(big, fixed, a, c, mus, keys, z, n, s1, s2, changed)
+        # the tempered N = 215 fit's sweep: 128 replicas (4 chains x 32 temperatures) of 215
+        # points, per point and replica (the lane sums' reduction is paid per replica)
+        n_s, r_s = 215, 128
+        y_s = big[:n_s].copy()
+        state_s = [np.tile(v, (r_s, 1)) for v in (a, c, mus)]
+        fixed_s = np.full(n_s, -1, dtype=np.int32)
+        z_s = np.zeros((r_s, n_s), dtype=np.int8)
+        sums_s = [np.zeros((r_s, k)) for _ in range(3)]
+        changed_s = np.zeros(r_s, dtype=np.int64)
+        def sweep_215():
+            keys = rng.integers(0, 2**63, size=r_s, dtype=np.uint64)
+            for _ in range(36):  # ~1e6 point-replica updates per timing
+                _kernels.sweep(y_s, fixed_s, *state_s, keys, z_s, *sums_s, changed_s)
         jobs = {"sweep": sweep, "numpy_exp_out": lambda: np.exp(x, out=buf),
-                "our_exp_array": lambda: _kernels.exp_array(x, buf)}
+                "our_exp_array": lambda: _kernels.exp_array(x, buf), "sweep_215": sweep_215}
         best = {name: np.inf for name in jobs}
         best_cpu = dict(best)
         for name, job in jobs.items():
@@ -207,8 +220,10 @@ SNIPPETS = {
                 job()
                 best[name] = min(best[name], time.perf_counter() - t0)
                 best_cpu[name] = min(best_cpu[name], time.thread_time() - c0)
-        ns = {f"{name}_ns": 1e9 * t / n_obs for name, t in best.items()}
-        ns.update({f"{name}_cpu_ns": 1e9 * t / n_obs for name, t in best_cpu.items()})
+        per = {name: n_obs for name in jobs}
+        per["sweep_215"] = 36 * n_s * r_s
+        ns = {f"{name}_ns": 1e9 * t / per[name] for name, t in best.items()}
+        ns.update({f"{name}_cpu_ns": 1e9 * t / per[name] for name, t in best_cpu.items()})
         out(**ns, ratio=ns["sweep_ns"] / ns["numpy_exp_out_ns"],
             ratio_cpu=ns["sweep_cpu_ns"] / ns["numpy_exp_out_cpu_ns"],
             load_average=os.getloadavg()[0])
@@ -490,6 +505,10 @@ def sweep_section(results: dict) -> None:
         f"our exp {s['our_exp_array_ns']:.2f} ns per value. Thread CPU time: sweep "
         f"{s['sweep_cpu_ns']:.2f} ns, np.exp {s['numpy_exp_out_cpu_ns']:.2f} ns (ratio "
         f"{s['ratio_cpu']:.2f}); load average {s['load_average']:.1f}"
+    )
+    print(
+        f"sweep at N=215, 128 replicas, one thread: {s['sweep_215_cpu_ns']:.2f} ns of thread CPU "
+        f"per point and replica (N=1e6: {s['sweep_cpu_ns']:.2f})"
     )
     proc = subprocess.run(
         [sys.executable, str(HERE / "sweep_stages.py")], capture_output=True, text=True, check=True
