@@ -51,6 +51,10 @@ _S11 = np.uint64(11)
 _S12 = np.uint64(12)
 _ONE_BITS = np.uint64(0x3FF0000000000000)  # the bits of 1.0
 _TWO53 = 1.0 / 9007199254740992.0
+# joint draws tried for ordered means at beta = 1 (the recorded replica); a tempered replica,
+# whose wide conditional is ordered about 1 time in k!, tries once (measured: 0.50 against
+# 0.30 us per replica and iteration at k = 3), then takes the Metropolis steps, which leave
+# its conditional invariant just the same
 _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
@@ -790,7 +794,12 @@ def _sweep_on(pool, y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks):
 
 @njit
 def _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, prop):
-    """Exact conditional draw of replica r's means (ordered: joint rejection, then MH)."""
+    """Exact conditional draw of replica r's means (ordered: joint rejection, then MH).
+
+    Ordered means are drawn jointly from their unordered conditional until ordered (at most
+    ``_JOINT_TRIES`` times at beta = 1, once at beta < 1), else moved by Metropolis steps that
+    leave the ordered conditional invariant.
+    """
     k = mu.shape[1]
     for j in range(k):
         prec = 1.0 / (s0[j] * s0[j]) + beta * n[r, j] / (sd[r, j] * sd[r, j])
@@ -798,7 +807,7 @@ def _update_means(r, beta, mu, sd, n, s1, m0, s0, ordered, state, mean, std, pro
             m0[j] / (s0[j] * s0[j]) + beta * (s1[r, j] + n[r, j] * mu[r, j]) / (sd[r, j] * sd[r, j])
         ) / prec
         std[j] = 1.0 / math.sqrt(prec)
-    for _ in range(_JOINT_TRIES if ordered else 1):
+    for _ in range((_JOINT_TRIES if beta >= 1.0 else 1) if ordered else 1):
         ok = True
         for j in range(k):
             prop[j] = mean[j] + std[j] * _normal(state, r)
