@@ -43,7 +43,7 @@ from mixtures import _kernels_mvt as M
 from mixtures import _kernels_t as T
 from mixtures.model.prior_codes import SCALE_CODES
 
-B = M.MVT_BLOCK
+B = M._block_size(3, 2)  # the sweep's block at K = 3, d = 2
 
 
 @njit(nogil=True, fastmath={"contract"}, error_model="numpy")

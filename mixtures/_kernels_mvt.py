@@ -40,8 +40,9 @@ weight ``G / (h + v)`` without a log or exp, the sum of log lambda as logs of pe
 products; feature 0's weighted moments ride in its lane sums, the other features' are added
 here). With nu fixed, each block's weights are drawn right after its assignments (one pass
 over the data); with nu sampled, a second pass after the move. The loops go over blocks of
-:data:`MVT_BLOCK` points in struct-of-arrays layout (features in rows), plain arithmetic and
-selects, so they vectorise; ``python bench/mvt_stages.py`` times each stage.
+:data:`MVT_BLOCK` points (fewer at large k d**2) in struct-of-arrays layout (features in
+rows), plain arithmetic and selects, so they vectorise; ``python bench/mvt_stages.py``
+times each stage.
 
 Numba's disk cache checks only this file: after changing a function of
 :mod:`mixtures._kernels` or :mod:`mixtures._kernels_t` that these kernels call, touch this file.
@@ -78,8 +79,16 @@ from mixtures._kernels_t import (
 
 __all__ = ["MVT_BLOCK", "mvt_prepare", "mvt_run", "mvt_sweep"]
 
-#: Points per block of the sweep.
-MVT_BLOCK = MV_BLOCK
+#: Points per block of the sweep where its lane sums are few (k d (d + 1) / 2 <= 24 second
+#: moments); with more, the multivariate Normal sweep's ``MV_BLOCK`` (:func:`_block_size`).
+MVT_BLOCK = 256
+_MANY_LANES = 24
+
+
+@njit(inline="always")
+def _block_size(k, d):
+    """Points per block: :data:`MVT_BLOCK`, or ``MV_BLOCK`` when the lanes outgrow the caches."""
+    return MVT_BLOCK if k * d * (d + 1) // 2 <= _MANY_LANES else MV_BLOCK
 
 
 @njit(inline="always")
@@ -201,11 +210,11 @@ def _assign_mvt(xt, fixed, r, coef, mu, fac, key, gkey, state, z, lam, small, sa
     lq, cur, vbuf = work[1][1:]
     acc = work[2][3]
     pick = work[0][4]
-    n_obs = xt.shape[1]
+    n_obs, size = xt.shape[1], pick.shape[0]
     cur[:] = 0.0
     count = 0
-    for i0 in range(0, n_obs, MVT_BLOCK):
-        i1 = min(i0 + MVT_BLOCK, n_obs)
+    for i0 in range(0, n_obs, size):
+        i1 = min(i0 + size, n_obs)
         if sampled:
             count += _block_assign(
                 xt, fixed, i0, i1, r, coef, mu, fac, key, z[r], lam[r, i0:i1], work
@@ -224,9 +233,9 @@ def _draw_weights(xt, r, z, coef, mu, key, state, lam, small, work):
     ``lam[r]`` holds ``c m`` of each point's component on entry.
     """
     pick = work[0][4]
-    n_obs = xt.shape[1]
-    for i0 in range(0, n_obs, MVT_BLOCK):
-        i1 = min(i0 + MVT_BLOCK, n_obs)
+    n_obs, size = xt.shape[1], pick.shape[0]
+    for i0 in range(0, n_obs, size):
+        i1 = min(i0 + size, n_obs)
         zb, lamb = z[r, i0:i1], lam[r, i0:i1]
         for b in range(i1 - i0):
             pick[b] = zb[b]
@@ -260,7 +269,7 @@ def _sweep_work(k, d):
     Marsaglia-Tsang's constants); the other features' lanes and the totals; nu's scratch and
     the counts.
     """
-    size = MVT_BLOCK
+    size = _block_size(k, d)
     pick_work = (
         np.empty((2 * k, size)),  # rows k..2k-1: block_pick's scratch
         np.empty(size),
