@@ -18,9 +18,10 @@ N(\mu_j, \Lambda_j^{-1} / \lambda_i)` with :math:`\lambda_i \sim \text{Gamma}(\n
            \Big(h_j + \frac{\beta m_{ij}}{2}\Big)^{-e_j},
        \qquad h_j = \frac{\nu_j}2, \; e_j = h_j + \frac{\beta d}2;
 
-2. if nu is sampled, the univariate t's move (:func:`mixtures._kernels_t.update_nu`):
+2. if nu is sampled, the univariate t's move (:func:`mixtures._kernels_t.nu_moves`):
    random-walk Metropolis on :math:`\log \nu_j` given the assignments, the weights summed
-   out (the collapsed multivariate t likelihood of the component's rows);
+   out (the collapsed multivariate t likelihood of the component's rows; the current log
+   terms come from step 1's logs);
 3. :math:`\lambda_i \mid z_i \sim \text{Gamma}(e_j, h_j + \beta m_{ij} / 2)`, accumulating the
    counts :math:`n_j`, :math:`\sum\lambda`, :math:`\sum \lambda (x - \mu)`,
    :math:`\sum \lambda (x - \mu)(x - \mu)^\top` (about the current means) and
@@ -33,9 +34,15 @@ N(\mu_j, \Lambda_j^{-1} / \lambda_i)` with :math:`\lambda_i \sim \text{Gamma}(\n
    :math:`\sum_i \log N(x_i \mid \mu_{z_i}, \Lambda_{z_i}^{-1} / \lambda_i)`.
 
 Steps 1-3 are a collapsed, blocked draw of :math:`(\nu, z, \lambda)`, as in the univariate t
-kernel (:mod:`mixtures._kernels_t`, whose logarithm, Gamma draws and nu move this module
-reuses). The loops go over blocks of :data:`MVT_BLOCK` points in struct-of-arrays layout
-(features in rows), plain arithmetic and selects, so they vectorise.
+kernel (:mod:`mixtures._kernels_t`, whose logarithm, nu move and Gamma draws this module
+reuses: paired Box-Muller Normals, a squeeze without a log for ~98% of the candidates, the
+weight ``G / (h + v)`` without a log or exp, the sum of log lambda as logs of per-lane
+products; feature 0's weighted moments ride in its lane sums, the other features' are added
+here). With nu fixed, each block's weights are drawn right after its assignments (one pass
+over the data); with nu sampled, a second pass after the move. The loops go over blocks of
+:data:`MVT_BLOCK` points (fewer at large k d**2) in struct-of-arrays layout (features in
+rows), plain arithmetic and selects, so they vectorise; ``python bench/mvt_stages.py``
+times each stage.
 
 Numba's disk cache checks only this file: after changing a function of
 :mod:`mixtures._kernels` or :mod:`mixtures._kernels_t` that these kernels call, touch this file.
@@ -54,159 +61,245 @@ from mixtures._kernels import (
     block_max,
     block_pick,
     exchange,
-    exp,
-    log_gamma,
     mv_record,
     mv_update,
     mv_work,
     next_bits,
 )
-from mixtures._kernels_t import block_gamma, log, record_t, update_nu
+from mixtures._kernels_t import (
+    block_weights,
+    clear_lanes,
+    lane_totals,
+    log,
+    mt_constants,
+    nu_moves,
+    record_t,
+    select_pair,
+)
 
 __all__ = ["MVT_BLOCK", "mvt_prepare", "mvt_run", "mvt_sweep"]
 
-#: Points per block of the sweep.
-MVT_BLOCK = MV_BLOCK
+#: Points per block of the sweep where its lane sums are few (k d (d + 1) / 2 <= 24 second
+#: moments); with more, the multivariate Normal sweep's ``MV_BLOCK`` (:func:`_block_size`).
+MVT_BLOCK = 256
+_MANY_LANES = 24
 
 
 @njit(inline="always")
-def _assign_mvt(xt, fixed, r, coef, mu, fac, key, z, v, counts, work):
-    """Draw replica r's assignments (weights summed out); return how many changed.
+def _block_size(k, d):
+    """Points per block: :data:`MVT_BLOCK`, or ``MV_BLOCK`` when the lanes outgrow the caches."""
+    return MVT_BLOCK if k * d * (d + 1) // 2 <= _MANY_LANES else MV_BLOCK
 
-    Sets ``v[i] = beta m_ij / 2`` of each point's new component j and ``counts`` (k,).
+
+@njit(inline="always")
+def _block_assign(xt, fixed, i0, i1, r, coef, mu, fac, key, zr, vb, work):
+    """Draw the assignments of the points in columns i0..i1-1 (weights summed out).
+
+    Returns how many changed. Sets ``pick`` (the block's new components), ``lq[j, b] =
+    log(h_j + c_j m_jb)`` (the nu move's log terms) and ``vb[b] = c m``, ``beta m / 2`` of
+    each point's new component.
     """
     a, c, h, e = coef
-    lp, top, tot, u, pick, maha = work
-    k, n_obs = a.shape[1], xt.shape[1]
-    count = 0
+    (lp, top, tot, u, pick), (maha, lq) = work[0], work[1][:2]
+    k, m = a.shape[1], i1 - i0
+    block_maha(xt, i0, i1, r, mu, fac, maha, u)
     for j in range(k):
-        counts[j] = 0.0
-    for i0 in range(0, n_obs, MVT_BLOCK):
-        i1 = min(i0 + MVT_BLOCK, n_obs)
-        m = i1 - i0
-        block_maha(xt, i0, i1, r, mu, fac, maha, u)
-        for j in range(k):
-            aj, cj, hj, ej = a[r, j], c[r, j], h[r, j], e[r, j]
-            row, mr = lp[j], maha[j]
-            for b in range(m):
-                row[b] = aj - ej * log(hj + cj * mr[b])
-        block_max(lp, top, k, m)
-        count += block_pick(fixed[i0:i1], z[r, i0:i1], i0, key, lp, top, tot, u, pick)
-        vb = v[i0:i1]
+        aj, cj, hj, ej = a[r, j], c[r, j], h[r, j], e[r, j]
+        row, lrow, mr = lp[j], lq[j], maha[j]
         for b in range(m):
-            vb[b] = 0.0
-        for j in range(k):
-            cj, mr = c[r, j], maha[j]
-            for b in range(m):
-                vb[b] = cj * mr[b] if pick[b] == j else vb[b]
+            q = log(hj + cj * mr[b])
+            lrow[b] = q
+            row[b] = aj - ej * q
+    block_max(lp, top, k, m)
+    changed = block_pick(fixed[i0:i1], zr[i0:i1], i0, key, lp, top, tot, u, pick)
+    for j in range(k):
+        cj, mr = c[r, j], maha[j]
         for b in range(m):
-            counts[pick[b]] += 1.0
+            vb[b] = cj * mr[b] if pick[b] == j or j == 0 else vb[b]
+    return changed
+
+
+@njit(inline="always")
+def _block_move_terms(pick, m, lq, cur, acc):
+    """Add each point's log term ``log(h + v)`` of its component, and 1, to the lanes."""
+    for j in range(lq.shape[0]):
+        lrow, crow, cn = lq[j], cur[j], acc[0, j]
+        for b in range(m):
+            hit = pick[b] == j
+            crow[b] += lrow[b] if hit else 0.0
+            cn[b] += 1.0 if hit else 0.0
+
+
+@njit(inline="always")
+def _block_select(xt, s, m, pick, r, coef, mu, vb, mt, small, sel, dif):
+    """Set each point's values of its component (selects only).
+
+    ``sel``: the Gamma rate ``h + v``, ``x - mu`` of feature 0 (the first row of ``dif``,
+    which holds every feature's), the shape ``e`` (only if some shape is below 1,
+    ``small``), Marsaglia-Tsang's ``d`` and ``c`` (``mt``: per component).
+    """
+    h, e = coef[2], coef[3]
+    qb = sel[0]
+    k, d = mu.shape[1], mu.shape[2]
+    for j in range(k):
+        hj = h[r, j]
+        for b in range(m):
+            qb[b] = hj + vb[b] if pick[b] == j or j == 0 else qb[b]
+    for row in range(d):
+        dr, xr = dif[row], xt[row, s : s + m]
+        for j in range(k):
+            mj = mu[r, j, row]
+            for b in range(m):
+                dr[b] = xr[b] - mj if pick[b] == j or j == 0 else dr[b]
+    select_pair(pick, mt[0], mt[1], sel[3], sel[4], m)
+    if small:
+        select_pair(pick, e[r], e[r], sel[2], sel[2], m)
+
+
+@njit(inline="always")
+def _block_moments(pick, m, dif, lamb, wd, mom_1, mom_2):
+    """Add the weighted moments of features 1..d-1 to the lanes of each point's component.
+
+    ``mom_1[j, row, b]``: lambda (x - mu)_row; ``mom_2[j, row, col, b]`` (col <= row):
+    lambda (x - mu)_row (x - mu)_col; rows >= 1 only (feature 0's are the univariate lanes',
+    :func:`mixtures._kernels_t.block_weights`). ``wd``: scratch.
+    """
+    k, d = mom_1.shape[0], dif.shape[0]
+    for row in range(1, d):
+        w, dr = wd[row], dif[row]
+        for b in range(m):
+            w[b] = lamb[b] * dr[b]
+    for j in range(k):
+        for row in range(1, d):
+            c1, w = mom_1[j, row], wd[row]
+            for b in range(m):
+                c1[b] += w[b] if pick[b] == j else 0.0
+            for col in range(row + 1):
+                c2, dc = mom_2[j, row, col], dif[col]
+                for b in range(m):
+                    c2[b] += w[b] * dc[b] if pick[b] == j else 0.0
+
+
+@njit(inline="always")
+def _block_draw(xt, i0, m, r, coef, mu, key, state, small, vb, lamb, work):
+    """Draw a block's precision weights given their components (``pick``); add to the lanes.
+
+    The univariate t kernel's Gamma draws (:func:`mixtures._kernels_t.block_weights`: paired
+    Box-Muller Normals, a squeeze without a log, the log test and exact redraws for the rest,
+    ``lambda = G / (h + v)``), which also sum the count, lambda, log lambda and feature 0's
+    moments; then the other features' moments (:func:`_block_moments`). ``vb``: ``beta m /
+    2`` of each point's component (may be ``lamb`` itself: read before it is written).
+    """
+    pick = work[0][4]
+    sel, dif, draw, acc, mt = work[2]
+    wd, mom_1, mom_2 = work[3][:3]
+    _block_select(xt, i0, m, pick, r, coef, mu, vb, mt, small, sel, dif)
+    block_weights(pick, i0, r, key, state, small, mt, sel, lamb, draw, acc)
+    _block_moments(pick, m, dif, lamb, wd, mom_1, mom_2)
+
+
+@njit(inline="always")
+def _assign_mvt(xt, fixed, r, coef, mu, fac, key, gkey, state, z, lam, small, sampled, work):
+    """Draw replica r's assignments (weights summed out); return how many changed.
+
+    nu fixed (``sampled`` False): each block's weights are drawn right after its assignments
+    (``gkey``: the key of their uniforms), one pass. nu sampled: sets ``lam[r, i] = c m`` of
+    each point's new component, the counts' lanes ``acc[0]`` and the nu move's current log
+    terms' lanes ``cur``.
+    """
+    lq, cur, vbuf = work[1][1:]
+    acc = work[2][3]
+    pick = work[0][4]
+    n_obs, size = xt.shape[1], pick.shape[0]
+    cur[:] = 0.0
+    count = 0
+    for i0 in range(0, n_obs, size):
+        i1 = min(i0 + size, n_obs)
+        if sampled:
+            count += _block_assign(
+                xt, fixed, i0, i1, r, coef, mu, fac, key, z[r], lam[r, i0:i1], work
+            )
+            _block_move_terms(pick, i1 - i0, lq, cur, acc)
+        else:
+            count += _block_assign(xt, fixed, i0, i1, r, coef, mu, fac, key, z[r], vbuf, work)
+            _block_draw(xt, i0, i1 - i0, r, coef, mu, gkey, state, small, vbuf, lam[r, i0:i1], work)
     return count
 
 
 @njit(inline="always")
-def _block_weights(xt, s, zb, vb, r, h, e, mu, key, state, lamb, work):
-    """Draw a block's precision weights given their components; add to the lane sums.
+def _draw_weights(xt, r, z, coef, mu, key, state, lam, small, work):
+    """Draw every point's precision weight given its component, block by block (nu sampled).
 
-    ``vb`` holds ``beta m / 2`` of each point's component (a view of ``lamb``'s memory, read
-    before it is written). Lanes: ``acc_s[0..2, j, b]`` count, sum of lambda, of log lambda;
-    ``acc_1[j, row, b]`` sum of lambda (x - mu)_row; ``acc_2[j, row, col, b]`` (col <= row)
-    sum of lambda (x - mu)_row (x - mu)_col.
+    ``lam[r]`` holds ``c m`` of each point's component on entry.
     """
-    eb, hb, logg, ok, dif, acc_s, acc_1, acc_2 = work
-    k, d, m = mu.shape[1], mu.shape[2], zb.shape[0]
-    for b in range(m):
-        eb[b], hb[b] = 1.0, 1.0
-    for row in range(d):
-        dr, xr = dif[row], xt[row, s : s + m]
-        for b in range(m):
-            dr[b] = 0.0
-        for j in range(k):
-            mj = mu[r, j, row]
-            for b in range(m):
-                dr[b] = xr[b] - mj if zb[b] == j else dr[b]
-    for j in range(k):
-        ej, hj = e[r, j], h[r, j]
-        for b in range(m):
-            hit = zb[b] == j
-            eb[b] = ej if hit else eb[b]
-            hb[b] = hj if hit else hb[b]
-    block_gamma(eb[:m], key, s, logg, ok)
-    for b in range(m):
-        if not ok[b]:  # rare: redraw exactly from the replica's stream
-            logg[b] = log_gamma(eb[b], state, r)
-    for b in range(m):
-        loglam = logg[b] - log(hb[b] + vb[b])
-        lamb[b] = exp(loglam)
-        logg[b] = loglam
-    for j in range(k):
-        cn, cw, cl = acc_s[0, j], acc_s[1, j], acc_s[2, j]
-        for b in range(m):
-            hit = zb[b] == j
-            cn[b] += 1.0 if hit else 0.0
-            cw[b] += lamb[b] if hit else 0.0
-            cl[b] += logg[b] if hit else 0.0
-        for row in range(d):
-            c1, dr = acc_1[j, row], dif[row]
-            for b in range(m):
-                c1[b] += lamb[b] * dr[b] if zb[b] == j else 0.0
-            for col in range(row + 1):
-                c2, dc = acc_2[j, row, col], dif[col]
-                for b in range(m):
-                    c2[b] += lamb[b] * dr[b] * dc[b] if zb[b] == j else 0.0
+    pick = work[0][4]
+    n_obs, size = xt.shape[1], pick.shape[0]
+    for i0 in range(0, n_obs, size):
+        i1 = min(i0 + size, n_obs)
+        zb, lamb = z[r, i0:i1], lam[r, i0:i1]
+        for b in range(i1 - i0):
+            pick[b] = zb[b]
+        _block_draw(xt, i0, i1 - i0, r, coef, mu, key, state, small, lamb, lamb, work)
 
 
 @njit(inline="always")
-def _draw_weights(xt, r, z, v, h, e, mu, key, state, lam, sums, work):
-    """Draw replica r's precision weights block by block; write its sums into ``sums``."""
+def _totals(r, work, sums):
+    """Write replica r's sums (the lanes' totals) into ``sums``."""
     cnt, wsum, s1, s2, sll = sums
-    acc_s, acc_1, acc_2 = work[5], work[6], work[7]
-    k, d = mu.shape[1], mu.shape[2]
-    acc_s[:] = 0.0
-    acc_1[:] = 0.0
-    acc_2[:] = 0.0
-    n_obs = xt.shape[1]
-    for i0 in range(0, n_obs, MVT_BLOCK):
-        i1 = min(i0 + MVT_BLOCK, n_obs)
-        _block_weights(xt, i0, z[r, i0:i1], v[i0:i1], r, h, e, mu, key, state, lam[r, i0:i1], work)
+    acc = work[2][3]
+    mom_1, mom_2, out = work[3][1:]
+    lane_totals(acc, out)
+    k, d = mom_1.shape[0], mom_1.shape[1]
     for j in range(k):
-        cnt[r, j], wsum[r, j], sll[r, j] = acc_s[0, j].sum(), acc_s[1, j].sum(), acc_s[2, j].sum()
-        for row in range(d):
-            s1[r, j, row] = acc_1[j, row].sum()
+        cnt[r, j], wsum[r, j], sll[r, j] = out[0, j], out[1, j], out[4, j]
+        s1[r, j, 0], s2[r, j, 0, 0] = out[2, j], out[3, j]
+        for row in range(1, d):
+            s1[r, j, row] = mom_1[j, row].sum()
             for col in range(row + 1):
-                s2[r, j, row, col] = acc_2[j, row, col].sum()
+                s2[r, j, row, col] = mom_2[j, row, col].sum()
                 s2[r, j, col, row] = s2[r, j, row, col]
 
 
 @njit(inline="always")
 def _sweep_work(k, d):
-    """Scratch of :func:`mvt_sweep`: the picks', nu's and the weights' draws, and the counts."""
-    size = MVT_BLOCK
+    """Scratch of :func:`mvt_sweep`.
+
+    The picks'; the Mahalanobis distances, log terms, the nu move's lanes and ``c m``; the
+    weights' draws (components' values, feature differences, Gamma scratch, univariate lanes,
+    Marsaglia-Tsang's constants); the other features' lanes and the totals; nu's scratch and
+    the counts.
+    """
+    size = _block_size(k, d)
     pick_work = (
         np.empty((2 * k, size)),  # rows k..2k-1: block_pick's scratch
         np.empty(size),
         np.empty(size),
         np.empty(size),
         np.empty(size, dtype=np.int64),
-        np.empty((k, size)),
     )
-    nu_work = (np.empty((k + 2, size)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
-    draw_work = (
-        np.empty(size),
-        np.empty(size),
-        np.empty(size),
-        np.empty(size, dtype=np.bool_),
+    logits = (np.empty((k, size)), np.empty((k, size)), np.empty((k, size)), np.empty(size))
+    dif = np.empty((d, size))
+    sel = (np.empty(size), dif[0], np.empty(size), np.empty(size), np.empty(size))
+    draw = (np.empty(size), np.empty(size), np.empty(size), np.empty(size))
+    weights = (sel, dif, draw, np.empty((7, k, size)), np.empty((3, k)))
+    moments = (
         np.empty((d, size)),
-        np.empty((3, k, size)),
         np.empty((k, d, size)),
         np.empty((k, d, d, size)),
+        np.empty((5, k)),
     )
-    return pick_work, nu_work, draw_work, np.empty(k)
+    nu_work = (np.empty((k + 2, size)), np.empty(k), np.empty(k), np.empty(k), np.empty(k))
+    return pick_work, logits, weights, moments, nu_work, np.empty(k)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def mvt_sweep(xt, fixed, coef, mu, fac, keys, state, z, lam, sums, changed, nu, nu_model, nu_acc):
     """Draw every replica's assignments, degrees of freedom and precision weights.
+
+    Per replica, as the univariate :func:`mixtures._kernels_t.sweep_t`: the assignments
+    with the weights summed out; then, if nu is sampled, its collapsed Metropolis moves
+    (the current log terms from the assignment pass) and the weights in a second pass;
+    with nu fixed, each block's weights right after its assignments (one pass).
 
     Parameters
     ----------
@@ -224,7 +317,7 @@ def mvt_sweep(xt, fixed, coef, mu, fac, keys, state, z, lam, sums, changed, nu, 
     keys : ndarray of uint64, shape (n_rep,)
         This sweep's key of each replica (the counter-based uniforms).
     state : ndarray of uint64, shape (n_rep,)
-        The replicas' random streams (nu's moves, rejected Gamma candidates).
+        The replicas' random streams (nu's moves, the Gamma draws' key, rejected candidates).
     z : ndarray of int8 or int32, shape (n_rep, n_obs)
         Assignments, overwritten.
     lam : ndarray of shape (n_rep, n_obs)
@@ -242,16 +335,30 @@ def mvt_sweep(xt, fixed, coef, mu, fac, keys, state, z, lam, sums, changed, nu, 
     nu_acc : ndarray of shape (n_rep,)
         Output: the fraction of nu moves accepted.
     """
-    a, c, h, e = coef
     k, d = mu.shape[1], mu.shape[2]
-    pick_work, nu_work, draw_work, counts = _sweep_work(k, d)
-    for r in range(a.shape[0]):
-        v = lam[r]  # holds beta m / 2 of each point's component until the weights are drawn
-        changed[r] = _assign_mvt(xt, fixed, r, coef, mu, fac, keys[r], z, v, counts, pick_work)
-        if nu_model[0] >= 0:
-            nu_acc[r] = update_nu(r, z, v, counts, coef, nu, nu_model, state, nu_work)
-        key = next_bits(state, r)
-        _draw_weights(xt, r, z, v, h, e, mu, key, state, lam, sums, draw_work)
+    work = _sweep_work(k, d)
+    cur, (acc, mt), (nu_work, counts) = work[1][2], work[2][3:], work[4:]
+    mom_1, mom_2 = work[3][1], work[3][2]
+    for r in range(mu.shape[0]):
+        clear_lanes(acc)
+        mom_1[:] = 0.0
+        mom_2[:] = 0.0
+        sampled = nu_model[0] >= 0
+        gkey = keys[r] if sampled else next_bits(state, r)  # nu fixed: the weights' key
+        small = mt_constants(r, coef[3], mt)
+        changed[r] = _assign_mvt(
+            xt, fixed, r, coef, mu, fac, keys[r], gkey, state, z, lam, small, sampled, work
+        )
+        if sampled:  # lam[r] holds each point's c m until the weights are drawn
+            for j in range(k):
+                counts[j] = acc[0, j].sum()
+                nu_work[1][j] = cur[j].sum()
+            clear_lanes(acc)
+            nu_acc[r] = nu_moves(r, z, lam[r], counts, coef, nu, nu_model, state, nu_work)
+            key = next_bits(state, r)
+            small = mt_constants(r, coef[3], mt)
+            _draw_weights(xt, r, z, coef, mu, key, state, lam, small, work)
+        _totals(r, work, sums)
 
 
 @njit(cache=True, nogil=True)

@@ -89,15 +89,19 @@ from mixtures._kernels import (
 __all__ = [
     "TConfig",
     "TState",
-    "block_gamma",
+    "block_weights",
+    "clear_lanes",
     "cos2pi",
     "cos2pi_array",
+    "lane_totals",
     "log",
     "log_array",
+    "mt_constants",
+    "nu_moves",
     "record_t",
     "run_t",
+    "select_pair",
     "sweep_t",
-    "update_nu",
 ]
 
 
@@ -528,22 +532,12 @@ def _nu_marginal(nu, n, log_sum, half_beta, code, p0, p1):
 
 
 @njit(inline="always")
-def _update_nu(r, z, v, counts, coef, nu, nu_model, state, work):
+def _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work):
     """Random-walk Metropolis on every log nu_j of replica r (``_NU_STEPS`` moves, all j at once).
 
-    Returns the fraction accepted. Each move costs one pass over the points (a log each), and
-    the current sums one more (:func:`sweep_t` takes those from its assignment pass instead).
+    Returns the fraction accepted. ``work[1]`` holds the current sums of log(h_j + v_i) (from
+    the assignment pass's logs); each move costs one pass over the points (a log each).
     """
-    lanes, cur_sum, hr = work[0], work[1], work[3]
-    for j in range(nu.shape[1]):
-        hr[j] = coef[2][r, j]
-    _nu_sums(z[r], v, hr, lanes, cur_sum)
-    return _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work)
-
-
-@njit(inline="always")
-def _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work):
-    """:func:`_update_nu`'s moves, given the current sums of log(h_j + v_i) in ``work[1]``."""
     a, c, h, e = coef
     code, p0, p1 = nu_model
     k = nu.shape[1]
@@ -564,33 +558,6 @@ def _nu_moves(r, z, v, counts, coef, nu, nu_model, state, work):
                 h[r, j], e[r, j] = 0.5 * prop[j], 0.5 * prop[j] + hb
                 accepted += 1.0
     return accepted / (k * _NU_STEPS)
-
-
-@njit(inline="always")
-def _block_gamma(eb, key, i0, logg, ok):
-    """Log Gamma(eb[b], 1) draws for a block, Marsaglia-Tsang, branch-free (vectorises).
-
-    One candidate per point from four counter-based uniforms (Box-Muller's Normal, the
-    acceptance uniform, and the boost ``U**(1/e)`` for shapes below 1); ``ok[b]`` says whether
-    it was accepted (about 98% at shape 1, more above). The caller redraws the others.
-    """
-    for b in range(eb.shape[0]):
-        i = 4 * (i0 + b)
-        u1 = 1.0 - counter_uniform(key, i)
-        u2 = counter_uniform(key, i + 1)
-        u3 = 1.0 - counter_uniform(key, i + 2)
-        u4 = 1.0 - counter_uniform(key, i + 3)
-        e = eb[b]
-        small = e < 1.0
-        d = (e + 1.0 if small else e) - 1.0 / 3.0
-        c = 1.0 / math.sqrt(9.0 * d)
-        x = math.sqrt(-2.0 * log(u1)) * cos2pi(u2)
-        t = 1.0 + c * x
-        v = t * t * t
-        vp = v if v > 1e-300 else 1e-300
-        accept = log(u3) < 0.5 * x * x + d - d * vp + d * log(vp)
-        ok[b] = accept and t > 0.0
-        logg[b] = log(d * vp) + (log(u4) / e if small else 0.0)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
@@ -849,9 +816,15 @@ def run_t(y, it0, it1, tune, config, t_config, chain, t_state, out, t_out, stats
     return -1
 
 
-# Public names for the multivariate t kernel (:mod:`mixtures._kernels_mvt`): nu's collapsed
-# Metropolis move (``h`` and ``e - h = beta d / 2`` read from ``coef``), the block Gamma draws
-# and the records of nu and the precision weights (any config with ``store_z``).
-update_nu = _update_nu
-block_gamma = _block_gamma
+# Public names for the multivariate t kernel (:mod:`mixtures._kernels_mvt`), which draws its
+# precision weights as this kernel does: Marsaglia-Tsang's constants, the selects, the block's
+# Gamma draws with the lane sums of count, lambda, lambda d, lambda d**2 and log lambda (d: its
+# first feature), the lanes' clearing and totals; nu's collapsed Metropolis moves (``h`` and
+# ``e - h = beta d / 2`` read from ``coef``) and the records of nu and the precision weights.
+mt_constants = _mt_constants
+select_pair = _select_pair
+block_weights = _block_weights
+clear_lanes = _clear
+lane_totals = _lane_totals
+nu_moves = _nu_moves
 record_t = _record_t

@@ -159,8 +159,12 @@ def _powered_marginal(x, beta):
     return out
 
 
-def _kernel_sweep(x, betas, fixed, seed=2):
-    """One sweep of the kernel on replicas at inverse temperatures `betas` (fixed parameters)."""
+def _kernel_sweep(x, betas, fixed, seed=2, nu_model=(-1, np.ones(3), np.ones(3))):
+    """One sweep of the kernel on replicas at inverse temperatures `betas` (fixed parameters).
+
+    Returns the assignments, the precision weights, the sums and nu after the sweep (moved by
+    the sweep if `nu_model` gives a prior).
+    """
     from mixtures._kernels import MvChainState, chain_state
     from mixtures._kernels_mvt import mvt_prepare, mvt_sweep
 
@@ -186,12 +190,11 @@ def _kernel_sweep(x, betas, fixed, seed=2):
     lam = np.zeros((reps, n))
     sums = (np.zeros((reps, 3)), np.zeros((reps, 3)), np.zeros((reps, 3, d)))
     sums += (np.zeros((reps, 3, d, d)), np.zeros((reps, 3)))
-    nu_model = (-1, np.ones(3), np.ones(3))
     mvt_sweep(
         np.ascontiguousarray(x.T), fixed, coef, chain.mu, chain.fac, keys, chain.state, z, lam,
         sums, np.zeros(reps, dtype=np.int64), nu, nu_model, np.zeros(reps),
     )  # fmt: skip
-    return z, lam, sums
+    return z, lam, sums, nu
 
 
 def test_sweep_draws_z_from_the_t_marginal_and_lambda_from_its_gamma():
@@ -200,7 +203,7 @@ def test_sweep_draws_z_from_the_t_marginal_and_lambda_from_its_gamma():
     fixed = np.full(x.shape[0], -1, dtype=np.int32)
     fixed[::8] = np.arange(0, x.shape[0], 8) % 3
     betas = np.repeat([1.0, 0.35], 3000)
-    z, lam, sums = _kernel_sweep(x, betas, fixed)
+    z, lam, sums, _ = _kernel_sweep(x, betas, fixed)
     known = fixed >= 0
     assert np.all(z[:, known] == fixed[known])
     free = np.flatnonzero(~known)
@@ -238,6 +241,47 @@ def test_sweep_draws_z_from_the_t_marginal_and_lambda_from_its_gamma():
         )
         np.testing.assert_allclose(s1[r, j], (wl[:, None] * dd).sum(0), rtol=1e-10)
         np.testing.assert_allclose(s2[r, j], np.einsum("n,nd,ne->de", wl, dd, dd), rtol=1e-10)
+
+
+def test_sweep_with_sampled_nu_draws_lambda_given_the_moved_nu():
+    # nu sampled: z from the marginal given the nu it started with, then nu's moves, then
+    # every lambda from Gamma(nu' / 2 + beta d / 2, nu' / 2 + beta m / 2) given the moved nu'
+    from mixtures.model.prior_codes import SCALE_CODES
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(-4, 4, (40, 2)), [[9.0, -9.0]]])
+    fixed = np.full(x.shape[0], -1, dtype=np.int32)
+    betas = np.repeat([1.0, 0.35], 2000)
+    nu_model = (SCALE_CODES["Gamma"], np.full(3, 2.0), np.full(3, 0.1))
+    z, lam, sums, nu = _kernel_sweep(x, betas, fixed, seed=4, nu_model=nu_model)
+    assert np.mean(np.any(nu != NU, axis=1)) > 0.2  # the moves moved nu in many replicas
+    logits = _powered_marginal(x, 1.0)  # the cold replicas' z: given the starting nu
+    probs = np.exp(logits - logsumexp(logits, axis=0))
+    cold = betas == 1.0
+    counts = np.stack([(z[cold] == j).sum(axis=0) for j in range(3)])
+    expected = probs * cold.sum()
+    keep = expected.min(axis=0) > 5.0
+    stat = ((counts - expected)[:, keep] ** 2 / expected[:, keep]).sum()
+    assert keep.sum() > 10 and stats.chi2.sf(stat, df=2 * keep.sum()) > 1e-3
+    inv = np.linalg.inv(SCALE)
+    diff = x[None, :, :] - MU[z]  # (reps, n, d)
+    maha = np.einsum("rnd,rnde,rne->rn", diff, inv[z], diff)
+    half = np.take_along_axis(nu, z.astype(np.int64), axis=1) / 2  # each row's nu' / 2
+    rate = half + betas[:, None] * maha / 2
+    u = stats.gamma.cdf(lam * rate, half + betas[:, None])  # uniform if lambda is exact
+    for beta in (1.0, 0.35):
+        sample = u[betas == beta].ravel()
+        assert stats.kstest(sample[:: max(1, sample.size // 5000)], "uniform").pvalue > 1e-3
+    cnt, wsum, s1, s2, sll = sums
+    for r in (3, 2500):  # the sums are those of the drawn weights
+        for j in range(3):
+            m = z[r] == j
+            wl, dd = lam[r, m], x[m] - MU[j]
+            np.testing.assert_allclose(
+                [cnt[r, j], wsum[r, j], sll[r, j]], [m.sum(), wl.sum(), np.log(wl).sum()]
+            )
+            np.testing.assert_allclose(s1[r, j], (wl[:, None] * dd).sum(0), rtol=1e-10)
+            np.testing.assert_allclose(s2[r, j], np.einsum("n,nd,ne->de", wl, dd, dd), rtol=1e-10)
 
 
 # --- engine and downstream ------------------------------------------------------------------------
