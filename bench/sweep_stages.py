@@ -136,7 +136,7 @@ def inputs():
         "tot": np.empty(B),
         "u": rng.random(B),
         "pick": np.zeros(B, dtype=np.int64),
-        "acc": [np.zeros((KC, B)) for _ in range(3)],
+        "acc": [np.zeros((KC, K.LANES)) for _ in range(3)],
         "x": rng.uniform(-40.0, 0.0, N_OBS),
         "buf": np.empty(N_OBS),
     }

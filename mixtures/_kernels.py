@@ -59,6 +59,9 @@ _JOINT_TRIES = 5
 _LOG_2PI = math.log(2.0 * math.pi)
 _RW_STEP = 0.7
 _BLOCK = 256  # points per block of the sweep
+# lanes of the sweep's accumulators (a power of two): zeroed and added up once per replica
+# and range, which at a few hundred points per replica is not negligible
+_LANES = 32
 _MV_BLOCK = 64  # of the multivariate sweep (its lane accumulators hold k d (d + 1) / 2 sums)
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # 0x3FE62E42FEE00000: n * _LN2_HI is exact for |n| < 2**11
@@ -662,17 +665,23 @@ def _exact_picks(m, i0, key, lp, top, tot, u, pick):
 
 @njit(inline="always")
 def _block_sums(yb, r, mu, pick, acc_n, acc_1, acc_2):
-    """Add the block's points to their components' lane accumulators (masked, per lane b)."""
-    k, m = acc_n.shape[0], yb.shape[0]
+    """Add the block's points to their components' lane accumulators (masked).
+
+    Point b goes to lane ``b % lanes`` (``lanes = acc_n.shape[1]``): the block in chunks of
+    `lanes` points, each chunk a vectorised loop over the lanes.
+    """
+    k, m, lanes = acc_n.shape[0], yb.shape[0], acc_n.shape[1]
     for j in range(k):
         mj = mu[r, j]
         cn, c1, c2 = acc_n[j], acc_1[j], acc_2[j]
-        for b in range(m):
-            d = yb[b] - mj
-            hit = pick[b] == j
-            cn[b] += 1.0 if hit else 0.0
-            c1[b] += d if hit else 0.0
-            c2[b] += d * d if hit else 0.0
+        for b0 in range(0, m, lanes):
+            yc, pc = yb[b0 : b0 + lanes], pick[b0 : min(m, b0 + lanes)]
+            for b in range(pc.shape[0]):
+                d = yc[b] - mj
+                hit = pc[b] == j
+                cn[b] += 1.0 if hit else 0.0
+                c1[b] += d if hit else 0.0
+                c2[b] += d * d if hit else 0.0
 
 
 @njit(inline="always")
@@ -686,7 +695,7 @@ def _sweep_range(y, fixed, lo, hi, r, a, c, mu, key, z, n, s1, s2, work):
     """
     lp, top, tot, u, pick, acc_n, acc_1, acc_2 = work
     k = a.shape[1]
-    lanes = pow2_at_least(min(top.shape[0], hi - lo))
+    lanes = pow2_at_least(min(acc_n.shape[1], hi - lo))
     for j in range(k):
         for b in range(lanes):
             acc_n[j, b] = 0.0
@@ -753,9 +762,9 @@ def _sweep_work(k):
         np.empty(size),
         np.empty(size),
         np.empty(size, dtype=np.int64),
-        np.empty((k, size)),
-        np.empty((k, size)),
-        np.empty((k, size)),
+        np.empty((k, _LANES)),
+        np.empty((k, _LANES)),
+        np.empty((k, _LANES)),
     )
 
 
@@ -1975,6 +1984,7 @@ update_sigma = _update_sigma
 exchange = _exchange
 LOG_2PI = _LOG_2PI
 BLOCK = _BLOCK
+LANES = _LANES
 # ... and the multivariate ones (``mixtures._kernels_mvt``): the block's Mahalanobis distances
 # (:func:`block_maha`, public above), the weights', means' and precisions' draws from weighted
 # sums, their scratch, the records.
