@@ -1138,20 +1138,32 @@ def sweep_blocks(y, fixed, a, c, mu, keys, z, n, s1, s2, changed, n_blocks, part
     """
     n_obs = y.shape[0]
     size = max(1, -(-n_obs // n_blocks))
-    pn, p1, p2, pc = part
+    clear_sums((n, s1, s2, changed))
+    for lo in range(0, n_obs, size):
+        clear_sums(part)
+        _sweep_part(y, fixed, lo, min(n_obs, lo + size), a, c, mu, keys, z, *part)
+        add_sums((n, s1, s2, changed), part)
+
+
+@njit(inline="always")
+def clear_sums(sums):
+    """Zero a sweep's ``sums`` = (counts, sums, sums of squares, changed assignments)."""
+    n, s1, s2, changed = sums
     n[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
     changed[:] = 0
-    for lo in range(0, n_obs, size):
-        pn[:] = 0.0
-        p1[:] = 0.0
-        p2[:] = 0.0
-        _sweep_part(y, fixed, lo, min(n_obs, lo + size), a, c, mu, keys, z, pn, p1, p2, pc)
-        n += pn
-        s1 += p1
-        s2 += p2
-        changed += pc
+
+
+@njit(inline="always")
+def add_sums(sums, part):
+    """Add a range's ``part`` = (n, s1, s2, changed) onto the run's `sums`, in place."""
+    n, s1, s2, changed = sums
+    pn, p1, p2, pc = part
+    n += pn
+    s1 += p1
+    s2 += p2
+    changed += pc
 
 
 @njit(cache=True, nogil=True)
@@ -1832,22 +1844,12 @@ def _mv_sweep_blocks(x, fixed, a, beta, mu, fac, keys, z, sums, n_blocks, part):
     """
     n_obs = x.shape[0]
     size = max(1, -(-n_obs // n_blocks))
-    n, s1, s2, changed = sums
-    pn, p1, p2, pc = part
-    n[:] = 0.0
-    s1[:] = 0.0
-    s2[:] = 0.0
-    changed[:] = 0
+    clear_sums(sums)
     for lo in range(0, n_obs, size):
-        pn[:] = 0.0
-        p1[:] = 0.0
-        p2[:] = 0.0
+        clear_sums(part)
         hi = min(n_obs, lo + size)
-        _mv_sweep_part(x, fixed, lo, hi, a, beta, mu, fac, keys, z, pn, p1, p2, pc)
-        n += pn
-        s1 += p1
-        s2 += p2
-        changed += pc
+        _mv_sweep_part(x, fixed, lo, hi, a, beta, mu, fac, keys, z, *part)
+        add_sums(sums, part)
 
 
 @njit(cache=True, nogil=True)
