@@ -197,6 +197,25 @@ def test_dataset_collections(model, y3):
     assert list(fit_many(model, gen, backend="serial", random_seed=1, **FIT)) == [0, 1, 2]
 
 
+def test_student_t_model():
+    # a t model (nu sampled) goes through fit_many as any other: each fit is the handle's fit
+    # of its data set with the seed fit_many records, nu included
+    rng = np.random.default_rng(3)
+    data = {
+        f"d{i}": np.concatenate([rng.standard_t(4, 60) - 4.0, rng.standard_t(4, 60) + 4.0])
+        for i in range(2)
+    }
+    model = mixtures.full_mixture(data["d0"], 2, family="t")
+    out = fit_many(model, data, backend="serial", random_seed=2, **FIT)
+    handle = mixtures.compile_model(_clone(model))
+    for name, y in data.items():
+        seed = int(out.fits.set_index("name").loc[name, "seed"])
+        ref = handle.sample(y, random_seed=seed, warn=False, **FIT)
+        for var in ("means", "sigma", "nu"):
+            np.testing.assert_array_equal(out[name].posterior[var].values, ref.posterior[var].values)
+    assert "nu[0]" in set(out.summary["parameter"])
+
+
 def test_multivariate_model():
     X = mixtures.load_dataset("old_faithful").to_numpy()
     model = mixtures.mv_mixture(X, 2, covariance_prior="wishart")
