@@ -45,3 +45,28 @@ def fitted(y3):
     )
     mixtures.sample_posterior_predictive(model, idata, random_seed=12)
     return model, idata
+
+
+@pytest.fixture
+def one_thread():
+    """A context manager that runs its block with Numba's threads set to one.
+
+    For the tests that compare a run on one thread with the same run on all; skips the test
+    on a machine with one CPU, where there is nothing to compare.
+    """
+    import contextlib
+
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: nothing to split")
+
+    @contextlib.contextmanager
+    def on_one_thread():
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+    return on_one_thread

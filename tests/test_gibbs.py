@@ -8,7 +8,6 @@ import textwrap
 import time
 
 import arviz as az
-import numba
 import numpy as np
 import pytest
 from scipy import integrate, stats
@@ -221,19 +220,14 @@ def test_reproducible_and_thread_independent(y3, monkeypatch):
 
 
 @pytest.mark.parametrize("chains", [2, 3])
-def test_chains_on_threads_draw_what_one_thread_draws(y3, chains):
+def test_chains_on_threads_draw_what_one_thread_draws(y3, chains, one_thread):
     # below the sweep's threading threshold the chains are split over threads instead
     # (engines/chain_threads.py): every chain owns its replicas and streams, so the draws,
     # the swaps and the ladder's adaptation are those of the one-thread run, bit for bit
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     model = mixtures.full_mixture(y3, 3)
     kw = dict(draws=150, tune=150, chains=chains, random_seed=4, tempering=4)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one = _fit(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     many = _fit(model, **kw)
     for n in ("weights", "means", "sigma"):
         np.testing.assert_array_equal(one.posterior[n], many.posterior[n])
@@ -244,21 +238,16 @@ def test_chains_on_threads_draw_what_one_thread_draws(y3, chains):
     )
 
 
-def test_large_data_draws_do_not_depend_on_how_the_threads_are_used(y3, monkeypatch):
+def test_large_data_draws_do_not_depend_on_how_the_threads_are_used(y3, monkeypatch, one_thread):
     # above the threshold the sweep runs in _N_BLOCKS ranges: on threads (one chain, or chains
     # that do not divide among the threads), or one range after the other inside whole chains
     # on threads; the ranges' sums are added in the same order, so the draws are the same
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     monkeypatch.setattr(gibbs, "_PARALLEL_MIN", 1)
     model = mixtures.full_mixture(y3, 3)
     kw = dict(draws=100, tune=100, chains=2, random_seed=5, tempering=False)
     chains_on_threads = _fit(model, **kw)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one_thread = _fit(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     monkeypatch.setattr(gibbs, "get_num_threads", lambda: 3)  # 2 chains do not divide: ranges
     ranges_on_threads = _fit(model, **kw)
     for n in ("weights", "means", "sigma"):

@@ -570,21 +570,15 @@ def test_sbc_fails_when_cells_are_imputed_from_the_marginal(sbc_model, monkeypat
     assert not result.passed, result.tests()
 
 
-def test_chains_on_threads_draw_what_one_thread_draws_with_missing_cells(three_missing):
+def test_chains_on_threads_draw_what_one_thread_draws_with_missing_cells(three_missing, one_thread):
     # small data: whole chains on threads (engines/chain_threads.py), each with its own
     # completions of the missing cells; the draws, imputations included, are the one-thread run's
-    import numba
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     _, Xm, _ = three_missing
     model = mixtures.mv_mixture(Xm[::3], 3)
     kw = dict(draws=100, tune=100, chains=3, random_seed=6, tempering=4, warn=False, **QUIET)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one = mixtures.sample(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     many = mixtures.sample(model, **kw)
     for name in ("weights", "means", "chol_cov", "imputed"):
         np.testing.assert_array_equal(one.posterior[name], many.posterior[name])

@@ -546,47 +546,35 @@ def test_predictive_of_a_gibbs_wishart_fit_uses_the_posterior_covariances():
 
 
 @pytest.mark.parametrize("chains", [2, 3])
-def test_mv_chains_on_threads_draw_what_one_thread_draws(three, chains):
+def test_mv_chains_on_threads_draw_what_one_thread_draws(three, chains, one_thread):
     # small data: the chains, not the rows, are split over threads (engines/chain_threads.py);
     # each chain owns its replicas and streams, so the draws are the one-thread run's, bit for bit
-    import numba
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     X = three[0][::4]
     model = mixtures.mv_mixture(X, 3)
     kw = dict(draws=100, tune=100, chains=chains, random_seed=5, tempering=4, warn=False,
               progressbar=False)  # fmt: skip
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one = mixtures.sample(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     many = mixtures.sample(model, **kw)
     for name in ("weights", "means", "chol_cov"):
         np.testing.assert_array_equal(one.posterior[name], many.posterior[name])
     np.testing.assert_array_equal(one.sample_stats["swap_accept"], many.sample_stats["swap_accept"])
 
 
-def test_mv_large_data_draws_do_not_depend_on_how_the_threads_are_used(three, monkeypatch):
+def test_mv_large_data_draws_do_not_depend_on_how_the_threads_are_used(three, monkeypatch, one_thread):
     # above the threshold the sweep runs in ranges: on threads, or one after the other inside
     # whole chains on threads; the ranges' sums are added in the same order: the same draws
-    import numba
 
     from mixtures.engines import gibbs_mv
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     monkeypatch.setattr(gibbs_mv, "_PARALLEL_MIN", 1)
     model = mixtures.mv_mixture(three[0], 3)
     kw = dict(draws=60, tune=60, chains=2, random_seed=5, tempering=False, warn=False,
               progressbar=False)  # fmt: skip
     chains_on_threads = mixtures.sample(model, **kw)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one_thread = mixtures.sample(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     monkeypatch.setattr(gibbs_mv, "get_num_threads", lambda: 3)  # 2 chains on 3: ranges
     ranges_on_threads = mixtures.sample(model, **kw)
     for name in ("weights", "means", "chol_cov"):

@@ -495,18 +495,12 @@ def test_pymc_loop_gives_t_means_no_normal_conjugate_step(two_groups):
     assert [v.name for v in mv_conjugate_vars(t)] == ["weights"]  # Dirichlet(a + n) holds for t
 
 
-def test_mv_t_chains_on_threads_draw_what_one_thread_draws(two_groups):
-    import numba
+def test_mv_t_chains_on_threads_draw_what_one_thread_draws(two_groups, one_thread):
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     model = mixtures.mv_mixture(two_groups, 2, family="t", marginalized=False)
     kw = dict(draws=80, tune=80, chains=3, random_seed=7, tempering=2)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one = _fit(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     many = _fit(model, **kw)
     for name in ("weights", "means", "chol_cov", "nu", "precision_weights"):
         np.testing.assert_array_equal(one.posterior[name], many.posterior[name])

@@ -416,20 +416,14 @@ def test_cli_fits_t_components(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("marginalized", [True, False])
-def test_t_chains_on_threads_draw_what_one_thread_draws(two_groups, marginalized):
+def test_t_chains_on_threads_draw_what_one_thread_draws(two_groups, marginalized, one_thread):
     # the t kernel runs whole chains on threads at any size (engines/chain_threads.py); each
     # chain owns its replicas, its nu, its precision weights and its streams
-    import numba
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: nothing to split")
     model = mixtures.full_mixture(two_groups, 2, family="t", marginalized=marginalized)
     kw = dict(draws=100, tune=100, chains=3, random_seed=7, tempering=4)
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         one = _fit(model, **kw)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     many = _fit(model, **kw)
     names = ["weights", "means", "sigma", "nu"]
     names += [] if marginalized else ["precision_weights"]
